@@ -1,0 +1,58 @@
+#include "rng.h"
+
+#include <math.h>
+#include <string.h>
+#include <zlib.h>
+
+#include <Random123/philox.h>
+
+/* Counter words: [stream:8 | a:24], b, [c:16 | index_hi:16], index_lo.
+ * One Philox call yields four 32-bit words: elements 4k .. 4k+3. */
+static philox4x32_ctr_t block(rng_key key, uint64_t quad)
+{
+    philox4x32_ctr_t ctr = {{(key.stream << 24) | (key.a & 0xffffffu), key.b,
+                             (key.c << 16) | (uint32_t)((quad >> 32) & 0xffffu),
+                             (uint32_t)quad}};
+    philox4x32_key_t k = {{(uint32_t)key.seed, (uint32_t)(key.seed >> 32)}};
+    return philox4x32(ctr, k);
+}
+
+uint32_t rng_u32(rng_key key, uint64_t index)
+{
+    return block(key, index >> 2).v[index & 3];
+}
+
+static inline float u01(uint32_t x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
+
+float rng_uniform(rng_key key, uint64_t index) { return u01(rng_u32(key, index)); }
+
+void rng_fill_uniform(float *out, size_t n, rng_key key, float lo, float hi)
+{
+    for (size_t q = 0; q * 4 < n; q++) {
+        philox4x32_ctr_t r = block(key, q);
+        for (size_t j = 0; j < 4 && q * 4 + j < n; j++)
+            out[q * 4 + j] = lo + (hi - lo) * u01(r.v[j]);
+    }
+}
+
+void rng_fill_normal(float *out, size_t n, rng_key key, float std)
+{
+    const double two_pi = 6.283185307179586;
+    for (size_t q = 0; q * 4 < n; q++) {
+        philox4x32_ctr_t r = block(key, q);
+        for (size_t j = 0; j < 4; j += 2) {
+            /* u1 in (0, 1] so the log is finite */
+            double u1 = ((double)(r.v[j] >> 8) + 1.0) / 16777216.0;
+            double u2 = (double)(r.v[j + 1] >> 8) / 16777216.0;
+            double rad = sqrt(-2.0 * log(u1));
+            size_t i = q * 4 + j;
+            if (i < n) out[i] = (float)(std * rad * cos(two_pi * u2));
+            if (i + 1 < n) out[i + 1] = (float)(std * rad * sin(two_pi * u2));
+        }
+    }
+}
+
+uint32_t rng_name_hash(const char *name)
+{
+    return (uint32_t)crc32(0L, (const Bytef *)name, (uInt)strlen(name));
+}

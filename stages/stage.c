@@ -1,0 +1,170 @@
+#include "stage.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static float *falloc(size_t n)
+{
+    /* 64-byte aligned, zeroed */
+    size_t bytes = ((n * sizeof(float)) + 63) / 64 * 64;
+    if (bytes == 0) bytes = 64;
+    float *p = aligned_alloc(64, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+pt_status stage_init(stage *s, const model *m, int first, int last, int rows, int slots,
+                     uint64_t seed)
+{
+    memset(s, 0, sizeof *s);
+    if (first < 0 || last > m->n_layers || first >= last)
+        return pt_fail(PT_ERR_INVALID, "stage layers [%d, %d): expected a non-empty range within the %d layers",
+                       first, last, m->n_layers);
+    if (rows < 1 || slots < 1)
+        return pt_fail(PT_ERR_INVALID, "stage: rows = %d and slots = %d must be >= 1", rows, slots);
+    s->model = m;
+    s->first = first;
+    s->last = last;
+    s->rows = rows;
+    s->slots = slots;
+    s->in_dim = m->layers[first].in;
+    s->out_dim = m->layers[last - 1].out;
+    int n = last - first;
+
+    layer_param ps[LAYER_MAX_PARAMS];
+    for (int l = first; l < last; l++) s->n_tensors += layer_get(m->layers[l].kind)->params(&m->layers[l], ps);
+    s->tensors = calloc((size_t)s->n_tensors + 1, sizeof *s->tensors);
+    s->layer_off = calloc((size_t)n + 1, sizeof *s->layer_off);
+    s->in_off = calloc((size_t)n + 1, sizeof *s->in_off);
+    s->saved_off = calloc((size_t)n + 1, sizeof *s->saved_off);
+    if (!s->tensors || !s->layer_off || !s->in_off || !s->saved_off) goto nomem;
+
+    size_t off = 0, slot = 0, widest = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const layer_desc *d = &m->layers[first + i];
+        const layer_ops *ops = layer_get(d->kind);
+        s->layer_off[i] = off;
+        int np = ops->params(d, ps);
+        for (int j = 0; j < np; j++, k++) {
+            stage_tensor *t = &s->tensors[k];
+            model_param_name(t->name, sizeof t->name, first + i, ps[j].name);
+            t->layer = first + i;
+            t->ndim = ps[j].ndim;
+            t->shape[0] = ps[j].shape[0];
+            t->shape[1] = ps[j].shape[1];
+            t->numel = (size_t)ps[j].shape[0] * (ps[j].ndim == 2 ? (size_t)ps[j].shape[1] : 1);
+            t->offset = off;
+            t->decay = ps[j].decay;
+            off += t->numel;
+        }
+        s->in_off[i] = slot;
+        slot += (size_t)rows * d->in;
+        s->saved_off[i] = slot;
+        slot += (size_t)rows * ops->saved(d);
+        if ((size_t)d->in > widest) widest = (size_t)d->in;
+    }
+    s->layer_off[n] = off;
+    s->n_params = off;
+    s->slot_floats = slot;
+
+    s->params = falloc(off);
+    s->grads = falloc(off);
+    s->m1 = falloc(off);
+    s->m2 = falloc(off);
+    s->stash = falloc(slot * (size_t)slots);
+    s->gbuf[0] = falloc(widest * rows);
+    s->gbuf[1] = falloc(widest * rows);
+    if (!s->params || !s->grads || !s->m1 || !s->m2 || !s->stash || !s->gbuf[0] || !s->gbuf[1])
+        goto nomem;
+    for (int i = 0; i < n; i++) model_init_layer(m, first + i, seed, s->params + s->layer_off[i]);
+    return PT_OK;
+nomem:
+    stage_free(s);
+    return pt_fail(PT_ERR_NOMEM, "stage layers [%d, %d): out of memory", first, last);
+}
+
+void stage_free(stage *s)
+{
+    free(s->tensors);
+    free(s->layer_off);
+    free(s->in_off);
+    free(s->saved_off);
+    free(s->params);
+    free(s->grads);
+    free(s->m1);
+    free(s->m2);
+    free(s->stash);
+    free(s->gbuf[0]);
+    free(s->gbuf[1]);
+    memset(s, 0, sizeof *s);
+}
+
+float *stage_input(stage *s, int slot) { return s->stash + (size_t)slot * s->slot_floats; }
+
+void stage_forward(stage *s, int slot, float *out, uint64_t seed, uint32_t step,
+                   uint32_t micro_batch, int training)
+{
+    float *base = stage_input(s, slot);
+    int n = s->last - s->first;
+    for (int i = 0; i < n; i++) {
+        const layer_desc *d = &s->model->layers[s->first + i];
+        layer_ctx ctx = {seed, step, micro_batch, (uint32_t)(s->first + i), training};
+        float *dst = i + 1 < n ? base + s->in_off[i + 1] : out;
+        layer_get(d->kind)->forward(d, s->params + s->layer_off[i], dst, base + s->in_off[i],
+                                    base + s->saved_off[i], s->rows, &ctx);
+    }
+}
+
+void stage_backward(stage *s, int slot, const float *dout, float *din, uint64_t seed,
+                    uint32_t step, uint32_t micro_batch)
+{
+    float *base = stage_input(s, slot);
+    int n = s->last - s->first;
+    const float *g = dout;
+    for (int i = n - 1; i >= 0; i--) {
+        const layer_desc *d = &s->model->layers[s->first + i];
+        layer_ctx ctx = {seed, step, micro_batch, (uint32_t)(s->first + i), 1};
+        float *dst = i > 0 ? s->gbuf[i & 1] : din;
+        layer_get(d->kind)->backward(d, s->params + s->layer_off[i], s->grads + s->layer_off[i],
+                                     dst, g, base + s->in_off[i], base + s->saved_off[i],
+                                     s->rows, &ctx);
+        g = dst;
+    }
+}
+
+void stage_zero_grad(stage *s) { memset(s->grads, 0, s->n_params * sizeof *s->grads); }
+
+void stage_grad_sumsq(const stage *s, double *per_layer)
+{
+    for (int k = 0; k < s->n_tensors; k++) {
+        const stage_tensor *t = &s->tensors[k];
+        const float *g = s->grads + t->offset;
+        double acc = 0.0;
+        for (size_t j = 0; j < t->numel; j++) acc += (double)g[j] * g[j];
+        per_layer[t->layer] += acc;
+    }
+}
+
+void stage_scale_grads(stage *s, float factor)
+{
+    for (size_t j = 0; j < s->n_params; j++) s->grads[j] *= factor;
+}
+
+void stage_optim_step(stage *s, const optim_config *cfg, float lr, long t)
+{
+    for (int k = 0; k < s->n_tensors; k++) {
+        const stage_tensor *x = &s->tensors[k];
+        optim_update(cfg, lr, t, s->params + x->offset, s->grads + x->offset, s->m1 + x->offset,
+                     s->m2 + x->offset, x->numel, x->decay);
+    }
+}
+
+int stage_find_tensor(const stage *s, const char *name)
+{
+    for (int k = 0; k < s->n_tensors; k++)
+        if (strcmp(s->tensors[k].name, name) == 0) return k;
+    return -1;
+}
+
+size_t stage_stash_bytes(const stage *s) { return s->slot_floats * (size_t)s->slots * sizeof(float); }

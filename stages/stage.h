@@ -1,0 +1,87 @@
+/* stage.h — a stage: a contiguous slice [first, last) of a model's layers
+ * with its parameters, gradients, optimizer moments and activation stash.
+ *
+ * Parameters, gradients and the two optimizer moments are one allocation
+ * each, laid out alike (design contract 5): tensor k of the stage lives at
+ * tensors[k].offset in all four. The stash holds, per in-flight micro-batch
+ * ("slot"), the input of every layer plus what each layer saves for
+ * backward. */
+#ifndef PT_STAGE_H
+#define PT_STAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layers.h"
+#include "optim.h"
+#include "pt_status.h"
+
+#define STAGE_TENSOR_NAME_MAX 80
+
+typedef struct {
+    char name[STAGE_TENSOR_NAME_MAX]; /* global name: "layers.7.w" */
+    int layer;                        /* global layer index */
+    int ndim;
+    int shape[2];
+    size_t offset; /* floats from the start of params/grads/m1/m2 */
+    size_t numel;
+    int decay;
+} stage_tensor;
+
+typedef struct {
+    const model *model;
+    int first, last; /* global layers [first, last) */
+    int rows;        /* rows (samples) per micro-batch */
+    int slots;       /* micro-batches the stash can hold at once */
+    int in_dim, out_dim;
+
+    size_t n_params;
+    float *params, *grads, *m1, *m2;
+    int n_tensors;
+    stage_tensor *tensors;
+    size_t *layer_off; /* per local layer: offset of its first parameter */
+
+    size_t slot_floats;
+    float *stash;
+    size_t *in_off, *saved_off; /* per local layer, within a slot */
+    float *gbuf[2];             /* ping-pong buffers for inner gradients */
+} stage;
+
+/* Builds the stage for layers [first, last) of m, with `rows` samples per
+ * micro-batch and `slots` stash slots, and initialises its parameters from
+ * (seed, global layer, parameter name): the same values whatever the split. */
+pt_status stage_init(stage *s, const model *m, int first, int last, int rows, int slots,
+                     uint64_t seed);
+void stage_free(stage *s);
+
+/* Where the input of the micro-batch held in `slot` goes (rows × in_dim). */
+float *stage_input(stage *s, int slot);
+
+/* Forward of the micro-batch in `slot`; writes rows × out_dim to out. */
+void stage_forward(stage *s, int slot, float *out, uint64_t seed, uint32_t step,
+                   uint32_t micro_batch, int training);
+
+/* Backward of the micro-batch in `slot` from dout (rows × out_dim): gradients
+ * accumulate into s->grads; din (rows × in_dim) is written unless NULL. */
+void stage_backward(stage *s, int slot, const float *dout, float *din, uint64_t seed,
+                    uint32_t step, uint32_t micro_batch);
+
+void stage_zero_grad(stage *s);
+
+/* Adds each local layer's Σ grad² (in double, in tensor order) to
+ * per_layer[global layer]. */
+void stage_grad_sumsq(const stage *s, double *per_layer);
+
+/* Multiplies every gradient by factor (clipping). */
+void stage_scale_grads(stage *s, float factor);
+
+/* One optimizer update of every tensor at 1-based step t. */
+void stage_optim_step(stage *s, const optim_config *cfg, float lr, long t);
+
+/* Index of a tensor by global name, -1 when the stage does not hold it. */
+int stage_find_tensor(const stage *s, const char *name);
+
+/* Bytes of the stash (the peak activation memory of the stage). */
+size_t stage_stash_bytes(const stage *s);
+
+#endif
