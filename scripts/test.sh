@@ -10,15 +10,22 @@ if [ "$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 export OMPI_MCA_rmaps_base_oversubscribe=1
-# Leaks inside Open MPI and OpenBLAS's thread pool are not ours to report.
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export OPENBLAS_NUM_THREADS=1
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 status=0
 echo "== unit tests (ASan + UBSan) =="
-ctest --test-dir build-asan -L unit --output-on-failure -j2 || status=1
-if ctest --test-dir build -N -L mpi | grep -q "Total Tests: [1-9]"; then
-  echo "== multi-rank and command-line tests (release) =="
-  ctest --test-dir build -L mpi --output-on-failure || status=1
-fi
+ctest --test-dir build-asan -L unit --output-on-failure -j2 2>&1 | tee -a "$log" || status=1
+echo "== multi-rank and command-line tests (release) =="
+ctest --test-dir build -L mpi --output-on-failure 2>&1 | tee -a "$log" || status=1
+
+# One closing line over both runs.
+total=$(sed -n 's/.* tests passed, \([0-9]*\) tests failed out of \([0-9]*\)/\1 \2/p' "$log" |
+        awk '{f += $1; n += $2} END {print n - f, f}')
+set -- $total
+echo "tests: $1 passed, $2 failed"
+[ "$2" = 0 ] || status=1
 exit $status

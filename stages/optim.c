@@ -51,11 +51,24 @@ static void sgd_update(float *p, const float *g, float *m, size_t n, float lr, f
 
 /* p[n] -= lr·(m̂/(√v̂ + eps) + wd·p) with m̂ = m/bc1, v̂ = v/bc2; m[n], v[n]
  * are the first and second moments, updated in place. */
-static void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr,
-                         float b1, float b2, float eps, float bc1, float bc2, float wd,
-                         float l2, float l1)
+static void adamw_update(float *restrict p, const float *restrict g, float *restrict m,
+                         float *restrict v, size_t n, float lr, float b1, float b2, float eps,
+                         float bc1, float bc2, float wd, float l2, float l1)
 {
     const float a1 = 1.0f - b1, a2 = 1.0f - b2;
+    if (l2 == 0.0f && l1 == 0.0f) {
+        /* the common case, branch-free so that it vectorises */
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i];
+            float mi = b1 * m[i] + a1 * gi;
+            float vi = b2 * v[i] + a2 * (gi * gi);
+            m[i] = mi;
+            v[i] = vi;
+            float d = (mi / bc1) / (sqrtf(vi / bc2) + eps);
+            p[i] = p[i] - lr * (wd != 0.0f ? d + wd * p[i] : d);
+        }
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         float gi = reg_grad(g[i], p[i], l2, l1);
         float mi = b1 * m[i] + a1 * gi;

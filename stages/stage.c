@@ -140,9 +140,14 @@ void stage_grad_sumsq(const stage *s, double *per_layer)
     for (int k = 0; k < s->n_tensors; k++) {
         const stage_tensor *t = &s->tensors[k];
         const float *g = s->grads + t->offset;
-        double acc = 0.0;
-        for (size_t j = 0; j < t->numel; j++) acc += (double)g[j] * g[j];
-        per_layer[t->layer] += acc;
+        /* eight partial sums combined in a fixed order: deterministic, and
+         * free of the latency chain of a single accumulator */
+        double acc[8] = {0};
+        size_t j = 0;
+        for (; j + 8 <= t->numel; j += 8)
+            for (int k = 0; k < 8; k++) acc[k] += (double)g[j + k] * g[j + k];
+        for (; j < t->numel; j++) acc[j & 7] += (double)g[j] * g[j];
+        per_layer[t->layer] += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     }
 }
 

@@ -1,0 +1,70 @@
+/* comm.h — the rank grid, tagged point-to-point transfers and collectives.
+ *
+ * Knows nothing of layers. Every MPI call is checked on communicators that
+ * return errors (MPI_ERRORS_RETURN); a failure message names the operation,
+ * the peer, the tag and the size. */
+#ifndef PT_COMM_H
+#define PT_COMM_H
+
+#include <stddef.h>
+
+#include <mpi.h>
+
+#include "pt_status.h"
+
+/* World rank r is stage r % P of replica r / P, so the stages of a replica
+ * are neighbouring ranks (and neighbouring cores under --map-by core). */
+typedef struct {
+    MPI_Comm world; /* duplicate of the world communicator */
+    MPI_Comm pipe;  /* the P stages of this replica, ranked by stage */
+    MPI_Comm dp;    /* the D replicas of this stage */
+    int rank, size; /* in world */
+    int P, D;
+    int stage, replica;
+    int tag_ub; /* largest tag the MPI library allows */
+} comm_grid;
+
+/* Collective over `world`. Fails (on every rank alike) when the world size
+ * is not P·D, naming both. */
+pt_status comm_grid_init(comm_grid *g, MPI_Comm world, int P, int D);
+void comm_grid_free(comm_grid *g);
+
+typedef enum { COMM_ACT = 0, COMM_GRAD = 1 } comm_dir;
+
+/* One outstanding transfer and what it is, for error messages. */
+typedef struct {
+    MPI_Request req;
+    int peer; /* stage in pipe */
+    int tag;
+    int count;
+    int is_send;
+    int mb;
+    comm_dir dir;
+} comm_xfer;
+
+/* Tags are (micro-batch, direction, chunk) so matching never depends on
+ * arrival order (design contract 4). The largest micro-batch the tag space
+ * of this MPI library allows: */
+int comm_max_micro_batches(const comm_grid *g);
+
+/* Non-blocking send/receive of count floats to/from pipeline stage peer. */
+pt_status comm_isend(const comm_grid *g, const float *buf, int count, int peer, int mb,
+                     comm_dir dir, int chunk, comm_xfer *x);
+pt_status comm_irecv(const comm_grid *g, float *buf, int count, int peer, int mb, comm_dir dir,
+                     int chunk, comm_xfer *x);
+/* Completes a transfer (no-op when none is outstanding). */
+pt_status comm_wait(comm_xfer *x);
+/* Marks a transfer as none outstanding. */
+void comm_xfer_clear(comm_xfer *x);
+int comm_xfer_active(const comm_xfer *x);
+
+/* In-place sum over `comm` of n doubles (collective over comm). */
+pt_status comm_allreduce_sum(double *buf, int n, MPI_Comm comm, const char *what);
+/* In-place bitwise XOR of n 64-bit words (collective over comm). */
+pt_status comm_allreduce_xor(unsigned long long *buf, int n, MPI_Comm comm, const char *what);
+
+/* Prints "pipetrain: rank R (stage S): msg" on stderr and ends the whole job
+ * with MPI_Abort. For main() and the trainer's fatal path only. */
+void comm_abort(const comm_grid *g, const char *msg);
+
+#endif

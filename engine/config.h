@@ -1,0 +1,94 @@
+/* config.h — the run configuration: an INI file (parsed with libinih) whose
+ * every key can be overridden on the command line as --set section.key=value.
+ *
+ * Every key is declared once in a table (config.c) with its type, default,
+ * allowed range and a one-line description; the table drives parsing,
+ * validation, `pipetrain --help-config` and the canonical text stored in
+ * checkpoints. Unknown keys, bad values and impossible combinations are
+ * refused with a message naming the key, before any rank does work. */
+#ifndef PT_CONFIG_H
+#define PT_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "optim.h"
+#include "pt_status.h"
+#include "schedule.h"
+
+#define CONFIG_STR_MAX 1024
+
+typedef enum { PARTITION_UNIFORM = 0, PARTITION_PARAMS, PARTITION_COST, PARTITION_EXPLICIT } partition_kind;
+typedef enum { NONFINITE_STOP = 0, NONFINITE_SKIP } nonfinite_policy;
+typedef enum { FAULT_NONE = 0, FAULT_ERROR, FAULT_CRASH, FAULT_NAN } fault_kind;
+
+typedef struct {
+    /* [model] */
+    char model_layers[CONFIG_STR_MAX]; /* "linear 1024, relu, dropout 0.2, ..." */
+
+    /* [data] */
+    char data_dataset[64];           /* "fashion-mnist" or "synthetic" */
+    char data_path[CONFIG_STR_MAX];  /* directory of the IDX files */
+    long data_synthetic_samples;     /* synthetic: samples in the training set */
+    int data_synthetic_features;     /* synthetic: input width */
+    int data_synthetic_classes;      /* synthetic: classes */
+
+    /* [train] */
+    long steps;
+    uint64_t seed;
+    int batch_size;                  /* global batch (samples per optimizer step) */
+    optim_kind optimizer;
+    float lr, min_lr_ratio;
+    long warmup_steps;
+    lr_kind lr_schedule;
+    float momentum, beta1, beta2, eps, weight_decay, l1, l2;
+    int nesterov;
+    float grad_clip;                 /* global-norm clip; 0 = off */
+    nonfinite_policy nonfinite;
+    int blas_threads;
+    long log_every;                  /* steps between progress lines */
+
+    /* [pipeline] */
+    sched_kind schedule;
+    int micro_batches;
+    partition_kind partition;
+    char partition_spec[CONFIG_STR_MAX]; /* explicit: "0-3,4-9" */
+    int data_parallel;               /* replicas; 1 for now */
+
+    /* [log] */
+    char log_metrics[CONFIG_STR_MAX]; /* CSV of per-step metrics, "" = none */
+    char log_summary[CONFIG_STR_MAX]; /* JSON summary of the run, "" = none */
+
+    /* [fault] (test-only switches) */
+    fault_kind fault_kind;
+    int fault_rank;
+    long fault_step;
+    int fault_layer;                  /* nan: global layer whose gradient is poisoned */
+} config;
+
+/* Fills every field with its default. */
+void config_defaults(config *c);
+
+/* Reads an INI file into c (over the defaults), then applies the overrides
+ * "section.key=value" in order, then validates. Errors name the file and
+ * line, or the override, the key and what was expected. */
+pt_status config_load(config *c, const char *path, const char *const *overrides, int n_overrides);
+
+/* Applies one "section.key=value" to c (no validation of combinations). */
+pt_status config_set(config *c, const char *assignment);
+
+/* Checks ranges and combinations (batch divisible by micro-batches, ...). */
+pt_status config_validate(const config *c);
+
+/* Writes the canonical INI text of every key (sorted by section, as in the
+ * table) to buf; returns the length it needs (snprintf-like). */
+size_t config_to_text(const config *c, char *buf, size_t len);
+
+/* Prints every key with its default and description (for --help-config). */
+void config_print_help(FILE *out);
+
+/* Per-micro-batch rows: batch_size / micro_batches. */
+int config_micro_rows(const config *c);
+
+#endif

@@ -1,0 +1,76 @@
+/* executor.h — runs one rank's op list for one step against its stage.
+ *
+ * Receives are posted ahead with MPI_Irecv into the buffer the micro-batch
+ * will use (activation receives into the stash slot as soon as it is free,
+ * gradient receives as soon as the activation is sent), tagged by
+ * (micro-batch, direction, chunk), so matching never depends on arrival
+ * order. The stash holds at most the schedule's bound of micro-batches:
+ * micro-batch mb lives in slot mb mod bound. */
+#ifndef PT_EXECUTOR_H
+#define PT_EXECUTOR_H
+
+#include <stdint.h>
+
+#include "comm.h"
+#include "dataset.h"
+#include "schedule.h"
+#include "stage.h"
+
+typedef struct {
+    double compute; /* forward, backward, loss */
+    double wait;    /* blocked on a receive: the bubble */
+    double comm;    /* posting and completing sends and receives, reductions */
+    double data;    /* reading inputs and labels */
+    double optim;   /* gradient norm, clipping, optimizer step */
+    double total;   /* wall time of the steps */
+} exec_times;
+
+/* What a test-only fault switch asks of this rank. */
+typedef struct {
+    int kind;   /* fault_kind */
+    long step;  /* 0-based step at which to fail */
+    int layer;  /* nan: global layer whose gradient is poisoned */
+} exec_fault;
+
+typedef struct {
+    const comm_grid *grid;
+    stage *st;
+    dataset *data;
+    int P, s, M, rows, classes;
+    int slots;
+    uint64_t seed;
+    /* per slot */
+    float **send_act, **recv_grad, **send_grad, **logits, **dlogits;
+    int32_t **labels;
+    comm_xfer *x_recv_act, *x_send_act, *x_recv_grad, *x_send_grad;
+    float *probs;
+    /* results of the last step on the last stage */
+    double loss_sum; /* Σ over micro-batches of their mean loss */
+    long correct, counted;
+    exec_times t;
+    exec_fault fault;
+    /* what the rank is doing, for fault reports */
+    const char *doing;
+    int doing_mb;
+    long doing_step;
+} executor;
+
+/* slots: the stash bound of the schedules this executor will run. */
+pt_status executor_init(executor *e, const comm_grid *g, stage *st, dataset *data, int M,
+                        int rows, int classes, int slots, uint64_t seed);
+void executor_free(executor *e);
+
+/* Runs a training step's op list: gradients accumulate into e->st->grads
+ * (the caller zeroes them), the last stage records loss_sum. */
+pt_status executor_train_step(executor *e, const sched_list *ops, long step);
+
+/* Runs a forward-only op list over test samples [first, first + M·rows):
+ * the last stage adds to loss_sum (Σ of per-sample losses), correct and
+ * counted. */
+pt_status executor_eval_step(executor *e, const sched_list *ops, long first);
+
+/* Installs handlers that report, on a fatal signal, what the executor was
+ * doing (op, micro-batch, step) before the process dies. */
+void executor_install_crash_report(const executor *e);
+
+#endif

@@ -1,0 +1,23 @@
+/* partition.h — assigning a model's layers to P contiguous stages. */
+#ifndef PT_PARTITION_H
+#define PT_PARTITION_H
+
+#include "config.h"
+#include "layers.h"
+#include "pt_status.h"
+
+/* Fills first[0..P] with cut points: stage s holds layers [first[s],
+ * first[s+1]), first[0] = 0, first[P] = n_layers, every stage non-empty.
+ *  UNIFORM: layer counts differ by at most one (earlier stages get more).
+ *  PARAMS:  contiguous split minimising the largest stage parameter count.
+ *  COST:    the same for forward+backward FLOPs from the registry.
+ *  EXPLICIT: spec "a-b,c-d,..." of inclusive global layer ranges in order,
+ *   which must cover 0..n_layers−1 without gap or overlap and give P ranges.
+ * More stages than layers, gaps, overlaps and a wrong range count are refused
+ * with a message naming pipeline.partition and what was expected. */
+pt_status partition_layers(const model *m, int P, partition_kind kind, const char *spec, int *first);
+
+/* "uniform", "params", "cost" or "explicit". */
+const char *partition_kind_name(partition_kind k);
+
+#endif

@@ -1,0 +1,362 @@
+#include "trainer.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <xxhash.h>
+
+#include "dataset.h"
+#include "executor.h"
+#include "layers.h"
+#include "partition.h"
+#include "schedule.h"
+#include "stage.h"
+
+/* Everything one rank holds for a run; freed by run_free in reverse order. */
+typedef struct {
+    model m;
+    int *cuts;
+    schedule train_sc, eval_sc;
+    dataset data;
+    stage st;
+    executor ex;
+    double *reduce; /* per layer Σg², then loss, then non-finite flag */
+    FILE *metrics;
+} run;
+
+static void run_free(run *r)
+{
+    if (r->metrics) fclose(r->metrics);
+    free(r->reduce);
+    executor_free(&r->ex);
+    stage_free(&r->st);
+    dataset_close(&r->data);
+    schedule_free(&r->eval_sc);
+    schedule_free(&r->train_sc);
+    free(r->cuts);
+    model_free(&r->m);
+}
+
+static void fmt_duration(char *buf, size_t len, double s)
+{
+    if (s < 0 || !isfinite(s)) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, len, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60)
+        snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+    else
+        snprintf(buf, len, "%.1fs", s);
+}
+
+/* Model, partition and schedules: the same on every rank, so an error here
+ * is reached by all ranks alike. */
+static pt_status plan(run *r, const config *c, const comm_grid *g)
+{
+    pt_status st = dataset_open(&r->data, c);
+    if (st) return st;
+    if ((st = model_parse(&r->m, c->model_layers, r->data.features))) return st;
+    if (r->m.classes != r->data.classes)
+        return pt_fail(PT_ERR_INVALID,
+                       "model.layers: the last layer has %d outputs but the data set (%s) has %d classes",
+                       r->m.classes, c->data_dataset, r->data.classes);
+    r->cuts = calloc((size_t)g->P + 1, sizeof *r->cuts);
+    if (!r->cuts) return pt_fail(PT_ERR_NOMEM, "out of memory");
+    if ((st = partition_layers(&r->m, g->P, c->partition, c->partition_spec, r->cuts))) return st;
+    if (c->micro_batches > comm_max_micro_batches(g))
+        return pt_fail(PT_ERR_INVALID, "pipeline.micro_batches = %d: this MPI library's tags allow at most %d",
+                       c->micro_batches, comm_max_micro_batches(g));
+    if ((st = schedule_build(&r->train_sc, c->schedule, g->P, c->micro_batches))) return st;
+    if ((st = schedule_validate(&r->train_sc, NULL)))
+        return pt_wrap(st, "the %s schedule failed validation: ", sched_kind_name(c->schedule));
+    if ((st = schedule_build(&r->eval_sc, SCHED_FORWARD_ONLY, g->P, c->micro_batches))) return st;
+    return schedule_validate(&r->eval_sc, NULL);
+}
+
+/* The parameter fingerprint: XXH3-64 of each tensor (name, shape, bytes),
+ * placed at the tensor's global ordinal, combined across ranks with XOR (each
+ * slot has one owner), then XXH3-128 over the ordered array. */
+static pt_status fingerprint(const run *r, const comm_grid *g, const char *hashes_path, char hex[33])
+{
+    int total = 0, before = 0;
+    layer_param ps[LAYER_MAX_PARAMS];
+    for (int l = 0; l < r->m.n_layers; l++) {
+        int n = layer_get(r->m.layers[l].kind)->params(&r->m.layers[l], ps);
+        if (l < r->st.first) before += n;
+        total += n;
+    }
+    unsigned long long *h = calloc((size_t)total + 1, sizeof *h);
+    if (!h) return pt_fail(PT_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < r->st.n_tensors; k++) {
+        const stage_tensor *t = &r->st.tensors[k];
+        XXH64_hash_t seed = XXH3_64bits(t->name, strlen(t->name));
+        h[before + k] = XXH3_64bits_withSeed(r->st.params + t->offset, t->numel * sizeof(float), seed);
+    }
+    pt_status st = comm_allreduce_xor(h, total, g->pipe, "MPI_Allreduce of the parameter fingerprint");
+    if (!st) {
+        XXH128_hash_t f = XXH3_128bits(h, (size_t)total * sizeof *h);
+        snprintf(hex, 33, "%016llx%016llx", (unsigned long long)f.high64, (unsigned long long)f.low64);
+    }
+    if (!st && hashes_path && g->rank == 0) {
+        /* one line per tensor in global order: "layers.3.w 0123abcd..." */
+        FILE *f = fopen(hashes_path, "w");
+        if (!f) st = pt_fail(PT_ERR_IO, "--tensor-hashes: cannot create '%s'", hashes_path);
+        for (int l = 0, k = 0; f && l < r->m.n_layers; l++) {
+            int n = layer_get(r->m.layers[l].kind)->params(&r->m.layers[l], ps);
+            for (int j = 0; j < n; j++, k++) {
+                char name[STAGE_TENSOR_NAME_MAX];
+                model_param_name(name, sizeof name, l, ps[j].name);
+                fprintf(f, "%s %016llx\n", name, h[k]);
+            }
+        }
+        if (f && fclose(f) != 0) st = pt_fail(PT_ERR_IO, "--tensor-hashes: cannot write '%s'", hashes_path);
+    }
+    free(h);
+    return st;
+}
+
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* Rank 0 prints one line per rank: where its time went. */
+static pt_status print_breakdown(const run *r, const comm_grid *g)
+{
+    enum { NF = 9 };
+    double mine[NF] = {r->ex.t.compute, r->ex.t.wait, r->ex.t.comm, r->ex.t.data, r->ex.t.optim,
+                       r->ex.t.total, (double)peak_rss_kib(), (double)stage_stash_bytes(&r->st),
+                       (double)r->st.n_params};
+    double *all = g->rank == 0 ? calloc((size_t)g->size * NF, sizeof *all) : NULL;
+    if (g->rank == 0 && !all) return pt_fail(PT_ERR_NOMEM, "out of memory");
+    int rc = MPI_Gather(mine, NF, MPI_DOUBLE, all, NF, MPI_DOUBLE, 0, g->world);
+    if (rc != MPI_SUCCESS) {
+        free(all);
+        return pt_fail(PT_ERR_MPI, "MPI_Gather of the time breakdown failed");
+    }
+    if (g->rank == 0) {
+        printf("\nper-rank breakdown (seconds over the training steps):\n");
+        printf("  rank stage layers     params   compute  wait(bubble)   comm   data  optim  bubble%%  stash MiB  peak RSS MiB\n");
+        for (int i = 0; i < g->size; i++) {
+            const double *v = all + (size_t)i * NF;
+            int s = i % g->P;
+            char layers[32];
+            snprintf(layers, sizeof layers, "%d-%d", r->cuts[s], r->cuts[s + 1] - 1);
+            double tot = v[5] + v[4];
+            printf("  %4d %5d %-7s %9.0f %9.2f %13.2f %6.2f %6.2f %6.2f %7.1f%% %10.1f %13.1f\n", i, s, layers,
+                   v[8], v[0], v[1], v[2], v[3], v[4], tot > 0 ? 100.0 * v[1] / tot : 0.0, v[7] / 1048576.0,
+                   v[6] / 1024.0);
+        }
+        printf("  theoretical bubble (P-1)/(M+P-1) = %.1f%%\n",
+               100.0 * (g->P - 1) / (double)(r->train_sc.M + g->P - 1));
+    }
+    free(all);
+    return PT_OK;
+}
+
+static pt_status evaluate(run *r, const comm_grid *g, double *loss, double *acc)
+{
+    r->ex.loss_sum = 0;
+    r->ex.correct = r->ex.counted = 0;
+    long per = (long)r->ex.M * r->ex.rows;
+    exec_times keep = r->ex.t;
+    for (long first = 0; first < r->data.n_test; first += per) {
+        pt_status st = executor_eval_step(&r->ex, &r->eval_sc.ranks[g->stage], first);
+        if (st) return st;
+    }
+    r->ex.t = keep;
+    double v[3] = {r->ex.loss_sum, (double)r->ex.correct, (double)r->ex.counted};
+    pt_status st = comm_allreduce_sum(v, 3, g->pipe, "MPI_Allreduce of the evaluation results");
+    if (st) return st;
+    *loss = v[2] > 0 ? v[0] / v[2] : NAN;
+    *acc = v[2] > 0 ? v[1] / v[2] : NAN;
+    return PT_OK;
+}
+
+/* One optimizer step after the op list: the fused reduction of per-layer Σg²,
+ * loss and non-finite flag, then clipping and the update. Returns
+ * PT_ERR_NONFINITE (on every rank alike) when the step must stop. */
+static pt_status finish_step(run *r, const config *c, const comm_grid *g, long step, double *loss,
+                             double *norm, int *skipped)
+{
+    int L = r->m.n_layers;
+    double t0 = MPI_Wtime();
+    memset(r->reduce, 0, (size_t)(L + 2) * sizeof *r->reduce);
+    stage_grad_sumsq(&r->st, r->reduce);
+    if (g->stage == g->P - 1) r->reduce[L] = r->ex.loss_sum / c->micro_batches;
+    r->reduce[L + 1] = !isfinite(r->reduce[L]);
+    for (int l = r->st.first; l < r->st.last; l++) r->reduce[L + 1] += !isfinite(r->reduce[l]);
+    double t1 = MPI_Wtime();
+    pt_status st = comm_allreduce_sum(r->reduce, L + 2, g->pipe, "the fused end-of-step reduction");
+    double t2 = MPI_Wtime();
+    r->ex.t.comm += t2 - t1;
+    t0 += t2 - t1; /* the reduction is communication, not optimizer time */
+    if (st) return st;
+    double sum = 0.0;
+    for (int l = 0; l < L; l++) sum += r->reduce[l]; /* global layer order */
+    *norm = sqrt(sum);
+    *loss = r->reduce[L];
+    *skipped = 0;
+    if (r->reduce[L + 1] != 0.0 || !isfinite(*loss)) {
+        int bad = -1;
+        for (int l = 0; l < L && bad < 0; l++)
+            if (!isfinite(r->reduce[l])) bad = l;
+        int holder = 0;
+        while (bad >= 0 && holder + 1 < g->P && r->cuts[holder + 1] <= bad) holder++;
+        char where[160];
+        if (bad >= 0)
+            snprintf(where, sizeof where, "gradient of layer %d (%s) on stage %d", bad,
+                     layer_get(r->m.layers[bad].kind)->kind_name, holder);
+        else
+            snprintf(where, sizeof where, "loss (computed on stage %d)", g->P - 1);
+        if (c->nonfinite == NONFINITE_STOP)
+            return pt_fail(PT_ERR_NONFINITE,
+                           "step %ld: non-finite %s; training stopped (lower train.lr, set "
+                           "train.grad_clip, or set train.nonfinite = skip to skip such steps)",
+                           step + 1, where);
+        if (g->rank == 0) printf("step %ld: non-finite %s: step skipped\n", step + 1, where);
+        *skipped = 1;
+        r->ex.t.optim += MPI_Wtime() - t0;
+        return PT_OK;
+    }
+    if (c->grad_clip > 0 && *norm > c->grad_clip) stage_scale_grads(&r->st, (float)(c->grad_clip / (*norm + 1e-6)));
+    lr_schedule ls = {c->lr_schedule, c->lr, c->warmup_steps, c->steps, c->min_lr_ratio};
+    optim_config oc = optim_defaults(c->optimizer);
+    oc.momentum = c->momentum;
+    oc.nesterov = c->nesterov;
+    oc.beta1 = c->beta1;
+    oc.beta2 = c->beta2;
+    oc.eps = c->eps;
+    oc.weight_decay = c->weight_decay;
+    oc.l1 = c->l1;
+    oc.l2 = c->l2;
+    stage_optim_step(&r->st, &oc, lr_at(&ls, step + 1), step + 1);
+    r->ex.t.optim += MPI_Wtime() - t0;
+    return PT_OK;
+}
+
+static pt_status setup(run *r, const config *c, const comm_grid *g, int *agreed)
+{
+    *agreed = 1;
+    pt_status st = plan(r, c, g);
+    if (st) return st;
+    *agreed = 0;
+    int s = g->stage;
+    int slots = schedule_stash_bound(c->schedule, g->P, c->micro_batches, s);
+    if ((st = stage_init(&r->st, &r->m, r->cuts[s], r->cuts[s + 1], config_micro_rows(c), slots, c->seed)))
+        return st;
+    if ((st = executor_init(&r->ex, g, &r->st, &r->data, c->micro_batches, config_micro_rows(c),
+                            r->m.classes, slots, c->seed)))
+        return st;
+    if (c->fault_kind != FAULT_NONE && c->fault_rank == g->rank) {
+        r->ex.fault.kind = c->fault_kind;
+        r->ex.fault.step = c->fault_step;
+        r->ex.fault.layer = c->fault_layer;
+    }
+    if (c->fault_kind == FAULT_NAN) { /* every stage checks its own layers */
+        r->ex.fault.kind = FAULT_NAN;
+        r->ex.fault.step = c->fault_step;
+        r->ex.fault.layer = c->fault_layer;
+    }
+    executor_install_crash_report(&r->ex);
+    r->reduce = calloc((size_t)r->m.n_layers + 2, sizeof *r->reduce);
+    if (!r->reduce) return pt_fail(PT_ERR_NOMEM, "out of memory");
+    if (g->rank == 0 && c->log_metrics[0]) {
+        r->metrics = fopen(c->log_metrics, "w");
+        if (!r->metrics) return pt_fail(PT_ERR_IO, "log.metrics: cannot create '%s'", c->log_metrics);
+        fprintf(r->metrics, "step,loss,lr,grad_norm,samples_per_s,elapsed_s\n");
+    }
+    return PT_OK;
+}
+
+static void print_plan(const run *r, const config *c, const comm_grid *g)
+{
+    if (g->rank != 0) return;
+    printf("pipetrain: %d stage%s, %s schedule, %d micro-batches of %d samples (global batch %d), %s partition\n",
+           g->P, g->P > 1 ? "s" : "", sched_kind_name(c->schedule), c->micro_batches, config_micro_rows(c),
+           c->batch_size, partition_kind_name(c->partition));
+    for (int s = 0; s < g->P; s++) {
+        size_t params = 0;
+        double flops = 0;
+        for (int l = r->cuts[s]; l < r->cuts[s + 1]; l++) {
+            params += layer_param_floats(&r->m.layers[l]);
+            flops += layer_get(r->m.layers[l].kind)->flops(&r->m.layers[l]);
+        }
+        printf("  stage %d: layers %d-%d, %zu parameters, %.2f MFLOP/sample forward, stash bound %d\n", s,
+               r->cuts[s], r->cuts[s + 1] - 1, params, flops / 1e6,
+               schedule_stash_bound(c->schedule, g->P, c->micro_batches, s));
+    }
+    printf("  data: %s, %ld training and %ld test samples\n", c->data_dataset, r->data.n_train, r->data.n_test);
+    fflush(stdout);
+}
+
+pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options *opt, int *agreed)
+{
+    run r;
+    memset(&r, 0, sizeof r);
+    openblas_set_num_threads(c->blas_threads);
+    pt_status st = setup(&r, c, g, agreed);
+    if (st) goto done;
+    print_plan(&r, c, g);
+
+    double t_start = MPI_Wtime(), train_time = 0;
+    long trained = 0;
+    if (opt->mode == TRAINER_TRAIN) {
+        double last_t = t_start;
+        long last_step = 0;
+        for (long step = 0; step < c->steps; step++) {
+            stage_zero_grad(&r.st);
+            if ((st = executor_train_step(&r.ex, &r.train_sc.ranks[g->stage], step))) goto done;
+            double loss, norm;
+            int skipped;
+            if ((st = finish_step(&r, c, g, step, &loss, &norm, &skipped))) {
+                *agreed = st == PT_ERR_NONFINITE;
+                goto done;
+            }
+            trained++;
+            double now = MPI_Wtime(), elapsed = now - t_start;
+            lr_schedule ls = {c->lr_schedule, c->lr, c->warmup_steps, c->steps, c->min_lr_ratio};
+            double sps = (double)(step + 1 - last_step) * c->batch_size / (now - last_t);
+            if (r.metrics)
+                fprintf(r.metrics, "%ld,%.6f,%.6g,%.6f,%.1f,%.3f\n", step + 1, loss, lr_at(&ls, step + 1), norm,
+                        (double)(step + 1) * c->batch_size / elapsed, elapsed);
+            if (g->rank == 0 && c->log_every > 0 &&
+                ((step + 1) % c->log_every == 0 || step + 1 == c->steps || step == 0)) {
+                char eta[32], el[32];
+                fmt_duration(el, sizeof el, elapsed);
+                fmt_duration(eta, sizeof eta, elapsed / (step + 1) * (c->steps - step - 1));
+                printf("step %6ld/%ld  loss %.4f  lr %.2e  grad-norm %.3f  %8.0f samples/s  elapsed %s  eta %s\n",
+                       step + 1, c->steps, loss, lr_at(&ls, step + 1), norm, sps, el, eta);
+                fflush(stdout);
+                last_t = now;
+                last_step = step + 1;
+            }
+        }
+        train_time = MPI_Wtime() - t_start;
+        if ((st = print_breakdown(&r, g))) goto done;
+    }
+    double test_loss, test_acc;
+    if ((st = evaluate(&r, g, &test_loss, &test_acc))) goto done;
+    char fp[33];
+    if ((st = fingerprint(&r, g, opt->tensor_hashes, fp))) goto done;
+    if (g->rank == 0) {
+        char took[32];
+        fmt_duration(took, sizeof took, MPI_Wtime() - t_start);
+        printf("\ntest loss: %.4f\n", test_loss);
+        printf("time: %s (%.1f s)\n", took, MPI_Wtime() - t_start);
+        if (opt->mode == TRAINER_TRAIN)
+            printf("throughput: %.0f samples/s\n", train_time > 0 ? trained * (double)c->batch_size / train_time : 0.0);
+        printf("test accuracy: %.4f\n", test_acc);
+        printf("parameter fingerprint: %s\n", fp);
+        fflush(stdout);
+    }
+done:
+    run_free(&r);
+    return st;
+}
