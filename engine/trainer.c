@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include <cJSON.h>
 #include <xxhash.h>
 
 #include "dataset.h"
@@ -126,38 +127,117 @@ static long peak_rss_kib(void)
     return ru.ru_maxrss;
 }
 
-/* Rank 0 prints one line per rank: where its time went. */
-static pt_status print_breakdown(const run *r, const comm_grid *g)
+/* Training FLOPs of one step on this stage: forward, and backward counted as
+ * twice the forward, except the model's first layer, whose input gradient is
+ * never computed. */
+static double stage_step_flops(const run *r, const config *c)
 {
-    enum { NF = 9 };
-    double mine[NF] = {r->ex.t.compute, r->ex.t.wait, r->ex.t.comm, r->ex.t.data, r->ex.t.optim,
-                       r->ex.t.total, (double)peak_rss_kib(), (double)stage_stash_bytes(&r->st),
-                       (double)r->st.n_params};
-    double *all = g->rank == 0 ? calloc((size_t)g->size * NF, sizeof *all) : NULL;
+    double f = 0;
+    for (int l = r->st.first; l < r->st.last; l++) {
+        double fwd = layer_get(r->m.layers[l].kind)->flops(&r->m.layers[l]);
+        f += fwd * (l == 0 && r->m.layers[l].kind == LAYER_LINEAR ? 2.0 : 3.0);
+    }
+    return f * c->batch_size;
+}
+
+enum { RANK_COMPUTE, RANK_WAIT, RANK_COMM, RANK_DATA, RANK_OPTIM, RANK_TOTAL, RANK_RSS_KIB,
+       RANK_STASH, RANK_PARAMS, RANK_FLOPS, RANK_FIELDS };
+
+/* Gathers every rank's figures on rank 0 (collective); NULL elsewhere. */
+static pt_status gather_figures(const run *r, const config *c, const comm_grid *g, long steps, double **out)
+{
+    double mine[RANK_FIELDS] = {
+        [RANK_COMPUTE] = r->ex.t.compute, [RANK_WAIT] = r->ex.t.wait, [RANK_COMM] = r->ex.t.comm,
+        [RANK_DATA] = r->ex.t.data, [RANK_OPTIM] = r->ex.t.optim, [RANK_TOTAL] = r->ex.t.total + r->ex.t.optim,
+        [RANK_RSS_KIB] = (double)peak_rss_kib(), [RANK_STASH] = (double)stage_stash_bytes(&r->st),
+        [RANK_PARAMS] = (double)r->st.n_params, [RANK_FLOPS] = stage_step_flops(r, c) * (double)steps};
+    *out = NULL;
+    double *all = g->rank == 0 ? calloc((size_t)g->size * RANK_FIELDS, sizeof *all) : NULL;
     if (g->rank == 0 && !all) return pt_fail(PT_ERR_NOMEM, "out of memory");
-    int rc = MPI_Gather(mine, NF, MPI_DOUBLE, all, NF, MPI_DOUBLE, 0, g->world);
+    int rc = MPI_Gather(mine, RANK_FIELDS, MPI_DOUBLE, all, RANK_FIELDS, MPI_DOUBLE, 0, g->world);
     if (rc != MPI_SUCCESS) {
         free(all);
-        return pt_fail(PT_ERR_MPI, "MPI_Gather of the time breakdown failed");
+        return pt_fail(PT_ERR_MPI, "MPI_Gather of the per-rank figures failed");
     }
-    if (g->rank == 0) {
-        printf("\nper-rank breakdown (seconds over the training steps):\n");
-        printf("  rank stage layers     params   compute  wait(bubble)   comm   data  optim  bubble%%  stash MiB  peak RSS MiB\n");
-        for (int i = 0; i < g->size; i++) {
-            const double *v = all + (size_t)i * NF;
-            int s = i % g->P;
-            char layers[32];
-            snprintf(layers, sizeof layers, "%d-%d", r->cuts[s], r->cuts[s + 1] - 1);
-            double tot = v[5] + v[4];
-            printf("  %4d %5d %-7s %9.0f %9.2f %13.2f %6.2f %6.2f %6.2f %7.1f%% %10.1f %13.1f\n", i, s, layers,
-                   v[8], v[0], v[1], v[2], v[3], v[4], tot > 0 ? 100.0 * v[1] / tot : 0.0, v[7] / 1048576.0,
-                   v[6] / 1024.0);
-        }
-        printf("  theoretical bubble (P-1)/(M+P-1) = %.1f%%\n",
-               100.0 * (g->P - 1) / (double)(r->train_sc.M + g->P - 1));
-    }
-    free(all);
+    *out = all;
     return PT_OK;
+}
+
+static double theoretical_bubble(const comm_grid *g, const config *c)
+{
+    return (g->P - 1) / (double)(c->micro_batches + g->P - 1);
+}
+
+/* Rank 0 prints one line per rank: where its time went. */
+static void print_breakdown(const run *r, const config *c, const comm_grid *g, const double *all)
+{
+    printf("\nper-rank breakdown (seconds over the training steps; bubble = waiting on receives):\n");
+    printf("  rank stage layers     params   compute  bubble   comm   data  optim  bubble%%  GFLOP/s  stash MiB  peak RSS MiB\n");
+    for (int i = 0; i < g->size; i++) {
+        const double *v = all + (size_t)i * RANK_FIELDS;
+        int s = i % g->P;
+        char layers[32];
+        snprintf(layers, sizeof layers, "%d-%d", r->cuts[s], r->cuts[s + 1] - 1);
+        printf("  %4d %5d %-7s %9.0f %9.2f %7.2f %6.2f %6.2f %6.2f %7.1f%% %8.1f %10.1f %13.1f\n", i, s, layers,
+               v[RANK_PARAMS], v[RANK_COMPUTE], v[RANK_WAIT], v[RANK_COMM], v[RANK_DATA], v[RANK_OPTIM],
+               v[RANK_TOTAL] > 0 ? 100.0 * v[RANK_WAIT] / v[RANK_TOTAL] : 0.0,
+               v[RANK_COMPUTE] > 0 ? v[RANK_FLOPS] / v[RANK_COMPUTE] / 1e9 : 0.0, v[RANK_STASH] / 1048576.0,
+               v[RANK_RSS_KIB] / 1024.0);
+    }
+    printf("  theoretical bubble (P-1)/(M+P-1) = %.1f%%\n", 100.0 * theoretical_bubble(g, c));
+}
+
+/* log.summary: the run's figures as JSON, for scripts and benchmarks. */
+static pt_status write_summary(const run *r, const config *c, const comm_grid *g, const double *all,
+                               double throughput, double train_time, double test_loss, double test_acc,
+                               const char *fp)
+{
+    cJSON *j = cJSON_CreateObject(), *ranks = cJSON_CreateArray();
+    cJSON_AddNumberToObject(j, "stages", g->P);
+    cJSON_AddNumberToObject(j, "micro_batches", c->micro_batches);
+    cJSON_AddStringToObject(j, "schedule", sched_kind_name(c->schedule));
+    cJSON_AddStringToObject(j, "partition", partition_kind_name(c->partition));
+    cJSON_AddNumberToObject(j, "batch_size", c->batch_size);
+    cJSON_AddNumberToObject(j, "micro_batch_rows", config_micro_rows(c));
+    cJSON_AddNumberToObject(j, "blas_threads", c->blas_threads);
+    cJSON_AddNumberToObject(j, "steps", (double)c->steps);
+    cJSON_AddNumberToObject(j, "train_seconds", train_time);
+    cJSON_AddNumberToObject(j, "throughput_samples_per_s", throughput);
+    cJSON_AddNumberToObject(j, "test_loss", test_loss);
+    cJSON_AddNumberToObject(j, "test_accuracy", test_acc);
+    cJSON_AddNumberToObject(j, "theoretical_bubble", theoretical_bubble(g, c));
+    cJSON_AddStringToObject(j, "parameter_fingerprint", fp);
+    for (int i = 0; all && i < g->size; i++) {
+        const double *v = all + (size_t)i * RANK_FIELDS;
+        int s = i % g->P;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "rank", i);
+        cJSON_AddNumberToObject(o, "stage", s);
+        cJSON_AddNumberToObject(o, "first_layer", r->cuts[s]);
+        cJSON_AddNumberToObject(o, "last_layer", r->cuts[s + 1] - 1);
+        cJSON_AddNumberToObject(o, "params", v[RANK_PARAMS]);
+        cJSON_AddNumberToObject(o, "flops", v[RANK_FLOPS]);
+        cJSON_AddNumberToObject(o, "compute_s", v[RANK_COMPUTE]);
+        cJSON_AddNumberToObject(o, "bubble_s", v[RANK_WAIT]);
+        cJSON_AddNumberToObject(o, "comm_s", v[RANK_COMM]);
+        cJSON_AddNumberToObject(o, "data_s", v[RANK_DATA]);
+        cJSON_AddNumberToObject(o, "optim_s", v[RANK_OPTIM]);
+        cJSON_AddNumberToObject(o, "total_s", v[RANK_TOTAL]);
+        cJSON_AddNumberToObject(o, "bubble_fraction", v[RANK_TOTAL] > 0 ? v[RANK_WAIT] / v[RANK_TOTAL] : 0);
+        cJSON_AddNumberToObject(o, "compute_gflops", v[RANK_COMPUTE] > 0 ? v[RANK_FLOPS] / v[RANK_COMPUTE] / 1e9 : 0);
+        cJSON_AddNumberToObject(o, "stash_bytes", v[RANK_STASH]);
+        cJSON_AddNumberToObject(o, "peak_rss_kib", v[RANK_RSS_KIB]);
+        cJSON_AddItemToArray(ranks, o);
+    }
+    cJSON_AddItemToObject(j, "ranks", ranks);
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    pt_status st = PT_OK;
+    FILE *f = text ? fopen(c->log_summary, "w") : NULL;
+    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) st = pt_fail(PT_ERR_IO, "log.summary: cannot write '%s'", c->log_summary);
+    if (f && fclose(f) != 0 && !st) st = pt_fail(PT_ERR_IO, "log.summary: cannot write '%s'", c->log_summary);
+    free(text);
+    return st;
 }
 
 static pt_status evaluate(run *r, const comm_grid *g, double *loss, double *acc)
@@ -339,23 +419,27 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
             }
         }
         train_time = MPI_Wtime() - t_start;
-        if ((st = print_breakdown(&r, g))) goto done;
     }
+    double *figures = NULL;
+    if ((st = gather_figures(&r, c, g, trained, &figures))) goto done;
+    if (g->rank == 0 && opt->mode == TRAINER_TRAIN) print_breakdown(&r, c, g, figures);
     double test_loss, test_acc;
-    if ((st = evaluate(&r, g, &test_loss, &test_acc))) goto done;
     char fp[33];
-    if ((st = fingerprint(&r, g, opt->tensor_hashes, fp))) goto done;
-    if (g->rank == 0) {
+    if (!(st = evaluate(&r, g, &test_loss, &test_acc))) st = fingerprint(&r, g, opt->tensor_hashes, fp);
+    double throughput = train_time > 0 ? trained * (double)c->batch_size / train_time : 0.0;
+    if (!st && g->rank == 0) {
         char took[32];
         fmt_duration(took, sizeof took, MPI_Wtime() - t_start);
         printf("\ntest loss: %.4f\n", test_loss);
         printf("time: %s (%.1f s)\n", took, MPI_Wtime() - t_start);
-        if (opt->mode == TRAINER_TRAIN)
-            printf("throughput: %.0f samples/s\n", train_time > 0 ? trained * (double)c->batch_size / train_time : 0.0);
+        if (opt->mode == TRAINER_TRAIN) printf("throughput: %.0f samples/s\n", throughput);
         printf("test accuracy: %.4f\n", test_acc);
         printf("parameter fingerprint: %s\n", fp);
         fflush(stdout);
+        if (c->log_summary[0])
+            st = write_summary(&r, c, g, figures, throughput, train_time, test_loss, test_acc, fp);
     }
+    free(figures);
 done:
     run_free(&r);
     return st;
