@@ -1,5 +1,6 @@
 #include "comm.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,21 @@ pt_status comm_allreduce_xor(unsigned long long *buf, int n, MPI_Comm comm, cons
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_UNSIGNED_LONG_LONG, MPI_BXOR, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, what, -1, -1, n);
     return PT_OK;
+}
+
+pt_status comm_agree(const comm_grid *g, pt_status local, int *reporter)
+{
+    /* lowest failing rank first: key = rank · 256 + status */
+    int key = local ? g->rank * 256 + (int)local : INT_MAX;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, &key, 1, MPI_INT, MPI_MIN, g->world);
+    if (rc != MPI_SUCCESS) {
+        *reporter = g->rank;
+        return mpi_fail(rc, "MPI_Allreduce agreeing on a status", -1, -1, 1);
+    }
+    if (key == INT_MAX) return PT_OK;
+    *reporter = key / 256;
+    if (*reporter != g->rank) pt_fail((pt_status)(key % 256), "(rank %d reported the error)", *reporter);
+    return (pt_status)(key % 256);
 }
 
 void comm_abort(const comm_grid *g, const char *msg)

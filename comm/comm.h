@@ -63,6 +63,12 @@ pt_status comm_allreduce_sum(double *buf, int n, MPI_Comm comm, const char *what
 /* In-place bitwise XOR of n 64-bit words (collective over comm). */
 pt_status comm_allreduce_xor(unsigned long long *buf, int n, MPI_Comm comm, const char *what);
 
+/* Collective over the world: combines every rank's status so that all ranks
+ * take the same branch. Returns PT_OK when every rank passed PT_OK; otherwise
+ * every rank returns the failing status and *reporter is the lowest world
+ * rank that failed: its message is the one to print. */
+pt_status comm_agree(const comm_grid *g, pt_status local, int *reporter);
+
 /* Prints "pipetrain: rank R (stage S): msg" on stderr and ends the whole job
  * with MPI_Abort. For main() and the trainer's fatal path only. */
 void comm_abort(const comm_grid *g, const char *msg);

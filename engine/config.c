@@ -74,6 +74,7 @@ static const cfg_word fault_words[] = {{"none", FAULT_NONE},
                                        {"error", FAULT_ERROR},
                                        {"crash", FAULT_CRASH},
                                        {"nan", FAULT_NAN},
+                                       {"checkpoint_crash", FAULT_CHECKPOINT_CRASH},
                                        {NULL, 0}};
 
 #define FIELD(f) offsetof(config, f), sizeof(((config *)0)->f)
@@ -154,6 +155,15 @@ static const cfg_key keys[] = {
     {"log", "summary", T_STRING, FIELD(log_summary), "", ANY, NULL, NO_AUX,
      "path of a JSON summary of the run: throughput, accuracy, per-rank times (empty = none)", NULL},
 
+    {"checkpoint", "dir", T_STRING, FIELD(checkpoint_dir), "", ANY, NULL, NO_AUX,
+     "run directory for checkpoints (empty = no checkpoints)", NULL},
+    {"checkpoint", "every", T_LONG, FIELD(checkpoint_every), "0", GE(0), NULL, NO_AUX,
+     "steps between checkpoints (0 = only at the end of training)", NULL},
+    {"checkpoint", "keep", T_INT, FIELD(checkpoint_keep), "3", GE(0), NULL, NO_AUX,
+     "newest checkpoints to keep (0 = all)", NULL},
+    {"checkpoint", "compression", T_INT, FIELD(checkpoint_compression), "0", IN(0, 9), NULL, NO_AUX,
+     "deflate level of checkpoint datasets (0 = none)", NULL},
+
     {"fault", "kind", T_ENUM, FIELD(fault_kind), "none", ANY, fault_words, NO_AUX,
      "test only: inject an error, a crash or a NaN gradient", NULL},
     {"fault", "rank", T_INT, FIELD(fault_rank), "-1", GE(-1), NULL, NO_AUX,
@@ -166,7 +176,7 @@ static const cfg_key keys[] = {
 
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 
-static const char *const sections[] = {"model", "data", "train", "pipeline", "log", "fault"};
+static const char *const sections[] = {"model", "data", "train", "pipeline", "log", "checkpoint", "fault"};
 #define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
 /* ---- small helpers ------------------------------------------------------ */

@@ -21,7 +21,7 @@
 
 typedef enum { PARTITION_UNIFORM = 0, PARTITION_PARAMS, PARTITION_COST, PARTITION_EXPLICIT } partition_kind;
 typedef enum { NONFINITE_STOP = 0, NONFINITE_SKIP } nonfinite_policy;
-typedef enum { FAULT_NONE = 0, FAULT_ERROR, FAULT_CRASH, FAULT_NAN } fault_kind;
+typedef enum { FAULT_NONE = 0, FAULT_ERROR, FAULT_CRASH, FAULT_NAN, FAULT_CHECKPOINT_CRASH } fault_kind;
 
 typedef struct {
     /* [model] */
@@ -59,6 +59,12 @@ typedef struct {
     /* [log] */
     char log_metrics[CONFIG_STR_MAX]; /* CSV of per-step metrics, "" = none */
     char log_summary[CONFIG_STR_MAX]; /* JSON summary of the run, "" = none */
+
+    /* [checkpoint] */
+    char checkpoint_dir[CONFIG_STR_MAX]; /* run directory; "" = no checkpoints */
+    long checkpoint_every;               /* steps between checkpoints; 0 = only at the end */
+    int checkpoint_keep;                 /* newest checkpoints kept; 0 = all */
+    int checkpoint_compression;          /* deflate level 0..9 */
 
     /* [fault] (test-only switches) */
     fault_kind fault_kind;

@@ -22,6 +22,11 @@ static void usage(FILE *out)
             "\n"
             "options:\n"
             "  --set section.key=value   override one config key (repeatable)\n"
+            "  --resume DIR              resume from a checkpoint: a run directory (its latest\n"
+            "                            checkpoint) or one checkpoint directory; any number\n"
+            "                            of stages can resume any checkpoint\n"
+            "  --stop-after N            end cleanly after step N with a checkpoint, without\n"
+            "                            changing the schedule of a run of train.steps\n"
             "  --tensor-hashes FILE      write one 'name hash' line per parameter tensor\n"
             "  --help                    this text\n"
             "  --help-config             every config key with its default and meaning\n"
@@ -52,7 +57,7 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
 
     const char *cmd = argc > 1 ? argv[1] : NULL, *path = argc > 2 ? argv[2] : NULL;
-    trainer_options opt = {TRAINER_TRAIN, path, NULL};
+    trainer_options opt = {TRAINER_TRAIN, path, NULL, NULL, NULL, 0};
     int bad_usage = !cmd || !path || path[0] == '-';
     if (!bad_usage && !strcmp(cmd, "eval"))
         opt.mode = TRAINER_EVAL;
@@ -67,6 +72,16 @@ int main(int argc, char **argv)
             sets[n_sets++] = argv[i] + 6;
         else if (!strcmp(argv[i], "--tensor-hashes") && i + 1 < argc)
             opt.tensor_hashes = argv[++i];
+        else if (!strcmp(argv[i], "--resume") && i + 1 < argc)
+            opt.resume = argv[++i];
+        else if (!strcmp(argv[i], "--stop-after") && i + 1 < argc) {
+            char *end = NULL;
+            opt.stop_after = strtol(argv[++i], &end, 10);
+            if (*end || opt.stop_after < 1) {
+                if (rank == 0) fprintf(stderr, "pipetrain: --stop-after '%s': expected a step number >= 1\n", argv[i]);
+                bad_usage = 1;
+            }
+        }
         else {
             if (rank == 0) fprintf(stderr, "pipetrain: unknown argument '%s'\n", argv[i]);
             bad_usage = 1;
@@ -84,22 +99,21 @@ int main(int argc, char **argv)
     config c;
     pt_status st = config_load(&c, path, sets, n_sets);
     free(sets);
+    if (!st && opt.stop_after > 0 && !c.checkpoint_dir[0])
+        st = pt_fail(PT_ERR_INVALID, "--stop-after %ld needs a place for its checkpoint: set checkpoint.dir "
+                     "(for example --set checkpoint.dir=runs/mine)", opt.stop_after);
+    comm_grid g;
+    int D = c.data_parallel;
+    if (!st) st = comm_grid_init(&g, MPI_COMM_WORLD, size / D > 0 ? size / D : 1, D);
     if (st) {
         if (rank == 0) fprintf(stderr, "pipetrain: %s\n", pt_last_error());
         MPI_Finalize();
         return 2;
     }
-    comm_grid g;
-    int D = c.data_parallel;
-    if ((st = comm_grid_init(&g, MPI_COMM_WORLD, size / D > 0 ? size / D : 1, D))) {
-        if (rank == 0) fprintf(stderr, "pipetrain: %s\n", pt_last_error());
-        MPI_Finalize();
-        return 2;
-    }
-    int agreed = 0;
-    st = trainer_run(&c, &g, &opt, &agreed);
-    if (st && !agreed) comm_abort(&g, pt_last_error());
-    if (st && g.rank == 0) fprintf(stderr, "pipetrain: %s\n", pt_last_error());
+    int reporter = -1;
+    st = trainer_run(&c, &g, &opt, &reporter);
+    if (st && reporter < 0) comm_abort(&g, pt_last_error());
+    if (st && g.rank == reporter) fprintf(stderr, "pipetrain: %s\n", pt_last_error());
     comm_grid_free(&g);
     MPI_Finalize();
     return st ? (st == PT_ERR_NONFINITE ? 3 : 2) : 0;

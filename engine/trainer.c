@@ -14,6 +14,7 @@
 #include "executor.h"
 #include "layers.h"
 #include "partition.h"
+#include "persist.h"
 #include "schedule.h"
 #include "stage.h"
 
@@ -321,12 +322,12 @@ static pt_status finish_step(run *r, const config *c, const comm_grid *g, long s
     return PT_OK;
 }
 
-static pt_status setup(run *r, const config *c, const comm_grid *g, int *agreed)
+static pt_status setup(run *r, const config *c, const comm_grid *g, int *reporter)
 {
-    *agreed = 1;
+    *reporter = 0; /* the plan is the same on every rank: rank 0 reports */
     pt_status st = plan(r, c, g);
     if (st) return st;
-    *agreed = 0;
+    *reporter = -1;
     int s = g->stage;
     int slots = schedule_stash_bound(c->schedule, g->P, c->micro_batches, s);
     if ((st = stage_init(&r->st, &r->m, r->cuts[s], r->cuts[s + 1], config_micro_rows(c), slots, c->seed)))
@@ -334,16 +335,10 @@ static pt_status setup(run *r, const config *c, const comm_grid *g, int *agreed)
     if ((st = executor_init(&r->ex, g, &r->st, &r->data, c->micro_batches, config_micro_rows(c),
                             r->m.classes, slots, c->seed)))
         return st;
-    if (c->fault_kind != FAULT_NONE && c->fault_rank == g->rank) {
-        r->ex.fault.kind = c->fault_kind;
-        r->ex.fault.step = c->fault_step;
-        r->ex.fault.layer = c->fault_layer;
-    }
-    if (c->fault_kind == FAULT_NAN) { /* every stage checks its own layers */
-        r->ex.fault.kind = FAULT_NAN;
-        r->ex.fault.step = c->fault_step;
-        r->ex.fault.layer = c->fault_layer;
-    }
+    if ((c->fault_kind == FAULT_ERROR || c->fault_kind == FAULT_CRASH) && c->fault_rank == g->rank)
+        r->ex.fault = (exec_fault){c->fault_kind, c->fault_step, c->fault_layer};
+    if (c->fault_kind == FAULT_NAN) /* every stage checks whether it holds the layer */
+        r->ex.fault = (exec_fault){c->fault_kind, c->fault_step, c->fault_layer};
     executor_install_crash_report(&r->ex);
     r->reduce = calloc((size_t)r->m.n_layers + 2, sizeof *r->reduce);
     if (!r->reduce) return pt_fail(PT_ERR_NOMEM, "out of memory");
@@ -358,7 +353,7 @@ static pt_status setup(run *r, const config *c, const comm_grid *g, int *agreed)
 static void print_plan(const run *r, const config *c, const comm_grid *g)
 {
     if (g->rank != 0) return;
-    printf("pipetrain: %d stage%s, %s schedule, %d micro-batches of %d samples (global batch %d), %s partition\n",
+    printf("plan: %d stage%s, %s schedule, %d micro-batches of %d samples (global batch %d), %s partition\n",
            g->P, g->P > 1 ? "s" : "", sched_kind_name(c->schedule), c->micro_batches, config_micro_rows(c),
            c->batch_size, partition_kind_name(c->partition));
     for (int s = 0; s < g->P; s++) {
@@ -376,53 +371,94 @@ static void print_plan(const run *r, const config *c, const comm_grid *g)
     fflush(stdout);
 }
 
-pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options *opt, int *agreed)
+/* Is a checkpoint due after `done` steps of a run that stops after `stop`? */
+static int checkpoint_due(const config *c, long done, long stop)
+{
+    if (!c->checkpoint_dir[0]) return 0;
+    return done == stop || (c->checkpoint_every > 0 && done % c->checkpoint_every == 0);
+}
+
+/* Trains steps [first, stop). */
+static pt_status train_loop(run *r, const config *c, const comm_grid *g, long first, long stop, long *trained,
+                            int *reporter)
+{
+    double t_start = MPI_Wtime(), last_t = t_start;
+    long last_step = first;
+    lr_schedule ls = {c->lr_schedule, c->lr, c->warmup_steps, c->steps, c->min_lr_ratio};
+    for (long step = first; step < stop; step++) {
+        *reporter = -1;
+        stage_zero_grad(&r->st);
+        pt_status st = executor_train_step(&r->ex, &r->train_sc.ranks[g->stage], step);
+        if (st) return st;
+        double loss, norm;
+        int skipped;
+        if ((st = finish_step(r, c, g, step, &loss, &norm, &skipped))) {
+            if (st == PT_ERR_NONFINITE) *reporter = 0;
+            return st;
+        }
+        (*trained)++;
+        double now = MPI_Wtime(), elapsed = now - t_start;
+        if (r->metrics)
+            fprintf(r->metrics, "%ld,%.6f,%.6g,%.6f,%.1f,%.3f\n", step + 1, loss, lr_at(&ls, step + 1), norm,
+                    (double)(step + 1 - first) * c->batch_size / elapsed, elapsed);
+        if (g->rank == 0 && c->log_every > 0 &&
+            ((step + 1) % c->log_every == 0 || step + 1 == stop || step == first)) {
+            char eta[32], el[32];
+            fmt_duration(el, sizeof el, elapsed);
+            fmt_duration(eta, sizeof eta, elapsed / (step + 1 - first) * (stop - step - 1));
+            printf("step %6ld/%ld  loss %.4f  lr %.2e  grad-norm %.3f  %8.0f samples/s  elapsed %s  eta %s\n",
+                   step + 1, c->steps, loss, lr_at(&ls, step + 1), norm,
+                   (double)(step + 1 - last_step) * c->batch_size / (now - last_t), el, eta);
+            fflush(stdout);
+            last_t = now;
+            last_step = step + 1;
+        }
+        if (checkpoint_due(c, step + 1, stop)) {
+            double t0 = MPI_Wtime();
+            int crash = c->fault_kind == FAULT_CHECKPOINT_CRASH && c->fault_rank == g->rank &&
+                        c->fault_step == step + 1 ? 1 : -1;
+            if ((st = persist_save(c, g, &r->m, r->cuts, &r->st, step + 1, crash, reporter))) return st;
+            t_start += MPI_Wtime() - t0; /* checkpoint time is not training time */
+        }
+    }
+    return PT_OK;
+}
+
+pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options *opt, int *reporter)
 {
     run r;
     memset(&r, 0, sizeof r);
     openblas_set_num_threads(c->blas_threads);
-    pt_status st = setup(&r, c, g, agreed);
+    pt_status st = setup(&r, c, g, reporter);
     if (st) goto done;
     print_plan(&r, c, g);
+
+    long first = 0;
+    const char *from = opt->resume ? opt->resume : opt->init;
+    if (from) {
+        if ((st = persist_load(from, g, &r.m, &r.st, opt->resume != NULL, &first, reporter))) goto done;
+        if (!opt->resume) first = 0; /* --init: weights only, a new run from step 0 */
+        if (g->rank == 0)
+            printf("%s %s: step %ld\n", opt->resume ? "resumed from" : "initialised from", from, first);
+    }
+    long stop = c->steps;
+    if (opt->stop_after > 0 && opt->stop_after < stop) stop = opt->stop_after;
+    *reporter = 0;
+    if (opt->mode == TRAINER_TRAIN && first > c->steps) {
+        st = pt_fail(PT_ERR_INVALID, "the checkpoint is at step %ld, past train.steps = %ld", first, c->steps);
+        goto done;
+    }
 
     double t_start = MPI_Wtime(), train_time = 0;
     long trained = 0;
     if (opt->mode == TRAINER_TRAIN) {
-        double last_t = t_start;
-        long last_step = 0;
-        for (long step = 0; step < c->steps; step++) {
-            stage_zero_grad(&r.st);
-            if ((st = executor_train_step(&r.ex, &r.train_sc.ranks[g->stage], step))) goto done;
-            double loss, norm;
-            int skipped;
-            if ((st = finish_step(&r, c, g, step, &loss, &norm, &skipped))) {
-                *agreed = st == PT_ERR_NONFINITE;
-                goto done;
-            }
-            trained++;
-            double now = MPI_Wtime(), elapsed = now - t_start;
-            lr_schedule ls = {c->lr_schedule, c->lr, c->warmup_steps, c->steps, c->min_lr_ratio};
-            double sps = (double)(step + 1 - last_step) * c->batch_size / (now - last_t);
-            if (r.metrics)
-                fprintf(r.metrics, "%ld,%.6f,%.6g,%.6f,%.1f,%.3f\n", step + 1, loss, lr_at(&ls, step + 1), norm,
-                        (double)(step + 1) * c->batch_size / elapsed, elapsed);
-            if (g->rank == 0 && c->log_every > 0 &&
-                ((step + 1) % c->log_every == 0 || step + 1 == c->steps || step == 0)) {
-                char eta[32], el[32];
-                fmt_duration(el, sizeof el, elapsed);
-                fmt_duration(eta, sizeof eta, elapsed / (step + 1) * (c->steps - step - 1));
-                printf("step %6ld/%ld  loss %.4f  lr %.2e  grad-norm %.3f  %8.0f samples/s  elapsed %s  eta %s\n",
-                       step + 1, c->steps, loss, lr_at(&ls, step + 1), norm, sps, el, eta);
-                fflush(stdout);
-                last_t = now;
-                last_step = step + 1;
-            }
-        }
+        if ((st = train_loop(&r, c, g, first, stop, &trained, reporter))) goto done;
         train_time = MPI_Wtime() - t_start;
     }
+    *reporter = -1;
     double *figures = NULL;
     if ((st = gather_figures(&r, c, g, trained, &figures))) goto done;
-    if (g->rank == 0 && opt->mode == TRAINER_TRAIN) print_breakdown(&r, c, g, figures);
+    if (g->rank == 0 && trained > 0) print_breakdown(&r, c, g, figures);
     double test_loss, test_acc;
     char fp[33];
     if (!(st = evaluate(&r, g, &test_loss, &test_acc))) st = fingerprint(&r, g, opt->tensor_hashes, fp);

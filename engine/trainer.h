@@ -12,14 +12,18 @@ typedef struct {
     trainer_mode mode;
     const char *config_path;
     const char *tensor_hashes; /* file for one "name hash" line per tensor, or NULL */
+    const char *resume;        /* checkpoint or run directory to resume from, or NULL */
+    const char *init;          /* checkpoint whose weights start a new run, or NULL */
+    long stop_after;           /* end (with a checkpoint) after this step; 0 = train.steps */
 } trainer_options;
 
 /* Collective over the grid's world. Builds the model, partition, schedule
  * (validated before it runs), stage and data; trains (or evaluates); prints
- * progress and the closing lines on rank 0. On failure returns the status;
- * *agreed is 1 when every rank reached the same error (config, partition,
- * non-finite values: a clean exit is possible), 0 when only this rank failed
- * (the caller must end the whole job). */
-pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options *opt, int *agreed);
+ * progress and the closing lines on rank 0. On failure returns the status
+ * and sets *reporter: when every rank reached the same error (config,
+ * partition, checkpoint, non-finite values) it is the rank whose message
+ * names it and a clean exit is possible; -1 when only this rank failed and
+ * the caller must end the whole job. */
+pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options *opt, int *reporter);
 
 #endif

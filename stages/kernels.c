@@ -13,7 +13,6 @@
 #include <math.h>
 #include <string.h>
 
-#include <Random123/philox.h>
 
 /* width of the stack block of double accumulators used by column sums */
 #define KERNELS_COL_BLOCK 256
@@ -210,33 +209,19 @@ void layernorm_backward(float *din, float *dw, float *db, const float *dout,
 
 /* ----------------------------------------------------------------- Dropout */
 
-/* Four consecutive uniforms u[4q .. 4q+3] of the dropout sequence in one
- * Philox call. This must equal rng_uniform(key, 4q + j) bit for bit: the
- * counter layout and the 24-bit conversion are those of rng.c (rng.h offers
- * no fill starting at an arbitrary index), and test_kernels checks every
- * mask element against rng_uniform. */
-static void dropout_quad(float u[4], rng_key key, uint64_t quad)
-{
-    philox4x32_ctr_t ctr = {{(key.stream << 24) | (key.a & 0xffffffu), key.b,
-                             (key.c << 16) | (uint32_t)((quad >> 32) & 0xffffu),
-                             (uint32_t)quad}};
-    philox4x32_key_t k = {{(uint32_t)key.seed, (uint32_t)(key.seed >> 32)}};
-    philox4x32_ctr_t r = philox4x32(ctr, k);
-    for (int j = 0; j < 4; j++) u[j] = (float)(r.v[j] >> 8) * (1.0f / 16777216.0f);
-}
-
 /* dst[i] = src[i]·scale where rng_uniform(key, i) >= p, else 0 (0 < p < 1) */
 static void dropout_apply(float *dst, const float *src, size_t N, float p, dropout_key dk)
 {
     rng_key key = {.seed = dk.seed, .stream = RNG_STREAM_DROPOUT, .a = dk.layer,
                    .b = dk.step, .c = dk.micro_batch};
     float scale = 1.0f / (1.0f - p);
-    float u[4];
+    uint32_t r[4];
     for (size_t i0 = 0; i0 < N; i0 += 4) {
-        dropout_quad(u, key, (uint64_t)(i0 >> 2));
+        /* element i keeps when rng_uniform(key, i) >= p: one Philox call per 4 */
+        rng_u32x4(key, (uint64_t)(i0 >> 2), r);
         size_t n = N - i0 < 4 ? N - i0 : 4;
         for (size_t j = 0; j < n; j++)
-            dst[i0 + j] = u[j] >= p ? src[i0 + j] * scale : 0.0f;
+            dst[i0 + j] = rng_to_unit(r[j]) >= p ? src[i0 + j] * scale : 0.0f;
     }
 }
 

@@ -22,16 +22,20 @@ uint32_t rng_u32(rng_key key, uint64_t index)
     return block(key, index >> 2).v[index & 3];
 }
 
-static inline float u01(uint32_t x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
+void rng_u32x4(rng_key key, uint64_t quad, uint32_t out[4])
+{
+    philox4x32_ctr_t r = block(key, quad);
+    for (int j = 0; j < 4; j++) out[j] = r.v[j];
+}
 
-float rng_uniform(rng_key key, uint64_t index) { return u01(rng_u32(key, index)); }
+float rng_uniform(rng_key key, uint64_t index) { return rng_to_unit(rng_u32(key, index)); }
 
 void rng_fill_uniform(float *out, size_t n, rng_key key, float lo, float hi)
 {
     for (size_t q = 0; q * 4 < n; q++) {
         philox4x32_ctr_t r = block(key, q);
         for (size_t j = 0; j < 4 && q * 4 + j < n; j++)
-            out[q * 4 + j] = lo + (hi - lo) * u01(r.v[j]);
+            out[q * 4 + j] = lo + (hi - lo) * rng_to_unit(r.v[j]);
     }
 }
 

@@ -27,6 +27,10 @@ typedef struct {
 
 /* 32 random bits for element `index` of the sequence named by key. */
 uint32_t rng_u32(rng_key key, uint64_t index);
+/* The words of elements 4·quad .. 4·quad+3 from one Philox call. */
+void rng_u32x4(rng_key key, uint64_t quad, uint32_t out[4]);
+/* Converts 32 random bits to a uniform in [0, 1) as rng_uniform does. */
+static inline float rng_to_unit(uint32_t bits) { return (float)(bits >> 8) * (1.0f / 16777216.0f); }
 /* Uniform in [0, 1): 24 random bits / 2^24. */
 float rng_uniform(rng_key key, uint64_t index);
 /* Fills out[0..n) with uniform values in [lo, hi). */

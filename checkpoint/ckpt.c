@@ -1,0 +1,1233 @@
+/* ckpt.c — HDF5 checkpoints, one shard per stage (see ckpt.h and
+ * docs/checkpoint-format.md).
+ *
+ * HDF5 style as in netCDF-C: every hid_t starts H5I_INVALID_HID, is closed
+ * once behind a guard, and one goto ladder per function cleans up in reverse
+ * order. HDF5's own error printing is switched off; errors are recorded with
+ * pt_fail naming the file and the tensor, followed by the innermost message of
+ * the HDF5 error stack when there is one. */
+#define _GNU_SOURCE /* renameat2(RENAME_EXCHANGE) */
+
+#include "ckpt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+#include <zlib.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "ckpt.c assumes a little-endian host (crc32 is defined over little-endian float bytes)"
+#endif
+
+/* Chunks of a compressed dataset hold at most this many bytes (whole rows). */
+#define CKPT_CHUNK_BYTES ((size_t)4 << 20)
+
+#define CLOSE_ATTR(id)  do { if ((id) >= 0) { H5Aclose(id); (id) = H5I_INVALID_HID; } } while (0)
+#define CLOSE_DSET(id)  do { if ((id) >= 0) { H5Dclose(id); (id) = H5I_INVALID_HID; } } while (0)
+#define CLOSE_SPACE(id) do { if ((id) >= 0) { H5Sclose(id); (id) = H5I_INVALID_HID; } } while (0)
+#define CLOSE_TYPE(id)  do { if ((id) >= 0) { H5Tclose(id); (id) = H5I_INVALID_HID; } } while (0)
+#define CLOSE_PLIST(id) do { if ((id) >= 0) { H5Pclose(id); (id) = H5I_INVALID_HID; } } while (0)
+#define CLOSE_GROUP(id) do { if ((id) >= 0) { H5Gclose(id); (id) = H5I_INVALID_HID; } } while (0)
+#define CLOSE_FILE(id)  do { if ((id) >= 0) { H5Fclose(id); (id) = H5I_INVALID_HID; } } while (0)
+
+static const char *const array_dir[CKPT_ARRAYS] = {NULL, "moment1", "moment2"};
+static const char *const array_label[CKPT_ARRAYS] = {"parameter", "moment1", "moment2"};
+
+/* ---- errors ------------------------------------------------------------ */
+
+static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+typedef struct {
+    char text[256];
+} h5_inner;
+
+static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *err, void *data)
+{
+    h5_inner *in = data;
+    if (n == 0 && err && err->desc) snprintf(in->text, sizeof in->text, "%s", err->desc);
+    return 0;
+}
+
+/* Records a message and appends the innermost entry of HDF5's error stack
+ * ("...: HDF5 says: unable to open file"). Call it right after the failing
+ * HDF5 call, before any other HDF5 call clears the stack. */
+static pt_status h5_fail(pt_status st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static pt_status h5_fail(pt_status st, const char *fmt, ...)
+{
+    char msg[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    h5_inner in = {{0}};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, &in);
+    if (in.text[0]) return pt_fail(st, "%s (HDF5: %s)", msg, in.text);
+    return pt_fail(st, "%s", msg);
+}
+
+/* ---- paths and files --------------------------------------------------- */
+
+static pt_status join(char *out, size_t len, const char *dir, const char *name)
+{
+    int n = snprintf(out, len, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= len)
+        return pt_fail(PT_ERR_INVALID, "path %s/%s is longer than %zu bytes", dir, name, len - 1);
+    return PT_OK;
+}
+
+static void step_name(char *out, size_t len, const char *prefix, long step)
+{
+    snprintf(out, len, "%sstep-%06ld", prefix, step);
+}
+
+static void shard_name(char *out, size_t len, int stage) { snprintf(out, len, "stage-%02d.h5", stage); }
+
+/* fsync of a file or directory by name. */
+static pt_status fsync_path(const char *path, int is_dir)
+{
+    int fd = open(path, is_dir ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+    if (fd < 0) return pt_fail(PT_ERR_IO, "cannot open %s to fsync it: %s", path, strerror(errno));
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return pt_fail(PT_ERR_IO, "fsync of %s failed: %s", path, strerror(e));
+    }
+    if (close(fd) != 0) return pt_fail(PT_ERR_IO, "close of %s failed: %s", path, strerror(errno));
+    return PT_OK;
+}
+
+/* mkdir -p */
+static pt_status make_dirs(const char *path)
+{
+    char buf[CKPT_PATH_MAX];
+    int n = snprintf(buf, sizeof buf, "%s", path);
+    if (n <= 0 || (size_t)n >= sizeof buf) return pt_fail(PT_ERR_INVALID, "bad directory name '%s'", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return pt_fail(PT_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return pt_fail(PT_ERR_IO, "%s exists and is not a directory", path);
+    return PT_OK;
+}
+
+/* rm -rf without following symbolic links. ENOENT is not an error. */
+static pt_status remove_tree(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0) {
+        if (errno == ENOENT) return PT_OK;
+        return pt_fail(PT_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            return pt_fail(PT_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
+        return PT_OK;
+    }
+    DIR *d = opendir(path);
+    if (!d) return pt_fail(PT_ERR_IO, "cannot open directory %s: %s", path, strerror(errno));
+    pt_status st = PT_OK;
+    struct dirent *de;
+    while (st == PT_OK && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char child[CKPT_PATH_MAX];
+        st = join(child, sizeof child, path, de->d_name);
+        if (st == PT_OK) st = remove_tree(child);
+    }
+    closedir(d);
+    if (st != PT_OK) return st;
+    if (rmdir(path) != 0 && errno != ENOENT)
+        return pt_fail(PT_ERR_IO, "cannot remove directory %s: %s", path, strerror(errno));
+    return PT_OK;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* "step-000200" → 200; -1 when the name is not a step directory name. */
+static long parse_step_name(const char *name)
+{
+    if (strncmp(name, "step-", 5) != 0) return -1;
+    const char *p = name + 5;
+    if (*p < '0' || *p > '9') return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (*end != '\0' || errno != 0 || v < 0) return -1;
+    for (const char *q = p; q < end; q++)
+        if (*q < '0' || *q > '9') return -1;
+    return v;
+}
+
+/* Reads <run>/latest into name ("step-000200"); PT_ERR_IO when absent. */
+static pt_status read_latest(const char *run_dir, char *name, size_t len)
+{
+    char path[CKPT_PATH_MAX];
+    pt_status st = join(path, sizeof path, run_dir, "latest");
+    if (st != PT_OK) return st;
+    FILE *f = fopen(path, "r");
+    if (!f) return pt_fail(PT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    char buf[256];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err) return pt_fail(PT_ERR_IO, "cannot read %s", path);
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) buf[--n] = '\0';
+    if (parse_step_name(buf) < 0)
+        return pt_fail(PT_ERR_FORMAT, "%s holds '%s', expected a checkpoint name such as 'step-000200'",
+                       path, buf);
+    if (strlen(buf) >= len) return pt_fail(PT_ERR_INVALID, "%s: name too long", path);
+    memcpy(name, buf, strlen(buf) + 1);
+    return PT_OK;
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+/* Splits the global name "layers.<layer>.<param>" into param (which may hold
+ * dots: "attn.w_qkv"), checking that <layer> is `layer`. */
+static pt_status split_name(const char *name, int layer, const char **param)
+{
+    if (!name) return pt_fail(PT_ERR_INVALID, "tensor of layer %d has no name", layer);
+    size_t len = strnlen(name, CKPT_NAME_MAX);
+    if (len >= CKPT_NAME_MAX)
+        return pt_fail(PT_ERR_INVALID, "tensor name '%.*s...' is longer than %d characters", 40, name,
+                       CKPT_NAME_MAX - 1);
+    const char *p = name;
+    if (strncmp(p, "layers.", 7) != 0) goto bad;
+    p += 7;
+    if (*p < '0' || *p > '9') goto bad;
+    char *end;
+    long l = strtol(p, &end, 10);
+    if (*end != '.' || end[1] == '\0') goto bad;
+    if (l != layer)
+        return pt_fail(PT_ERR_INVALID, "tensor %s: name says layer %ld, the tensor says layer %d", name, l,
+                       layer);
+    p = end + 1;
+    if (strchr(p, '/'))
+        return pt_fail(PT_ERR_INVALID, "tensor %s: the parameter name may not contain '/'", name);
+    if (!strcmp(p, "moment1") || !strcmp(p, "moment2") || !strcmp(p, ".") || !strcmp(p, ".."))
+        return pt_fail(PT_ERR_INVALID, "tensor %s: parameter name '%s' is reserved", name, p);
+    *param = p;
+    return PT_OK;
+bad:
+    return pt_fail(PT_ERR_INVALID, "tensor name '%s' is not of the form layers.<layer>.<param>", name);
+}
+
+/* Checks ndim/shape/numel; `what` names the tensor for the message. */
+static pt_status check_shape(const char *what, int ndim, const int shape[2], int64_t numel)
+{
+    if (ndim != 1 && ndim != 2)
+        return pt_fail(PT_ERR_INVALID, "tensor %s: ndim %d, expected 1 or 2", what, ndim);
+    int64_t prod = 1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] <= 0)
+            return pt_fail(PT_ERR_INVALID, "tensor %s: dimension %d is %d, expected > 0", what, d, shape[d]);
+        prod *= shape[d];
+    }
+    if (prod != numel)
+        return pt_fail(PT_ERR_INVALID, "tensor %s: numel %lld, but the shape holds %lld", what,
+                       (long long)numel, (long long)prod);
+    return PT_OK;
+}
+
+static void shape_str(char *out, size_t len, int ndim, const hsize_t *dims)
+{
+    if (ndim == 1) snprintf(out, len, "[%llu]", (unsigned long long)dims[0]);
+    else if (ndim == 2)
+        snprintf(out, len, "[%llu,%llu]", (unsigned long long)dims[0], (unsigned long long)dims[1]);
+    else snprintf(out, len, "(%d dimensions)", ndim);
+}
+
+/* ---- checksum ---------------------------------------------------------- */
+
+uint32_t ckpt_crc32(const float *data, size_t n)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    const unsigned char *p = (const unsigned char *)data;
+    size_t bytes = n * sizeof(float);
+    while (bytes > 0) {
+        uInt chunk = bytes > (size_t)1 << 30 ? (uInt)1 << 30 : (uInt)bytes;
+        crc = crc32(crc, p, chunk);
+        p += chunk;
+        bytes -= chunk;
+    }
+    return (uint32_t)crc;
+}
+
+/* ---- attributes -------------------------------------------------------- */
+
+/* Writes attribute `name` of n elements (n = 0: scalar). */
+static pt_status attr_write(hid_t loc, const char *file, const char *name, hid_t ftype, hid_t mtype,
+                            hsize_t n, const void *buf)
+{
+    pt_status st = PT_OK;
+    hid_t space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
+    space = n == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
+    if (space < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot create the dataspace of attribute '%s'", file, name);
+        goto done;
+    }
+    if ((attr = H5Acreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot create attribute '%s'", file, name);
+        goto done;
+    }
+    if (H5Awrite(attr, mtype, buf) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot write attribute '%s'", file, name);
+        goto done;
+    }
+done:
+    CLOSE_ATTR(attr);
+    CLOSE_SPACE(space);
+    return st;
+}
+
+static pt_status attr_write_i32(hid_t loc, const char *file, const char *name, int v)
+{
+    return attr_write(loc, file, name, H5T_STD_I32LE, H5T_NATIVE_INT, 0, &v);
+}
+
+/* A variable-length UTF-8 string attribute (h5py reads it as str). */
+static pt_status attr_write_str(hid_t loc, const char *file, const char *name, const char *s)
+{
+    pt_status st = PT_OK;
+    hid_t type = H5I_INVALID_HID;
+    if ((type = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 ||
+        H5Tset_cset(type, H5T_CSET_UTF8) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot make the string type of attribute '%s'", file, name);
+        goto done;
+    }
+    const char *v = s ? s : "";
+    st = attr_write(loc, file, name, type, type, 0, &v);
+done:
+    CLOSE_TYPE(type);
+    return st;
+}
+
+/* Reads attribute `name` holding exactly n elements (scalar counts as 1) of
+ * an integer type into buf, converted to mtype. */
+static pt_status attr_read_int(hid_t loc, const char *file, const char *name, hid_t mtype, hssize_t n,
+                               void *buf)
+{
+    pt_status st = PT_OK;
+    hid_t attr = H5I_INVALID_HID, space = H5I_INVALID_HID, type = H5I_INVALID_HID;
+    htri_t ex = H5Aexists(loc, name);
+    if (ex < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot look up attribute '%s'", file, name);
+        goto done;
+    }
+    if (ex == 0) {
+        st = pt_fail(PT_ERR_FORMAT, "%s lacks the attribute '%s'", file, name);
+        goto done;
+    }
+    if ((attr = H5Aopen(loc, name, H5P_DEFAULT)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot open attribute '%s'", file, name);
+        goto done;
+    }
+    if ((space = H5Aget_space(attr)) < 0 || (type = H5Aget_type(attr)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot query attribute '%s'", file, name);
+        goto done;
+    }
+    if (H5Tget_class(type) != H5T_INTEGER) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: attribute '%s' is not an integer", file, name);
+        goto done;
+    }
+    hssize_t np = H5Sget_simple_extent_npoints(space);
+    if (np != n) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: attribute '%s' holds %lld values, expected %lld", file, name,
+                     (long long)np, (long long)n);
+        goto done;
+    }
+    if (H5Aread(attr, mtype, buf) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot read attribute '%s'", file, name);
+        goto done;
+    }
+done:
+    CLOSE_TYPE(type);
+    CLOSE_SPACE(space);
+    CLOSE_ATTR(attr);
+    return st;
+}
+
+static pt_status attr_read_i32(hid_t loc, const char *file, const char *name, int *v)
+{
+    return attr_read_int(loc, file, name, H5T_NATIVE_INT, 1, v);
+}
+
+/* Reads a string attribute (variable- or fixed-length) into a malloc'd copy. */
+static pt_status attr_read_str(hid_t loc, const char *file, const char *name, char **out)
+{
+    pt_status st = PT_OK;
+    hid_t attr = H5I_INVALID_HID, space = H5I_INVALID_HID, type = H5I_INVALID_HID;
+    hid_t mtype = H5I_INVALID_HID;
+    char *vl = NULL;
+    *out = NULL;
+    htri_t ex = H5Aexists(loc, name);
+    if (ex <= 0) {
+        st = ex < 0 ? h5_fail(PT_ERR_HDF5, "%s: cannot look up attribute '%s'", file, name)
+                    : pt_fail(PT_ERR_FORMAT, "%s lacks the attribute '%s'", file, name);
+        goto done;
+    }
+    if ((attr = H5Aopen(loc, name, H5P_DEFAULT)) < 0 || (space = H5Aget_space(attr)) < 0 ||
+        (type = H5Aget_type(attr)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot open attribute '%s'", file, name);
+        goto done;
+    }
+    if (H5Tget_class(type) != H5T_STRING || H5Sget_simple_extent_npoints(space) != 1) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: attribute '%s' is not a single string", file, name);
+        goto done;
+    }
+    htri_t var = H5Tis_variable_str(type);
+    if (var < 0 || (mtype = H5Tcopy(H5T_C_S1)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot query the string type of attribute '%s'", file, name);
+        goto done;
+    }
+    if (var) {
+        if (H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Tset_cset(mtype, H5Tget_cset(type)) < 0 ||
+            H5Aread(attr, mtype, &vl) < 0) {
+            st = h5_fail(PT_ERR_HDF5, "%s: cannot read attribute '%s'", file, name);
+            goto done;
+        }
+        *out = strdup(vl ? vl : "");
+    } else {
+        size_t size = H5Tget_size(type);
+        char *buf = calloc(size + 1, 1);
+        if (!buf) {
+            st = pt_fail(PT_ERR_NOMEM, "%s: attribute '%s': out of memory", file, name);
+            goto done;
+        }
+        if (H5Tset_size(mtype, size) < 0 || H5Tset_cset(mtype, H5Tget_cset(type)) < 0 ||
+            H5Aread(attr, mtype, buf) < 0) {
+            free(buf);
+            st = h5_fail(PT_ERR_HDF5, "%s: cannot read attribute '%s'", file, name);
+            goto done;
+        }
+        *out = buf;
+        buf = NULL;
+    }
+    if (!*out) st = pt_fail(PT_ERR_NOMEM, "%s: attribute '%s': out of memory", file, name);
+done:
+    if (vl) H5free_memory(vl);
+    CLOSE_TYPE(mtype);
+    CLOSE_TYPE(type);
+    CLOSE_SPACE(space);
+    CLOSE_ATTR(attr);
+    return st;
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+/* Creates path for writing, in a format HDF5 1.8 and later (h5py, h5dump) read. */
+static pt_status create_file(const char *path, hid_t *file)
+{
+    pt_status st = PT_OK;
+    hid_t fapl = H5I_INVALID_HID;
+    if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot set up the file access properties", path);
+        goto done;
+    }
+    if ((*file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "cannot create %s", path);
+        goto done;
+    }
+done:
+    CLOSE_PLIST(fapl);
+    return st;
+}
+
+/* Group `name` of loc, created when absent. */
+static pt_status open_or_create_group(hid_t loc, const char *name, const char *file, hid_t *grp)
+{
+    htri_t ex = H5Lexists(loc, name, H5P_DEFAULT);
+    if (ex < 0) return h5_fail(PT_ERR_HDF5, "%s: cannot look up group %s", file, name);
+    *grp = ex ? H5Gopen2(loc, name, H5P_DEFAULT) : H5Gcreate2(loc, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (*grp < 0) return h5_fail(PT_ERR_HDF5, "%s: cannot %s group %s", file, ex ? "open" : "create", name);
+    return PT_OK;
+}
+
+/* ---- shard writer ------------------------------------------------------ */
+
+static pt_status write_dataset(hid_t grp, const char *dsname, const ckpt_tensor *t, int a, int level,
+                               uint32_t crc, const char *path)
+{
+    pt_status st = PT_OK;
+    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hsize_t dims[2] = {(hsize_t)t->shape[0], t->ndim == 2 ? (hsize_t)t->shape[1] : 1};
+    if ((space = H5Screate_simple(t->ndim, dims, NULL)) < 0 || (dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: tensor %s (%s): cannot create its dataspace", path, t->name,
+                     array_label[a]);
+        goto done;
+    }
+    if (level > 0) {
+        /* whole rows, at most CKPT_CHUNK_BYTES per chunk (at least one row) */
+        size_t row_bytes = sizeof(float) * (t->ndim == 2 ? (size_t)dims[1] : 1);
+        hsize_t rows = CKPT_CHUNK_BYTES / row_bytes;
+        if (rows < 1) rows = 1;
+        if (rows > dims[0]) rows = dims[0];
+        hsize_t chunk[2] = {rows, dims[1]};
+        if (H5Pset_chunk(dcpl, t->ndim, chunk) < 0 || H5Pset_deflate(dcpl, (unsigned)level) < 0) {
+            st = h5_fail(PT_ERR_HDF5, "%s: tensor %s (%s): cannot set up chunking and deflate", path,
+                         t->name, array_label[a]);
+            goto done;
+        }
+    }
+    if ((dset = H5Dcreate2(grp, dsname, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: tensor %s (%s): cannot create dataset %s", path, t->name,
+                     array_label[a], dsname);
+        goto done;
+    }
+    if (H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data[a]) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: tensor %s (%s): cannot write its data", path, t->name,
+                     array_label[a]);
+        goto done;
+    }
+    st = attr_write(dset, path, "crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, 0, &crc);
+    if (st != PT_OK) pt_wrap(st, "tensor %s (%s): ", t->name, array_label[a]);
+done:
+    CLOSE_DSET(dset);
+    CLOSE_PLIST(dcpl);
+    CLOSE_SPACE(space);
+    return st;
+}
+
+/* Writes the three arrays of one tensor under /layers/<layer>. */
+static pt_status write_tensor(hid_t layers, const ckpt_tensor *t, const char *param, int level,
+                              uint32_t crc[CKPT_ARRAYS], const char *path)
+{
+    pt_status st = PT_OK;
+    hid_t lgrp = H5I_INVALID_HID, mgrp = H5I_INVALID_HID;
+    char lname[32];
+    snprintf(lname, sizeof lname, "%d", t->layer);
+    if ((st = open_or_create_group(layers, lname, path, &lgrp)) != PT_OK) goto done;
+    for (int a = 0; a < CKPT_ARRAYS; a++) {
+        hid_t grp = lgrp;
+        if (a > 0) {
+            if ((st = open_or_create_group(lgrp, array_dir[a], path, &mgrp)) != PT_OK) goto done;
+            grp = mgrp;
+        }
+        crc[a] = ckpt_crc32(t->data[a], t->numel);
+        if ((st = write_dataset(grp, param, t, a, level, crc[a], path)) != PT_OK) goto done;
+        CLOSE_GROUP(mgrp);
+    }
+done:
+    CLOSE_GROUP(mgrp);
+    CLOSE_GROUP(lgrp);
+    return st;
+}
+
+pt_status ckpt_write_shard(const char *dir, const ckpt_shard *sh, uint32_t *crc)
+{
+    h5_quiet();
+    if (!dir || !sh || (sh->n_tensors > 0 && (!sh->tensors || !crc)))
+        return pt_fail(PT_ERR_INVALID, "ckpt_write_shard: missing directory, shard, tensors or crc array");
+    if (sh->n_stages < 1 || sh->stage < 0 || sh->stage >= sh->n_stages)
+        return pt_fail(PT_ERR_INVALID, "checkpoint shard: stage %d of %d stages is out of range", sh->stage,
+                       sh->n_stages);
+    if (sh->first_layer < 0 || sh->last_layer < sh->first_layer || sh->compression < 0 ||
+        sh->compression > 9 || sh->step < 0 || sh->n_tensors < 0)
+        return pt_fail(PT_ERR_INVALID,
+                       "checkpoint shard of stage %d: bad layers [%d, %d), compression %d, step %ld or "
+                       "tensor count %d",
+                       sh->stage, sh->first_layer, sh->last_layer, sh->compression, sh->step, sh->n_tensors);
+
+    char name[32], path[CKPT_PATH_MAX];
+    shard_name(name, sizeof name, sh->stage);
+    pt_status st = join(path, sizeof path, dir, name);
+    if (st != PT_OK) return st;
+
+    /* check every tensor before creating anything */
+    for (int k = 0; k < sh->n_tensors; k++) {
+        const ckpt_tensor *t = &sh->tensors[k];
+        const char *param;
+        if ((st = split_name(t->name, t->layer, &param)) != PT_OK) return pt_wrap(st, "%s: ", path);
+        if ((st = check_shape(t->name, t->ndim, t->shape, (int64_t)t->numel)) != PT_OK)
+            return pt_wrap(st, "%s: ", path);
+        if (t->layer < sh->first_layer || t->layer >= sh->last_layer)
+            return pt_fail(PT_ERR_INVALID, "%s: tensor %s belongs to layer %d, outside this stage's layers [%d, %d)",
+                           path, t->name, t->layer, sh->first_layer, sh->last_layer);
+        for (int a = 0; a < CKPT_ARRAYS; a++)
+            if (!t->data[a])
+                return pt_fail(PT_ERR_INVALID, "%s: tensor %s: no %s array given", path, t->name,
+                               array_label[a]);
+    }
+
+    hid_t file = H5I_INVALID_HID, layers = H5I_INVALID_HID;
+    if ((st = create_file(path, &file)) != PT_OK) goto done;
+    int version = CKPT_FORMAT_VERSION;
+    int64_t step = sh->step;
+    uint64_t seed = sh->seed;
+    if ((st = attr_write_i32(file, path, "format_version", version)) != PT_OK ||
+        (st = attr_write(file, path, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, &step)) != PT_OK ||
+        (st = attr_write(file, path, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &seed)) != PT_OK ||
+        (st = attr_write_i32(file, path, "stage", sh->stage)) != PT_OK ||
+        (st = attr_write_i32(file, path, "n_stages", sh->n_stages)) != PT_OK ||
+        (st = attr_write_i32(file, path, "first_layer", sh->first_layer)) != PT_OK ||
+        (st = attr_write_i32(file, path, "last_layer", sh->last_layer)) != PT_OK)
+        goto done;
+    if ((layers = H5Gcreate2(file, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot create group /layers", path);
+        goto done;
+    }
+    for (int k = 0; k < sh->n_tensors; k++) {
+        const ckpt_tensor *t = &sh->tensors[k];
+        const char *param;
+        (void)split_name(t->name, t->layer, &param); /* checked above */
+        if ((st = write_tensor(layers, t, param, sh->compression, &crc[(size_t)k * CKPT_ARRAYS], path)) !=
+            PT_OK)
+            goto done;
+        if (sh->after_tensor) sh->after_tensor(sh->hook_ctx, k);
+    }
+    CLOSE_GROUP(layers);
+    if (H5Fclose(file) < 0) {
+        file = H5I_INVALID_HID;
+        st = h5_fail(PT_ERR_HDF5, "%s: closing (flushing) the file failed", path);
+        goto done;
+    }
+    file = H5I_INVALID_HID;
+    if ((st = fsync_path(path, 0)) != PT_OK) goto done;
+    st = fsync_path(dir, 1);
+done:
+    CLOSE_GROUP(layers);
+    CLOSE_FILE(file);
+    return st;
+}
+
+/* ---- manifest ---------------------------------------------------------- */
+
+/* The compound type of an /index row: in memory (ckpt_entry, native types)
+ * or in the file (packed, little-endian). */
+static pt_status index_type(int in_file, hid_t *out)
+{
+    pt_status st = PT_OK;
+    hid_t t = H5I_INVALID_HID, str = H5I_INVALID_HID, shp = H5I_INVALID_HID, crc = H5I_INVALID_HID;
+    hid_t i32 = in_file ? H5T_STD_I32LE : H5T_NATIVE_INT;
+    hid_t i64 = in_file ? H5T_STD_I64LE : H5T_NATIVE_INT64;
+    hid_t u32 = in_file ? H5T_STD_U32LE : H5T_NATIVE_UINT32;
+    hsize_t two = 2, three = CKPT_ARRAYS;
+    size_t off_name = 0, off_layer = CKPT_NAME_MAX, off_ndim = off_layer + 4, off_shape = off_ndim + 4;
+    size_t off_numel = off_shape + 8, off_shard = off_numel + 8, off_crc = off_shard + 4;
+    size_t size = off_crc + 4 * CKPT_ARRAYS;
+    if (!in_file) {
+        off_name = offsetof(ckpt_entry, name);
+        off_layer = offsetof(ckpt_entry, layer);
+        off_ndim = offsetof(ckpt_entry, ndim);
+        off_shape = offsetof(ckpt_entry, shape);
+        off_numel = offsetof(ckpt_entry, numel);
+        off_shard = offsetof(ckpt_entry, shard);
+        off_crc = offsetof(ckpt_entry, crc);
+        size = sizeof(ckpt_entry);
+    }
+    if ((str = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(str, CKPT_NAME_MAX) < 0 ||
+        H5Tset_strpad(str, H5T_STR_NULLTERM) < 0 || (shp = H5Tarray_create2(i32, 1, &two)) < 0 ||
+        (crc = H5Tarray_create2(u32, 1, &three)) < 0 || (t = H5Tcreate(H5T_COMPOUND, size)) < 0 ||
+        H5Tinsert(t, "name", off_name, str) < 0 || H5Tinsert(t, "layer", off_layer, i32) < 0 ||
+        H5Tinsert(t, "ndim", off_ndim, i32) < 0 || H5Tinsert(t, "shape", off_shape, shp) < 0 ||
+        H5Tinsert(t, "numel", off_numel, i64) < 0 || H5Tinsert(t, "shard", off_shard, i32) < 0 ||
+        H5Tinsert(t, "crc", off_crc, crc) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "cannot build the compound type of the manifest index");
+        CLOSE_TYPE(t);
+        goto done;
+    }
+    *out = t;
+done:
+    CLOSE_TYPE(crc);
+    CLOSE_TYPE(shp);
+    CLOSE_TYPE(str);
+    return st;
+}
+
+/* Consistency of a manifest (written or read): cuts cover the layers, every
+ * entry sits in the shard that holds its layer. `file` names it. */
+static pt_status check_manifest(const ckpt_manifest *m, const char *file)
+{
+    if (m->n_stages < 1 || m->data_parallel < 1 || m->n_layers < 0 || m->n_entries < 0 || !m->cuts ||
+        (m->n_entries > 0 && !m->entries))
+        return pt_fail(PT_ERR_INVALID, "%s: n_stages %d, data_parallel %d, n_layers %d, %d entries: out of range",
+                       file, m->n_stages, m->data_parallel, m->n_layers, m->n_entries);
+    if (m->cuts[0] != 0 || m->cuts[m->n_stages] != m->n_layers)
+        return pt_fail(PT_ERR_INVALID, "%s: cuts run from %d to %d, expected 0 to n_layers = %d", file,
+                       m->cuts[0], m->cuts[m->n_stages], m->n_layers);
+    for (int s = 0; s < m->n_stages; s++)
+        if (m->cuts[s + 1] < m->cuts[s])
+            return pt_fail(PT_ERR_INVALID, "%s: cuts decrease at stage %d (%d then %d)", file, s, m->cuts[s],
+                           m->cuts[s + 1]);
+    for (int k = 0; k < m->n_entries; k++) {
+        const ckpt_entry *e = &m->entries[k];
+        if (memchr(e->name, '\0', CKPT_NAME_MAX) == NULL || !e->name[0])
+            return pt_fail(PT_ERR_INVALID, "%s: index entry %d has no terminated name", file, k);
+        const char *param;
+        pt_status st = split_name(e->name, e->layer, &param);
+        if (st == PT_OK) st = check_shape(e->name, e->ndim, e->shape, e->numel);
+        if (st != PT_OK) return pt_wrap(st, "%s: index entry %d: ", file, k);
+        if (e->shard < 0 || e->shard >= m->n_stages)
+            return pt_fail(PT_ERR_INVALID, "%s: tensor %s is in shard %d, but there are %d shards", file,
+                           e->name, e->shard, m->n_stages);
+        if (e->layer < m->cuts[e->shard] || e->layer >= m->cuts[e->shard + 1])
+            return pt_fail(PT_ERR_INVALID, "%s: tensor %s of layer %d is in shard %d, which holds layers [%d, %d)",
+                           file, e->name, e->layer, e->shard, m->cuts[e->shard], m->cuts[e->shard + 1]);
+    }
+    return PT_OK;
+}
+
+pt_status ckpt_write_manifest(const char *dir, const ckpt_manifest *m)
+{
+    h5_quiet();
+    if (!dir || !m) return pt_fail(PT_ERR_INVALID, "ckpt_write_manifest: missing directory or manifest");
+    char path[CKPT_PATH_MAX];
+    pt_status st = join(path, sizeof path, dir, "manifest.h5");
+    if (st != PT_OK) return st;
+    if ((st = check_manifest(m, path)) != PT_OK) return st;
+    if (m->step < 0) return pt_fail(PT_ERR_INVALID, "%s: step %ld is negative", path, m->step);
+
+    hid_t file = H5I_INVALID_HID, ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID;
+    hid_t space = H5I_INVALID_HID, dset = H5I_INVALID_HID, layers = H5I_INVALID_HID;
+    int *layer_shard = NULL;
+
+    /* one shard per layer, for the external links */
+    layer_shard = malloc(sizeof(int) * (size_t)(m->n_layers > 0 ? m->n_layers : 1));
+    if (!layer_shard) {
+        st = pt_fail(PT_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    for (int l = 0; l < m->n_layers; l++) layer_shard[l] = -1;
+    for (int k = 0; k < m->n_entries; k++) {
+        const ckpt_entry *e = &m->entries[k];
+        if (e->layer >= m->n_layers) {
+            st = pt_fail(PT_ERR_INVALID, "%s: tensor %s of layer %d, but the model has %d layers", path,
+                         e->name, e->layer, m->n_layers);
+            goto done;
+        }
+        layer_shard[e->layer] = e->shard; /* check_manifest: the shard holding the layer */
+    }
+
+    if ((st = create_file(path, &file)) != PT_OK) goto done;
+    int64_t step = m->step;
+    uint64_t seed = m->seed;
+    if ((st = attr_write_i32(file, path, "format_version", CKPT_FORMAT_VERSION)) != PT_OK ||
+        (st = attr_write(file, path, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, &step)) != PT_OK ||
+        (st = attr_write(file, path, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &seed)) != PT_OK ||
+        (st = attr_write_i32(file, path, "n_stages", m->n_stages)) != PT_OK ||
+        (st = attr_write_i32(file, path, "data_parallel", m->data_parallel)) != PT_OK ||
+        (st = attr_write_i32(file, path, "n_layers", m->n_layers)) != PT_OK ||
+        (st = attr_write(file, path, "cuts", H5T_STD_I32LE, H5T_NATIVE_INT, (hsize_t)m->n_stages + 1,
+                         m->cuts)) != PT_OK ||
+        (st = attr_write_str(file, path, "config", m->config_text)) != PT_OK)
+        goto done;
+
+    if ((st = index_type(1, &ftype)) != PT_OK || (st = index_type(0, &mtype)) != PT_OK) {
+        pt_wrap(st, "%s: ", path);
+        goto done;
+    }
+    hsize_t n = (hsize_t)m->n_entries;
+    if ((space = H5Screate_simple(1, &n, NULL)) < 0 ||
+        (dset = H5Dcreate2(file, "index", ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot create dataset /index", path);
+        goto done;
+    }
+    if (n > 0 && H5Dwrite(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->entries) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot write dataset /index", path);
+        goto done;
+    }
+    if ((layers = H5Gcreate2(file, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot create group /layers", path);
+        goto done;
+    }
+    for (int l = 0; l < m->n_layers; l++) {
+        if (layer_shard[l] < 0) continue;
+        char target[32], obj[32], link[32];
+        shard_name(target, sizeof target, layer_shard[l]);
+        snprintf(obj, sizeof obj, "/layers/%d", l);
+        snprintf(link, sizeof link, "%d", l);
+        if (H5Lcreate_external(target, obj, layers, link, H5P_DEFAULT, H5P_DEFAULT) < 0) {
+            st = h5_fail(PT_ERR_HDF5, "%s: cannot create the external link /layers/%d -> %s:%s", path, l,
+                         target, obj);
+            goto done;
+        }
+    }
+    CLOSE_GROUP(layers);
+    CLOSE_DSET(dset);
+    if (H5Fclose(file) < 0) {
+        file = H5I_INVALID_HID;
+        st = h5_fail(PT_ERR_HDF5, "%s: closing (flushing) the file failed", path);
+        goto done;
+    }
+    file = H5I_INVALID_HID;
+    if ((st = fsync_path(path, 0)) != PT_OK) goto done;
+    st = fsync_path(dir, 1);
+done:
+    CLOSE_GROUP(layers);
+    CLOSE_DSET(dset);
+    CLOSE_SPACE(space);
+    CLOSE_TYPE(mtype);
+    CLOSE_TYPE(ftype);
+    CLOSE_FILE(file);
+    free(layer_shard);
+    return st;
+}
+
+/* ---- commit protocol --------------------------------------------------- */
+
+pt_status ckpt_begin(const char *run_dir, long step, char *out, size_t len)
+{
+    if (!run_dir || !out || step < 0)
+        return pt_fail(PT_ERR_INVALID, "ckpt_begin: missing run directory or output, or negative step %ld",
+                       step);
+    pt_status st = make_dirs(run_dir);
+    if (st != PT_OK) return st;
+    char name[64];
+    step_name(name, sizeof name, ".tmp-", step);
+    if ((st = join(out, len, run_dir, name)) != PT_OK) return st;
+    if ((st = remove_tree(out)) != PT_OK) return pt_wrap(st, "removing a stale temporary checkpoint: ");
+    if (mkdir(out, 0755) != 0) return pt_fail(PT_ERR_IO, "cannot create %s: %s", out, strerror(errno));
+    return fsync_path(run_dir, 1);
+}
+
+/* Moves tmp to final. When final exists (a step written again), the two are
+ * swapped atomically where the system can, so `final` is whole at every
+ * moment; else the old one is first renamed aside. The old tree is removed. */
+static pt_status install_dir(const char *run_dir, const char *tmp, const char *final, long step)
+{
+    if (rename(tmp, final) == 0) return PT_OK;
+    if (errno != EEXIST && errno != ENOTEMPTY)
+        return pt_fail(PT_ERR_IO, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
+#ifdef RENAME_EXCHANGE
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) == 0) {
+        pt_status st = fsync_path(run_dir, 1);
+        if (st == PT_OK && (st = remove_tree(tmp)) != PT_OK) pt_wrap(st, "removing the replaced checkpoint: ");
+        return st;
+    }
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+        return pt_fail(PT_ERR_IO, "cannot exchange %s and %s: %s", tmp, final, strerror(errno));
+#endif
+    char name[64], old[CKPT_PATH_MAX];
+    step_name(name, sizeof name, ".old-", step);
+    pt_status st = join(old, sizeof old, run_dir, name);
+    if (st == PT_OK) st = remove_tree(old);
+    if (st != PT_OK) return st;
+    if (rename(final, old) != 0)
+        return pt_fail(PT_ERR_IO, "cannot move the existing %s aside to %s: %s", final, old, strerror(errno));
+    if (rename(tmp, final) != 0)
+        return pt_fail(PT_ERR_IO, "cannot rename %s to %s: %s (the previous one is at %s)", tmp, final,
+                       strerror(errno), old);
+    if ((st = fsync_path(run_dir, 1)) != PT_OK) return st;
+    if ((st = remove_tree(old)) != PT_OK) pt_wrap(st, "removing the replaced checkpoint: ");
+    return st;
+}
+
+pt_status ckpt_commit(const char *run_dir, long step)
+{
+    if (!run_dir || step < 0) return pt_fail(PT_ERR_INVALID, "ckpt_commit: missing run directory or step %ld", step);
+    char tname[64], fname[64], tmp[CKPT_PATH_MAX], final[CKPT_PATH_MAX], manifest[CKPT_PATH_MAX];
+    step_name(tname, sizeof tname, ".tmp-", step);
+    step_name(fname, sizeof fname, "", step);
+    pt_status st;
+    if ((st = join(tmp, sizeof tmp, run_dir, tname)) != PT_OK || (st = join(final, sizeof final, run_dir, fname)) != PT_OK ||
+        (st = join(manifest, sizeof manifest, tmp, "manifest.h5")) != PT_OK)
+        return st;
+    if (!is_dir(tmp)) return pt_fail(PT_ERR_IO, "cannot commit step %ld: %s does not exist", step, tmp);
+    if (access(manifest, F_OK) != 0)
+        return pt_fail(PT_ERR_INVALID, "cannot commit step %ld: %s has no manifest.h5 yet", step, tmp);
+
+    if ((st = fsync_path(tmp, 1)) != PT_OK) return st;
+    if ((st = install_dir(run_dir, tmp, final, step)) != PT_OK) return st;
+    if ((st = fsync_path(run_dir, 1)) != PT_OK) return st;
+
+    char latest[CKPT_PATH_MAX], latest_tmp[CKPT_PATH_MAX], text[80];
+    if ((st = join(latest, sizeof latest, run_dir, "latest")) != PT_OK ||
+        (st = join(latest_tmp, sizeof latest_tmp, run_dir, "latest.tmp")) != PT_OK)
+        return st;
+    int n = snprintf(text, sizeof text, "%s\n", fname);
+    int fd = open(latest_tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return pt_fail(PT_ERR_IO, "cannot create %s: %s", latest_tmp, strerror(errno));
+    ssize_t w = write(fd, text, (size_t)n);
+    if (w != n || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return pt_fail(PT_ERR_IO, "cannot write %s: %s", latest_tmp, w != n && w >= 0 ? "short write" : strerror(e));
+    }
+    if (close(fd) != 0) return pt_fail(PT_ERR_IO, "cannot close %s: %s", latest_tmp, strerror(errno));
+    if (rename(latest_tmp, latest) != 0)
+        return pt_fail(PT_ERR_IO, "cannot rename %s to %s: %s", latest_tmp, latest, strerror(errno));
+    return fsync_path(run_dir, 1);
+}
+
+typedef struct {
+    long step;
+    char name[64];
+} step_dir;
+
+static int step_dir_newest_first(const void *a, const void *b)
+{
+    long x = ((const step_dir *)a)->step, y = ((const step_dir *)b)->step;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+pt_status ckpt_prune(const char *run_dir, int keep)
+{
+    if (!run_dir) return pt_fail(PT_ERR_INVALID, "ckpt_prune: missing run directory");
+    char latest[64] = "";
+    if (read_latest(run_dir, latest, sizeof latest) != PT_OK) latest[0] = '\0'; /* none: keep by age only */
+
+    DIR *d = opendir(run_dir);
+    if (!d) return pt_fail(PT_ERR_IO, "cannot open run directory %s: %s", run_dir, strerror(errno));
+    step_dir *dirs = NULL;
+    int n = 0, cap = 0;
+    pt_status st = PT_OK;
+    struct dirent *de;
+    while (st == PT_OK && (de = readdir(d)) != NULL) {
+        char path[CKPT_PATH_MAX];
+        if ((st = join(path, sizeof path, run_dir, de->d_name)) != PT_OK) break;
+        if (!strncmp(de->d_name, ".tmp-step-", 10) || !strncmp(de->d_name, ".old-step-", 10)) {
+            if (is_dir(path)) st = remove_tree(path);
+            continue;
+        }
+        long step = parse_step_name(de->d_name);
+        if (step < 0 || strlen(de->d_name) >= sizeof dirs[0].name || !is_dir(path)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            step_dir *grown = realloc(dirs, sizeof *dirs * (size_t)cap);
+            if (!grown) {
+                st = pt_fail(PT_ERR_NOMEM, "ckpt_prune %s: out of memory", run_dir);
+                break;
+            }
+            dirs = grown;
+        }
+        dirs[n].step = step;
+        memcpy(dirs[n].name, de->d_name, strlen(de->d_name) + 1); /* length checked above */
+        n++;
+    }
+    closedir(d);
+    if (st == PT_OK && keep > 0) {
+        qsort(dirs, (size_t)n, sizeof *dirs, step_dir_newest_first);
+        for (int i = keep; i < n && st == PT_OK; i++) {
+            if (!strcmp(dirs[i].name, latest)) continue;
+            char path[CKPT_PATH_MAX];
+            if ((st = join(path, sizeof path, run_dir, dirs[i].name)) == PT_OK) st = remove_tree(path);
+        }
+        if (st == PT_OK) st = fsync_path(run_dir, 1);
+    }
+    free(dirs);
+    return st;
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+pt_status ckpt_resolve(const char *path, char *ckpt_dir, size_t len)
+{
+    if (!path || !*path || !ckpt_dir) return pt_fail(PT_ERR_INVALID, "no checkpoint path given");
+    char p[CKPT_PATH_MAX];
+    int n = snprintf(p, sizeof p, "%s", path);
+    if (n < 0 || (size_t)n >= sizeof p) return pt_fail(PT_ERR_INVALID, "checkpoint path '%s' is too long", path);
+    while (n > 1 && p[n - 1] == '/') p[--n] = '\0';
+    struct stat sb;
+    if (stat(p, &sb) != 0)
+        return pt_fail(PT_ERR_IO, "checkpoint path %s: %s (expected a run directory with a 'latest' file "
+                       "or a checkpoint directory with a manifest.h5)", p, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return pt_fail(PT_ERR_INVALID, "checkpoint path %s is not a directory (expected a run directory with "
+                       "a 'latest' file or a checkpoint directory with a manifest.h5)", p);
+    char latest_path[CKPT_PATH_MAX], manifest[CKPT_PATH_MAX];
+    pt_status st;
+    if ((st = join(latest_path, sizeof latest_path, p, "latest")) != PT_OK ||
+        (st = join(manifest, sizeof manifest, p, "manifest.h5")) != PT_OK)
+        return st;
+    if (access(latest_path, F_OK) == 0) {
+        char name[64], dir[CKPT_PATH_MAX], man[CKPT_PATH_MAX];
+        if ((st = read_latest(p, name, sizeof name)) != PT_OK) return st;
+        if ((st = join(dir, sizeof dir, p, name)) != PT_OK || (st = join(man, sizeof man, dir, "manifest.h5")) != PT_OK)
+            return st;
+        if (access(man, F_OK) != 0)
+            return pt_fail(PT_ERR_IO, "run directory %s: 'latest' names %s, but %s is missing", p, name, man);
+        if (strlen(dir) >= len) return pt_fail(PT_ERR_INVALID, "checkpoint path %s is too long", dir);
+        memcpy(ckpt_dir, dir, strlen(dir) + 1);
+        return PT_OK;
+    }
+    if (access(manifest, F_OK) == 0) {
+        if ((size_t)n >= len) return pt_fail(PT_ERR_INVALID, "checkpoint path %s is too long", p);
+        memcpy(ckpt_dir, p, (size_t)n + 1);
+        return PT_OK;
+    }
+    return pt_fail(PT_ERR_INVALID,
+                   "%s is neither a run directory (it has no 'latest' file) nor a checkpoint directory "
+                   "(it has no manifest.h5)", p);
+}
+
+/* Opens path read-only: distinguishes a missing file from one HDF5 cannot read. */
+static pt_status open_readonly(const char *path, const char *what, hid_t *file)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return pt_fail(PT_ERR_IO, "%s %s is missing: %s", what, path, strerror(errno));
+    htri_t ok = H5Fis_hdf5(path);
+    if (ok <= 0) return h5_fail(PT_ERR_FORMAT, "%s %s is not a readable HDF5 file (truncated or damaged?)", what, path);
+    if ((*file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
+        return h5_fail(PT_ERR_FORMAT, "%s %s is not a readable HDF5 file (truncated or damaged?)", what, path);
+    return PT_OK;
+}
+
+void ckpt_manifest_free(ckpt_manifest *m)
+{
+    if (!m) return;
+    free(m->cuts);
+    free(m->config_text);
+    free(m->entries);
+    memset(m, 0, sizeof *m);
+}
+
+pt_status ckpt_read_manifest(const char *ckpt_dir, ckpt_manifest *m)
+{
+    h5_quiet();
+    if (!ckpt_dir || !m) return pt_fail(PT_ERR_INVALID, "ckpt_read_manifest: missing directory or manifest");
+    memset(m, 0, sizeof *m);
+    char path[CKPT_PATH_MAX];
+    pt_status st = join(path, sizeof path, ckpt_dir, "manifest.h5");
+    if (st != PT_OK) return st;
+
+    hid_t file = H5I_INVALID_HID, dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    hid_t ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID;
+    if ((st = open_readonly(path, "checkpoint manifest", &file)) != PT_OK) goto done;
+    if ((st = attr_read_i32(file, path, "format_version", &m->format_version)) != PT_OK) goto done;
+    if (m->format_version != CKPT_FORMAT_VERSION) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: format version %d, this pipetrain reads version %d", path,
+                     m->format_version, CKPT_FORMAT_VERSION);
+        goto done;
+    }
+    int64_t step = 0;
+    if ((st = attr_read_int(file, path, "step", H5T_NATIVE_INT64, 1, &step)) != PT_OK ||
+        (st = attr_read_int(file, path, "seed", H5T_NATIVE_UINT64, 1, &m->seed)) != PT_OK ||
+        (st = attr_read_i32(file, path, "n_stages", &m->n_stages)) != PT_OK ||
+        (st = attr_read_i32(file, path, "data_parallel", &m->data_parallel)) != PT_OK ||
+        (st = attr_read_i32(file, path, "n_layers", &m->n_layers)) != PT_OK)
+        goto done;
+    m->step = (long)step;
+    if (m->n_stages < 1 || m->n_stages > 1 << 20) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: n_stages %d is out of range", path, m->n_stages);
+        goto done;
+    }
+    if (!(m->cuts = malloc(sizeof(int) * ((size_t)m->n_stages + 1)))) {
+        st = pt_fail(PT_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if ((st = attr_read_int(file, path, "cuts", H5T_NATIVE_INT, m->n_stages + 1, m->cuts)) != PT_OK ||
+        (st = attr_read_str(file, path, "config", &m->config_text)) != PT_OK)
+        goto done;
+
+    htri_t ex = H5Lexists(file, "index", H5P_DEFAULT);
+    if (ex <= 0) {
+        st = ex < 0 ? h5_fail(PT_ERR_HDF5, "%s: cannot look up /index", path)
+                    : pt_fail(PT_ERR_FORMAT, "%s lacks the dataset /index", path);
+        goto done;
+    }
+    if ((dset = H5Dopen2(file, "index", H5P_DEFAULT)) < 0 || (space = H5Dget_space(dset)) < 0 ||
+        (ftype = H5Dget_type(dset)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: cannot open dataset /index", path);
+        goto done;
+    }
+    if (H5Tget_class(ftype) != H5T_COMPOUND || H5Sget_simple_extent_ndims(space) != 1) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: /index is not a 1-D compound dataset", path);
+        goto done;
+    }
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(space, &n, NULL);
+    if (n > (hsize_t)1 << 24) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: /index holds %llu entries", path, (unsigned long long)n);
+        goto done;
+    }
+    m->n_entries = (int)n;
+    if (n > 0) {
+        if (!(m->entries = calloc((size_t)n, sizeof *m->entries))) {
+            st = pt_fail(PT_ERR_NOMEM, "%s: out of memory for %llu index entries", path, (unsigned long long)n);
+            goto done;
+        }
+        if ((st = index_type(0, &mtype)) != PT_OK) {
+            pt_wrap(st, "%s: ", path);
+            goto done;
+        }
+        if (H5Dread(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->entries) < 0) {
+            st = h5_fail(PT_ERR_FORMAT, "%s: cannot read /index (fields name, layer, ndim, shape, numel, shard, crc)",
+                         path);
+            goto done;
+        }
+    }
+    if ((st = check_manifest(m, path)) != PT_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", pt_last_error());
+        st = pt_fail(PT_ERR_FORMAT, "%s", msg);
+    }
+done:
+    CLOSE_TYPE(mtype);
+    CLOSE_TYPE(ftype);
+    CLOSE_SPACE(space);
+    CLOSE_DSET(dset);
+    CLOSE_FILE(file);
+    if (st != PT_OK) ckpt_manifest_free(m);
+    return st;
+}
+
+int ckpt_find(const ckpt_manifest *m, const char *name)
+{
+    if (!m || !name) return -1;
+    for (int k = 0; k < m->n_entries; k++)
+        if (!strncmp(m->entries[k].name, name, CKPT_NAME_MAX)) return k;
+    return -1;
+}
+
+pt_status ckpt_reader_open(ckpt_reader *r, const char *ckpt_dir, const ckpt_manifest *m)
+{
+    h5_quiet();
+    if (!r || !ckpt_dir || !m || m->n_stages < 1)
+        return pt_fail(PT_ERR_INVALID, "ckpt_reader_open: missing reader, directory or manifest");
+    memset(r, 0, sizeof *r);
+    int n = snprintf(r->dir, sizeof r->dir, "%s", ckpt_dir);
+    if (n < 0 || (size_t)n >= sizeof r->dir)
+        return pt_fail(PT_ERR_INVALID, "checkpoint path %s is too long", ckpt_dir);
+    if (!(r->files = malloc(sizeof(int64_t) * (size_t)m->n_stages)))
+        return pt_fail(PT_ERR_NOMEM, "checkpoint %s: out of memory", ckpt_dir);
+    r->n_files = m->n_stages;
+    for (int s = 0; s < r->n_files; s++) r->files[s] = H5I_INVALID_HID;
+    return PT_OK;
+}
+
+void ckpt_reader_close(ckpt_reader *r)
+{
+    if (!r) return;
+    for (int s = 0; s < r->n_files && r->files; s++) {
+        hid_t f = (hid_t)r->files[s];
+        CLOSE_FILE(f);
+        r->files[s] = H5I_INVALID_HID;
+    }
+    free(r->files);
+    r->files = NULL;
+    r->n_files = 0;
+}
+
+/* Opens shard s of r on first use and checks its format version and stage. */
+static pt_status reader_shard(ckpt_reader *r, int s, const char *tensor, hid_t *out)
+{
+    if (r->files[s] >= 0) {
+        *out = (hid_t)r->files[s];
+        return PT_OK;
+    }
+    char name[32], path[CKPT_PATH_MAX];
+    shard_name(name, sizeof name, s);
+    pt_status st = join(path, sizeof path, r->dir, name);
+    if (st != PT_OK) return st;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return pt_fail(PT_ERR_IO, "checkpoint %s: shard %s is missing (the manifest lists %d shards; it holds "
+                       "tensor %s)", r->dir, name, r->n_files, tensor);
+    hid_t file = H5I_INVALID_HID;
+    if ((st = open_readonly(path, "checkpoint shard", &file)) != PT_OK)
+        return pt_wrap(st, "tensor %s: ", tensor);
+    int version = 0, stage = -1;
+    if ((st = attr_read_i32(file, path, "format_version", &version)) != PT_OK ||
+        (st = attr_read_i32(file, path, "stage", &stage)) != PT_OK)
+        goto fail;
+    if (version != CKPT_FORMAT_VERSION) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: format version %d, this pipetrain reads version %d", path, version,
+                     CKPT_FORMAT_VERSION);
+        goto fail;
+    }
+    if (stage != s) {
+        st = pt_fail(PT_ERR_MISMATCH, "%s: the file says it is the shard of stage %d, expected stage %d", path,
+                     stage, s);
+        goto fail;
+    }
+    r->files[s] = file;
+    *out = file;
+    return PT_OK;
+fail:
+    CLOSE_FILE(file);
+    return st;
+}
+
+pt_status ckpt_read_tensor(ckpt_reader *r, const ckpt_entry *e, int which, float *out)
+{
+    h5_quiet();
+    if (!r || !r->files || !e || !out || which < 0 || which >= CKPT_ARRAYS)
+        return pt_fail(PT_ERR_INVALID, "ckpt_read_tensor: missing reader, entry or output, or array %d", which);
+    if (e->shard < 0 || e->shard >= r->n_files)
+        return pt_fail(PT_ERR_INVALID, "checkpoint %s: tensor %.*s is in shard %d, but there are %d shards", r->dir,
+                       CKPT_NAME_MAX, e->name, e->shard, r->n_files);
+    const char *param;
+    pt_status st = split_name(e->name, e->layer, &param);
+    if (st == PT_OK) st = check_shape(e->name, e->ndim, e->shape, e->numel);
+    if (st != PT_OK) return pt_wrap(st, "checkpoint %s: ", r->dir);
+
+    char sname[32], path[CKPT_PATH_MAX], label[CKPT_NAME_MAX + 16], dpath[CKPT_NAME_MAX + 64];
+    shard_name(sname, sizeof sname, e->shard);
+    if ((st = join(path, sizeof path, r->dir, sname)) != PT_OK) return st;
+    if (which == CKPT_PARAM) snprintf(label, sizeof label, "%s", e->name);
+    else snprintf(label, sizeof label, "%s (%s)", e->name, array_label[which]);
+    if (which == CKPT_PARAM) snprintf(dpath, sizeof dpath, "/layers/%d/%s", e->layer, param);
+    else snprintf(dpath, sizeof dpath, "/layers/%d/%s/%s", e->layer, array_dir[which], param);
+
+    hid_t file = H5I_INVALID_HID; /* owned by the reader */
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID, type = H5I_INVALID_HID;
+    if ((st = reader_shard(r, e->shard, label, &file)) != PT_OK) return st;
+
+    htri_t ex = H5Lexists(file, dpath, H5P_DEFAULT);
+    if (ex <= 0 || (dset = H5Dopen2(file, dpath, H5P_DEFAULT)) < 0) {
+        st = h5_fail(PT_ERR_FORMAT, "%s: tensor %s: dataset %s is missing", path, label, dpath);
+        goto done;
+    }
+    if ((space = H5Dget_space(dset)) < 0 || (type = H5Dget_type(dset)) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: tensor %s: cannot query dataset %s", path, label, dpath);
+        goto done;
+    }
+    if (H5Tget_class(type) != H5T_FLOAT || H5Tget_size(type) != sizeof(float)) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: tensor %s: dataset %s is not float32", path, label, dpath);
+        goto done;
+    }
+    int nd = H5Sget_simple_extent_ndims(space);
+    hsize_t dims[H5S_MAX_RANK] = {0}, want[2] = {(hsize_t)e->shape[0], e->ndim == 2 ? (hsize_t)e->shape[1] : 1};
+    if (nd < 0 || nd > H5S_MAX_RANK || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+        st = h5_fail(PT_ERR_HDF5, "%s: tensor %s: cannot read the shape of %s", path, label, dpath);
+        goto done;
+    }
+    if (nd != e->ndim || dims[0] != want[0] || (nd == 2 && dims[1] != want[1])) {
+        char fs[64], ms[64];
+        shape_str(fs, sizeof fs, nd, dims);
+        shape_str(ms, sizeof ms, e->ndim, want);
+        st = pt_fail(PT_ERR_MISMATCH, "%s: tensor %s: shape %s in the file, the manifest says %s", path, label, fs,
+                     ms);
+        goto done;
+    }
+    if (H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+        st = h5_fail(PT_ERR_FORMAT, "%s: tensor %s: cannot read dataset %s (damaged?)", path, label, dpath);
+        goto done;
+    }
+    uint32_t computed = ckpt_crc32(out, (size_t)e->numel), stored = e->crc[which];
+    if (computed != stored) {
+        st = pt_fail(PT_ERR_CHECKSUM,
+                     "%s: tensor %s: checksum mismatch (stored crc32 0x%08x, computed 0x%08x): the file is damaged",
+                     path, label, (unsigned)stored, (unsigned)computed);
+        goto done;
+    }
+done:
+    CLOSE_TYPE(type);
+    CLOSE_SPACE(space);
+    CLOSE_DSET(dset);
+    return st;
+}

@@ -1,0 +1,136 @@
+/* ckpt.h — HDF5 checkpoints, one shard per stage (see docs/checkpoint-format.md).
+ *
+ * A checkpoint is a directory:
+ *   <run>/latest                 name of the newest complete checkpoint ("step-000200\n")
+ *   <run>/step-000200/manifest.h5  format version, step, seed, config text, partition,
+ *                                  grid shape, the index of every tensor with its shard
+ *                                  and crc32s; an HDF5 external link /layers/<i> to the
+ *                                  group of every layer in its shard
+ *   <run>/step-000200/stage-00.h5  /layers/<i>/<param>, /layers/<i>/moment1/<param>,
+ *                                  /layers/<i>/moment2/<param> (float32, the tensor's shape,
+ *                                  attribute crc32 = zlib crc32 of the little-endian bytes)
+ * Knows layer names and shapes, never ranks or schedules: the engine does the
+ * MPI agreement of the commit protocol and calls these functions in order:
+ *   ckpt_begin (one rank) → barrier → ckpt_write_shard (every stage) → agree →
+ *   ckpt_write_manifest + ckpt_commit (one rank) → ckpt_prune (one rank).
+ * A crash at any moment leaves the previous checkpoint and `latest` whole.
+ * Every HDF5 id starts invalid and is closed once; errors name the file and
+ * the tensor. */
+#ifndef PT_CKPT_H
+#define PT_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pt_status.h"
+
+#define CKPT_FORMAT_VERSION 1
+#define CKPT_NAME_MAX 80
+#define CKPT_PATH_MAX 4096
+
+/* which array of a tensor */
+enum { CKPT_PARAM = 0, CKPT_MOMENT1 = 1, CKPT_MOMENT2 = 2, CKPT_ARRAYS = 3 };
+
+/* One tensor as a stage holds it. */
+typedef struct {
+    const char *name; /* global name "layers.3.w": group layers/3, dataset w */
+    int layer;
+    int ndim;
+    int shape[2];
+    size_t numel;
+    const float *data[CKPT_ARRAYS]; /* parameter, moment1, moment2 */
+} ckpt_tensor;
+
+typedef struct {
+    int stage, n_stages;
+    int first_layer, last_layer; /* [first, last) */
+    long step;
+    uint64_t seed;
+    int compression; /* 0 = none, 1..9 = deflate level */
+    int n_tensors;
+    const ckpt_tensor *tensors;
+    /* Test hook: called after each tensor is written (k = 0..n−1); the fault
+     * switch of the crash-consistency test dies in it. NULL = none. */
+    void (*after_tensor)(void *ctx, int k);
+    void *hook_ctx;
+} ckpt_shard;
+
+/* An entry of the manifest's index: one tensor of the model, in global order. */
+typedef struct {
+    char name[CKPT_NAME_MAX];
+    int layer;
+    int ndim;
+    int shape[2];
+    int64_t numel;
+    int shard;                  /* stage whose file holds it */
+    uint32_t crc[CKPT_ARRAYS];  /* crc32 of parameter, moment1, moment2 */
+} ckpt_entry;
+
+typedef struct {
+    int format_version;
+    long step;
+    uint64_t seed;
+    int n_stages, data_parallel;
+    int n_layers;
+    int *cuts;         /* n_stages + 1 entries: stage s holds layers [cuts[s], cuts[s+1]) */
+    char *config_text; /* the full canonical config of the run */
+    int n_entries;
+    ckpt_entry *entries;
+} ckpt_manifest;
+
+/* "<run>/.tmp-step-000200": creates it (and <run>) if needed, removing a
+ * stale one left by a crash. Writes the path to out. */
+pt_status ckpt_begin(const char *run_dir, long step, char *out, size_t len);
+
+/* Writes <dir>/stage-XX.h5 (XX = stage, two digits) with every tensor, its
+ * moments and their crc32 attributes, the shard attributes (format_version,
+ * step, seed, stage, n_stages, first_layer, last_layer), then fsyncs it.
+ * crc[k·3 + a] receives the crc32 of array a of tensor k. */
+pt_status ckpt_write_shard(const char *dir, const ckpt_shard *shard, uint32_t *crc);
+
+/* Writes <dir>/manifest.h5 (attributes and the /index compound dataset of
+ * entries, plus /layers/<i> external links into the shards) and fsyncs it. */
+pt_status ckpt_write_manifest(const char *dir, const ckpt_manifest *m);
+
+/* Renames <run>/.tmp-step-N to <run>/step-N (fsyncing the directories), then
+ * replaces <run>/latest atomically (write latest.tmp, fsync, rename). */
+pt_status ckpt_commit(const char *run_dir, long step);
+
+/* Removes all but the newest `keep` complete checkpoints of run_dir (never the
+ * one `latest` names) and any stale .tmp-* directory. keep ≤ 0 keeps all. */
+pt_status ckpt_prune(const char *run_dir, int keep);
+
+/* Resolves a --resume argument: a run directory (one with a `latest` file)
+ * gives the checkpoint `latest` names; a checkpoint directory (one with a
+ * manifest.h5) gives itself. Errors say which of the two was expected. */
+pt_status ckpt_resolve(const char *path, char *ckpt_dir, size_t len);
+
+/* Reads and checks <ckpt_dir>/manifest.h5: format version known (else the
+ * error names both versions), attributes present, index consistent (cuts
+ * cover the layers, every shard index in range). */
+pt_status ckpt_read_manifest(const char *ckpt_dir, ckpt_manifest *m);
+void ckpt_manifest_free(ckpt_manifest *m);
+
+/* Index of a tensor in the manifest by global name, -1 when absent. */
+int ckpt_find(const ckpt_manifest *m, const char *name);
+
+/* Reads tensors from a checkpoint's shards, keeping each shard open once. */
+typedef struct {
+    char dir[CKPT_PATH_MAX];
+    int n_files;
+    int64_t *files; /* hid_t per shard, -1 = not open */
+} ckpt_reader;
+
+pt_status ckpt_reader_open(ckpt_reader *r, const char *ckpt_dir, const ckpt_manifest *m);
+void ckpt_reader_close(ckpt_reader *r);
+
+/* Reads array `which` of manifest entry e into out (e->numel floats),
+ * checking that the dataset exists with e's shape and that its crc32 matches
+ * the manifest's; errors name the shard file and the tensor (a missing shard,
+ * a truncated or non-HDF5 file, a missing dataset, a shape, a checksum). */
+pt_status ckpt_read_tensor(ckpt_reader *r, const ckpt_entry *e, int which, float *out);
+
+/* The zlib crc32 of n floats' bytes. */
+uint32_t ckpt_crc32(const float *data, size_t n);
+
+#endif
