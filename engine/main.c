@@ -25,6 +25,9 @@ static void usage(FILE *out)
             "  --resume DIR              resume from a checkpoint: a run directory (its latest\n"
             "                            checkpoint) or one checkpoint directory; any number\n"
             "                            of stages can resume any checkpoint\n"
+            "  --init PATH               start a new run (step 0, fresh optimizer) from the\n"
+            "                            weights of a checkpoint or of a file written by\n"
+            "                            pipetrain-ckpt export\n"
             "  --stop-after N            end cleanly after step N with a checkpoint, without\n"
             "                            changing the schedule of a run of train.steps\n"
             "  --tensor-hashes FILE      write one 'name hash' line per parameter tensor\n"
@@ -74,6 +77,8 @@ int main(int argc, char **argv)
             opt.tensor_hashes = argv[++i];
         else if (!strcmp(argv[i], "--resume") && i + 1 < argc)
             opt.resume = argv[++i];
+        else if (!strcmp(argv[i], "--init") && i + 1 < argc)
+            opt.init = argv[++i];
         else if (!strcmp(argv[i], "--stop-after") && i + 1 < argc) {
             char *end = NULL;
             opt.stop_after = strtol(argv[++i], &end, 10);
@@ -99,6 +104,9 @@ int main(int argc, char **argv)
     config c;
     pt_status st = config_load(&c, path, sets, n_sets);
     free(sets);
+    if (!st && opt.resume && opt.init)
+        st = pt_fail(PT_ERR_INVALID, "--resume and --init exclude each other: --resume continues a run, "
+                     "--init starts a new one from a checkpoint's weights");
     if (!st && opt.stop_after > 0 && !c.checkpoint_dir[0])
         st = pt_fail(PT_ERR_INVALID, "--stop-after %ld needs a place for its checkpoint: set checkpoint.dir "
                      "(for example --set checkpoint.dir=runs/mine)", opt.stop_after);

@@ -7,39 +7,31 @@
 
 #include "ckpt.h"
 
-/* The model's tensors in global order, as manifest entries (no shard/crc). */
+/* The model's tensors in global order, as manifest entries (no crc). */
 static ckpt_entry *model_entries(const model *m, const int *cuts, int P, int *count)
 {
-    layer_param ps[LAYER_MAX_PARAMS];
-    int n = 0;
-    for (int l = 0; l < m->n_layers; l++) n += layer_get(m->layers[l].kind)->params(&m->layers[l], ps);
+    int n = model_tensor_count(m, 0, m->n_layers);
     ckpt_entry *e = calloc((size_t)n + 1, sizeof *e);
-    if (!e) return NULL;
-    int k = 0, s = 0;
-    for (int l = 0; l < m->n_layers; l++) {
-        while (cuts && s + 1 < P && cuts[s + 1] <= l) s++;
-        int np = layer_get(m->layers[l].kind)->params(&m->layers[l], ps);
-        for (int j = 0; j < np; j++, k++) {
-            model_param_name(e[k].name, sizeof e[k].name, l, ps[j].name);
-            e[k].layer = l;
-            e[k].ndim = ps[j].ndim;
-            e[k].shape[0] = ps[j].shape[0];
-            e[k].shape[1] = ps[j].ndim == 2 ? ps[j].shape[1] : 0;
-            e[k].numel = (int64_t)ps[j].shape[0] * (ps[j].ndim == 2 ? ps[j].shape[1] : 1);
-            e[k].shard = s;
-        }
+    model_tensor *t = calloc((size_t)n + 1, sizeof *t);
+    if (!e || !t) {
+        free(e);
+        free(t);
+        return NULL;
     }
+    model_tensors(m, t);
+    for (int k = 0, s = 0; k < n; k++) {
+        while (cuts && s + 1 < P && cuts[s + 1] <= t[k].layer) s++;
+        snprintf(e[k].name, sizeof e[k].name, "%s", t[k].name);
+        e[k].layer = t[k].layer;
+        e[k].ndim = t[k].param.ndim;
+        e[k].shape[0] = t[k].param.shape[0];
+        e[k].shape[1] = t[k].param.ndim == 2 ? t[k].param.shape[1] : 0;
+        e[k].numel = (int64_t)t[k].numel;
+        e[k].shard = s;
+    }
+    free(t);
     *count = n;
     return e;
-}
-
-/* Global ordinal of this stage's first tensor. */
-static int first_ordinal(const model *m, int first_layer)
-{
-    layer_param ps[LAYER_MAX_PARAMS];
-    int n = 0;
-    for (int l = 0; l < first_layer; l++) n += layer_get(m->layers[l].kind)->params(&m->layers[l], ps);
-    return n;
 }
 
 typedef struct {
@@ -89,7 +81,7 @@ pt_status persist_save(const config *c, const comm_grid *g, const model *m, cons
         ckpt_shard shard = {g->stage, g->P, st->first, st->last, step, c->seed, c->checkpoint_compression,
                             st->n_tensors, ts, crash_after >= 0 ? maybe_crash : NULL, &hook};
         local = ckpt_write_shard(tmp, &shard, mine);
-        int base = first_ordinal(m, st->first);
+        int base = model_tensor_count(m, 0, st->first);
         for (int k = 0; !local && k < st->n_tensors * CKPT_ARRAYS; k++) crc[base * CKPT_ARRAYS + k] = mine[k];
     }
     st_all = comm_agree(g, local, reporter);

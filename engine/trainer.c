@@ -79,20 +79,20 @@ static pt_status plan(run *r, const config *c, const comm_grid *g)
     return schedule_validate(&r->eval_sc, NULL);
 }
 
-/* The parameter fingerprint: XXH3-64 of each tensor (name, shape, bytes),
- * placed at the tensor's global ordinal, combined across ranks with XOR (each
- * slot has one owner), then XXH3-128 over the ordered array. */
+/* The parameter fingerprint: XXH3-64 of each tensor's bytes seeded with the
+ * hash of its name, placed at the tensor's global ordinal, combined across
+ * ranks with XOR (each slot has one owner), then XXH3-128 over the ordered
+ * array. With hashes_path, rank 0 also writes one "name hash" line per
+ * tensor, so two runs can be compared tensor by tensor. */
 static pt_status fingerprint(const run *r, const comm_grid *g, const char *hashes_path, char hex[33])
 {
-    int total = 0, before = 0;
-    layer_param ps[LAYER_MAX_PARAMS];
-    for (int l = 0; l < r->m.n_layers; l++) {
-        int n = layer_get(r->m.layers[l].kind)->params(&r->m.layers[l], ps);
-        if (l < r->st.first) before += n;
-        total += n;
-    }
+    int total = model_tensor_count(&r->m, 0, r->m.n_layers), before = model_tensor_count(&r->m, 0, r->st.first);
     unsigned long long *h = calloc((size_t)total + 1, sizeof *h);
-    if (!h) return pt_fail(PT_ERR_NOMEM, "out of memory");
+    model_tensor *names = hashes_path && g->rank == 0 ? calloc((size_t)total + 1, sizeof *names) : NULL;
+    if (!h || (hashes_path && g->rank == 0 && !names)) {
+        free(h);
+        return pt_fail(PT_ERR_NOMEM, "out of memory");
+    }
     for (int k = 0; k < r->st.n_tensors; k++) {
         const stage_tensor *t = &r->st.tensors[k];
         XXH64_hash_t seed = XXH3_64bits(t->name, strlen(t->name));
@@ -103,20 +103,14 @@ static pt_status fingerprint(const run *r, const comm_grid *g, const char *hashe
         XXH128_hash_t f = XXH3_128bits(h, (size_t)total * sizeof *h);
         snprintf(hex, 33, "%016llx%016llx", (unsigned long long)f.high64, (unsigned long long)f.low64);
     }
-    if (!st && hashes_path && g->rank == 0) {
-        /* one line per tensor in global order: "layers.3.w 0123abcd..." */
+    if (!st && names) {
+        model_tensors(&r->m, names);
         FILE *f = fopen(hashes_path, "w");
         if (!f) st = pt_fail(PT_ERR_IO, "--tensor-hashes: cannot create '%s'", hashes_path);
-        for (int l = 0, k = 0; f && l < r->m.n_layers; l++) {
-            int n = layer_get(r->m.layers[l].kind)->params(&r->m.layers[l], ps);
-            for (int j = 0; j < n; j++, k++) {
-                char name[STAGE_TENSOR_NAME_MAX];
-                model_param_name(name, sizeof name, l, ps[j].name);
-                fprintf(f, "%s %016llx\n", name, h[k]);
-            }
-        }
+        for (int k = 0; f && k < total; k++) fprintf(f, "%s %016llx\n", names[k].name, h[k]);
         if (f && fclose(f) != 0) st = pt_fail(PT_ERR_IO, "--tensor-hashes: cannot write '%s'", hashes_path);
     }
+    free(names);
     free(h);
     return st;
 }

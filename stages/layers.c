@@ -337,9 +337,31 @@ void model_free(model *m)
     memset(m, 0, sizeof *m);
 }
 
+int model_tensor_count(const model *m, int first, int last)
+{
+    layer_param ps[LAYER_MAX_PARAMS];
+    int n = 0;
+    for (int l = first; l < last; l++) n += layer_get(m->layers[l].kind)->params(&m->layers[l], ps);
+    return n;
+}
+
+void model_tensors(const model *m, model_tensor *out)
+{
+    layer_param ps[LAYER_MAX_PARAMS];
+    for (int l = 0, k = 0; l < m->n_layers; l++) {
+        int n = layer_get(m->layers[l].kind)->params(&m->layers[l], ps);
+        for (int j = 0; j < n; j++, k++) {
+            model_param_name(out[k].name, sizeof out[k].name, l, ps[j].name);
+            out[k].layer = l;
+            out[k].param = ps[j];
+            out[k].numel = (size_t)ps[j].shape[0] * (ps[j].ndim == 2 ? (size_t)ps[j].shape[1] : 1);
+        }
+    }
+}
+
 void model_param_name(char *buf, size_t len, int layer, const char *local)
 {
-    snprintf(buf, len, "layers.%d.%s", layer, local);
+    snprintf(buf, len, "layers.%d.%.*s", layer, LAYER_NAME_MAX - 1, local);
 }
 
 void model_init_layer(const model *m, int layer, uint64_t seed, float *params)

@@ -100,6 +100,22 @@ void model_free(model *m);
  * from the counter-based RNG keyed on (seed, layer, parameter name). */
 void model_init_layer(const model *m, int layer, uint64_t seed, float *params);
 
+/* One parameter tensor of the model, in global order. */
+typedef struct {
+    char name[LAYER_NAME_MAX + 24]; /* "layers.7.w" */
+    int layer;
+    layer_param param;
+    size_t numel;
+} model_tensor;
+
+/* Fills out[] (model_tensor_count(m, 0, n_layers) entries) with every
+ * parameter tensor in global order. */
+void model_tensors(const model *m, model_tensor *out);
+
+/* Number of parameter tensors of layers [first, last): the global ordinal of
+ * layer `last`'s first tensor when first = 0. */
+int model_tensor_count(const model *m, int first, int last);
+
 /* Formats the global name of parameter `local` of `layer`: "layers.7.w". */
 void model_param_name(char *buf, size_t len, int layer, const char *local);
 
