@@ -59,7 +59,7 @@ _Static_assert(sizeof(partition_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(nonfinite_policy) == sizeof(int), "enum size");
 _Static_assert(sizeof(fault_kind) == sizeof(int), "enum size");
 
-static const cfg_word dataset_words[] = {{"fashion-mnist", 0}, {"synthetic", 1}, {NULL, 0}};
+static const cfg_word dataset_words[] = {{"fashion-mnist", 0}, {"synthetic", 1}, {"text", 2}, {NULL, 0}};
 static const cfg_word optimizer_words[] = {{"adamw", OPTIM_ADAMW}, {"sgd", OPTIM_SGD}, {NULL, 0}};
 static const cfg_word lr_words[] = {{"cosine", LR_COSINE}, {"constant", LR_CONSTANT}, {NULL, 0}};
 static const cfg_word nonfinite_words[] = {
@@ -91,14 +91,22 @@ static const cfg_key keys[] = {
 
     {"data", "dataset", T_STRING, FIELD(data_dataset), "fashion-mnist", ANY, dataset_words, NO_AUX,
      "training data: the Fashion-MNIST IDX files or a generated synthetic set", NULL},
-    {"data", "path", T_STRING, FIELD(data_path), "/usr/share/datasets/fashion-mnist", ANY, NULL,
-     NO_AUX, "directory of the Fashion-MNIST IDX files", NULL},
+    {"data", "path", T_STRING, FIELD(data_path), "", ANY, NULL, NO_AUX,
+     "fashion-mnist: directory of the IDX files (empty = /usr/share/datasets/fashion-mnist); "
+     "text: a text file or a directory of them (empty = /usr/share/games/fortunes)", NULL},
+    {"data", "context", T_INT, FIELD(data_context), "128", IN(2, 65536), NULL, NO_AUX,
+     "text: tokens (bytes) per training context", NULL},
+    {"data", "val_fraction", T_FLOAT, FIELD(data_val_fraction), "0.1", IN_HO(0.001, 1), NULL, NO_AUX,
+     "text: fraction of the corpus held out for validation (its end)", NULL},
     {"data", "synthetic_samples", T_LONG, FIELD(data_synthetic_samples), "8192", GE(1), NULL,
      NO_AUX, "synthetic: samples in the training set", NULL},
     {"data", "synthetic_features", T_INT, FIELD(data_synthetic_features), "1024", GE(1), NULL,
      NO_AUX, "synthetic: features per sample (the input width)", NULL},
     {"data", "synthetic_classes", T_INT, FIELD(data_synthetic_classes), "10", GE(2), NULL, NO_AUX,
      "synthetic: number of classes", NULL},
+
+    {"model", "tie_embeddings", T_BOOL, FIELD(model_tie_embeddings), "false", ANY, NULL, NO_AUX,
+     "share one matrix between the first embed layer and the last lmhead layer", NULL},
 
     {"train", "steps", T_LONG, FIELD(steps), "1000", GE(1), NULL, NO_AUX,
      "optimizer steps of the run", NULL},
@@ -137,6 +145,8 @@ static const cfg_key keys[] = {
      "on a NaN or Inf loss or gradient: stop the run, or skip the step", NULL},
     {"train", "blas_threads", T_INT, FIELD(blas_threads), "1", IN(1, 1024), NULL, NO_AUX,
      "BLAS threads per rank", NULL},
+    {"train", "eval_every", T_LONG, FIELD(eval_every), "0", GE(0), NULL, NO_AUX,
+     "steps between evaluations on the held-out data (0 = only at the end)", NULL},
     {"train", "log_every", T_LONG, FIELD(log_every), "50", GE(0), NULL, NO_AUX,
      "steps between progress lines (0 = none)", NULL},
 
@@ -647,11 +657,6 @@ pt_status config_validate(const config *c)
         return pt_fail(PT_ERR_INVALID,
                        "model.layers is empty: list the model's layers, e.g. [model] layers = "
                        "linear 256, relu, linear 10");
-    if (strcmp(c->data_dataset, "fashion-mnist") == 0 && !c->data_path[0])
-        return pt_fail(PT_ERR_INVALID,
-                       "data.path is empty: data.dataset = fashion-mnist needs the directory of "
-                       "its IDX files");
-
     int B = c->batch_size, M = c->micro_batches;
     if (B % M) {
         int lower = B / M * M, upper = lower + M;

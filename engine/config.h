@@ -26,10 +26,13 @@ typedef enum { FAULT_NONE = 0, FAULT_ERROR, FAULT_CRASH, FAULT_NAN, FAULT_CHECKP
 typedef struct {
     /* [model] */
     char model_layers[CONFIG_STR_MAX]; /* "linear 1024, relu, dropout 0.2, ..." */
+    int model_tie_embeddings;          /* lmhead shares the embed matrix */
 
     /* [data] */
-    char data_dataset[64];           /* "fashion-mnist" or "synthetic" */
-    char data_path[CONFIG_STR_MAX];  /* directory of the IDX files */
+    char data_dataset[64];           /* "fashion-mnist", "synthetic" or "text" */
+    char data_path[CONFIG_STR_MAX];  /* IDX directory, or text file/directory; "" = default */
+    int data_context;                /* text: tokens per context */
+    float data_val_fraction;         /* text: held-out fraction */
     long data_synthetic_samples;     /* synthetic: samples in the training set */
     int data_synthetic_features;     /* synthetic: input width */
     int data_synthetic_classes;      /* synthetic: classes */
@@ -48,6 +51,7 @@ typedef struct {
     nonfinite_policy nonfinite;
     int blas_threads;
     long log_every;                  /* steps between progress lines */
+    long eval_every;                 /* steps between evaluations (0 = at the end) */
 
     /* [pipeline] */
     sched_kind schedule;

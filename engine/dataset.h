@@ -1,7 +1,10 @@
-/* dataset.h — what the trainer reads: a classification data set (features
- * and labels) and the batches of each step, as pure functions of (seed,
- * step, micro-batch) so that stage 0 (inputs) and the last stage (labels)
- * agree without talking. */
+/* dataset.h — what the trainer reads, as pure functions of (seed, step,
+ * micro-batch) so that stage 0 (inputs) and the last stage (targets) agree
+ * without talking.
+ *
+ * Three kinds: Fashion-MNIST images (one label per sample), synthetic
+ * classification data of any width, and byte-level text (a context of T
+ * bytes per sample, one target per position: the next byte). */
 #ifndef PT_DATASET_H
 #define PT_DATASET_H
 
@@ -11,29 +14,45 @@
 #include "data.h"
 #include "pt_status.h"
 
+#define DATA_TEXT_DIR "/usr/share/games/fortunes"
+
+typedef enum { DATASET_FASHION = 0, DATASET_SYNTHETIC, DATASET_TEXT } dataset_kind;
+
 typedef struct {
-    int features, classes;
-    long n_train, n_test;
-    /* Fashion-MNIST: the IDX splits; synthetic: generated feature rows. */
+    dataset_kind kind;
+    int features; /* input floats per sample (text: T token ids) */
+    int targets;  /* labels per sample (text: T) */
+    int classes;  /* label range (text: 256 byte values) */
+    long n_train, n_test; /* samples; text: training positions, validation contexts */
+    /* Fashion-MNIST: the IDX splits */
     idx_dataset train, test;
+    /* synthetic: generated rows */
     float *syn_train, *syn_test;
     int32_t *syn_train_labels, *syn_test_labels;
+    /* text: the corpus bytes, training part [0, text_split), validation after */
+    uint8_t *text;
+    long text_len, text_split;
+    double unigram_entropy; /* text: nats per byte of the training part */
+    char source[CONFIG_STR_MAX + 64]; /* what was read, for the plan line */
     sampler order;
+    uint64_t seed;
     int batch, rows; /* global batch, rows per micro-batch */
 } dataset;
 
-/* Loads (or generates) the data set the config names. Collective-free: every
- * rank that calls it gets the same data. */
+/* Loads (or generates) the data set the config names; every rank that calls
+ * it gets the same data. Errors name the file and what to do. */
 pt_status dataset_open(dataset *d, const config *c);
 void dataset_close(dataset *d);
 
-/* Rows × features inputs and rows labels of micro-batch mb of training step
- * `step` (0-based): samples step·batch + mb·rows + k of the shuffled order
- * (reshuffled each epoch). Either output may be NULL. */
+/* Inputs (rows × features) and targets (rows × targets) of micro-batch mb of
+ * training step `step` (0-based). Classification: samples step·batch +
+ * mb·rows + k of the shuffled order (reshuffled each epoch). Text: contexts
+ * at offsets drawn from (seed, step, mb·rows + k). Either output may be NULL. */
 void dataset_train_batch(dataset *d, long step, int mb, float *x, int32_t *y);
 
-/* Test samples [first, first+rows): rows past the end repeat the last sample
- * and get label -1 (to be ignored). */
+/* Held-out samples [first, first+rows) (text: validation contexts, one every
+ * T bytes). Rows past the end repeat the last sample with targets -1, which
+ * are ignored. */
 void dataset_test_batch(const dataset *d, long first, int rows, float *x, int32_t *y);
 
 #endif

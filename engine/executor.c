@@ -33,7 +33,7 @@ static void free_slots(float **b, int slots)
 }
 
 pt_status executor_init(executor *e, const comm_grid *g, stage *st, dataset *data, int M,
-                        int rows, int classes, int slots, uint64_t seed)
+                        int rows, int targets, int classes, int slots, uint64_t seed)
 {
     memset(e, 0, sizeof *e);
     e->grid = g;
@@ -44,6 +44,7 @@ pt_status executor_init(executor *e, const comm_grid *g, stage *st, dataset *dat
     e->M = M;
     e->rows = rows;
     e->classes = classes;
+    e->lrows = rows * targets;
     e->slots = slots;
     e->seed = seed;
     e->doing = "start-up";
@@ -55,7 +56,7 @@ pt_status executor_init(executor *e, const comm_grid *g, stage *st, dataset *dat
     e->logits = slot_buffers(slots, last ? out : 0);
     e->dlogits = slot_buffers(slots, last ? out : 0);
     e->labels = calloc((size_t)slots, sizeof *e->labels);
-    e->probs = calloc((size_t)rows * classes, sizeof *e->probs);
+    e->probs = calloc((size_t)e->lrows * classes, sizeof *e->probs);
     e->x_recv_act = calloc((size_t)slots, sizeof(comm_xfer));
     e->x_send_act = calloc((size_t)slots, sizeof(comm_xfer));
     e->x_recv_grad = calloc((size_t)slots, sizeof(comm_xfer));
@@ -63,7 +64,7 @@ pt_status executor_init(executor *e, const comm_grid *g, stage *st, dataset *dat
     int ok = e->send_act && e->recv_grad && e->send_grad && e->logits && e->dlogits && e->labels &&
              e->probs && e->x_recv_act && e->x_send_act && e->x_recv_grad && e->x_send_grad;
     for (int i = 0; ok && i < slots; i++) {
-        e->labels[i] = calloc((size_t)rows, sizeof(int32_t));
+        e->labels[i] = calloc((size_t)e->lrows, sizeof(int32_t));
         ok = e->labels[i] != NULL;
         comm_xfer_clear(&e->x_recv_act[i]);
         comm_xfer_clear(&e->x_send_act[i]);
@@ -138,13 +139,16 @@ static pt_status forward_op(executor *e, int mb, long step, int training, long e
     int slot = mb % e->slots, last = e->s == e->P - 1;
     pt_status st = PT_OK;
     double t0 = MPI_Wtime();
-    if (e->s == 0) {
+    if (e->gen && !training) {
+        /* generation: the caller supplies inputs and takes the logits */
+        if (e->s == 0) e->gen->inputs(e->gen->ctx, mb, stage_input(e->st, slot));
+    } else if (e->s == 0) {
         if (training)
             dataset_train_batch(e->data, step, mb, stage_input(e->st, slot), NULL);
         else
             dataset_test_batch(e->data, eval_first + (long)mb * e->rows, e->rows, stage_input(e->st, slot), NULL);
     }
-    if (last) {
+    if (last && !(e->gen && !training)) {
         if (training)
             dataset_train_batch(e->data, step, mb, NULL, e->labels[slot]);
         else
@@ -156,8 +160,10 @@ static pt_status forward_op(executor *e, int mb, long step, int training, long e
     t1 = MPI_Wtime();
     float *out = last ? e->logits[slot] : e->send_act[slot];
     stage_forward(e->st, slot, out, e->seed, (uint32_t)step, (uint32_t)mb, training);
-    if (last) {
-        int valid = e->rows;
+    if (last && e->gen && !training) {
+        e->gen->outputs(e->gen->ctx, mb, out);
+    } else if (last) {
+        int valid = e->lrows; /* loss rows: samples × targets per sample */
         if (!training)
             while (valid > 0 && e->labels[slot][valid - 1] < 0) valid--;
         float loss = 0.0f;
@@ -169,8 +175,8 @@ static pt_status forward_op(executor *e, int mb, long step, int training, long e
         }
         if (training) {
             e->loss_sum += loss;
-            softmax_xent_backward(e->dlogits[slot], e->probs, e->labels[slot], e->rows, e->classes,
-                                  1.0f / ((float)e->rows * (float)e->M));
+            softmax_xent_backward(e->dlogits[slot], e->probs, e->labels[slot], e->lrows, e->classes,
+                                  1.0f / ((float)e->lrows * (float)e->M));
         } else {
             e->loss_sum += (double)loss * valid;
             for (int r = 0; r < valid; r++) {

@@ -32,11 +32,19 @@ typedef struct {
     int layer;  /* nan: global layer whose gradient is poisoned */
 } exec_fault;
 
+/* Generation: a forward-only step whose inputs and outputs are the caller's. */
+typedef struct {
+    void (*inputs)(void *ctx, int mb, float *x);          /* stage 0: rows × in_dim */
+    void (*outputs)(void *ctx, int mb, const float *out); /* last stage: rows × out_dim */
+    void *ctx;
+} exec_generate;
+
 typedef struct {
     const comm_grid *grid;
     stage *st;
     dataset *data;
     int P, s, M, rows, classes;
+    int lrows; /* rows of the loss: rows × targets per sample */
     int slots;
     uint64_t seed;
     /* per slot */
@@ -49,6 +57,7 @@ typedef struct {
     long correct, counted;
     exec_times t;
     exec_fault fault;
+    const exec_generate *gen; /* set: executor_eval_step generates instead of evaluating */
     /* what the rank is doing, for fault reports */
     const char *doing;
     int doing_mb;
@@ -57,7 +66,7 @@ typedef struct {
 
 /* slots: the stash bound of the schedules this executor will run. */
 pt_status executor_init(executor *e, const comm_grid *g, stage *st, dataset *data, int M,
-                        int rows, int classes, int slots, uint64_t seed);
+                        int rows, int targets, int classes, int slots, uint64_t seed);
 void executor_free(executor *e);
 
 /* Runs a training step's op list: gradients accumulate into e->st->grads
@@ -65,8 +74,8 @@ void executor_free(executor *e);
 pt_status executor_train_step(executor *e, const sched_list *ops, long step);
 
 /* Runs a forward-only op list over test samples [first, first + M·rows):
- * the last stage adds to loss_sum (Σ of per-sample losses), correct and
- * counted. */
+ * the last stage adds to loss_sum (Σ of the losses of every target), correct
+ * (targets whose most likely class is right) and counted (targets). */
 pt_status executor_eval_step(executor *e, const sched_list *ops, long first);
 
 /* Installs handlers that report, on a fatal signal, what the executor was

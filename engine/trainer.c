@@ -327,7 +327,7 @@ static pt_status setup(run *r, const config *c, const comm_grid *g, int *reporte
     if ((st = stage_init(&r->st, &r->m, r->cuts[s], r->cuts[s + 1], config_micro_rows(c), slots, c->seed)))
         return st;
     if ((st = executor_init(&r->ex, g, &r->st, &r->data, c->micro_batches, config_micro_rows(c),
-                            r->m.classes, slots, c->seed)))
+                            r->data.targets, r->m.classes, slots, c->seed)))
         return st;
     if ((c->fault_kind == FAULT_ERROR || c->fault_kind == FAULT_CRASH) && c->fault_rank == g->rank)
         r->ex.fault = (exec_fault){c->fault_kind, c->fault_step, c->fault_layer};
@@ -361,7 +361,12 @@ static void print_plan(const run *r, const config *c, const comm_grid *g)
                r->cuts[s], r->cuts[s + 1] - 1, params, flops / 1e6,
                schedule_stash_bound(c->schedule, g->P, c->micro_batches, s));
     }
-    printf("  data: %s, %ld training and %ld test samples\n", c->data_dataset, r->data.n_train, r->data.n_test);
+    if (r->data.kind == DATASET_TEXT)
+        printf("  data: %s, %ld training bytes, %ld validation contexts of %d bytes, unigram entropy %.4f "
+               "nats/byte\n", r->data.source, r->data.text_split, r->data.n_test, r->data.features,
+               r->data.unigram_entropy);
+    else
+        printf("  data: %s, %ld training and %ld test samples\n", r->data.source, r->data.n_train, r->data.n_test);
     fflush(stdout);
 }
 
@@ -406,6 +411,19 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
             fflush(stdout);
             last_t = now;
             last_step = step + 1;
+        }
+        if (c->eval_every > 0 && (step + 1) % c->eval_every == 0 && step + 1 < stop) {
+            double t0 = MPI_Wtime(), vloss, vacc;
+            *reporter = -1;
+            if ((st = evaluate(r, g, &vloss, &vacc))) return st;
+            if (g->rank == 0) {
+                if (r->data.kind == DATASET_TEXT)
+                    printf("step %6ld: validation loss %.4f\n", step + 1, vloss);
+                else
+                    printf("step %6ld: test loss %.4f, test accuracy %.4f\n", step + 1, vloss, vacc);
+                fflush(stdout);
+            }
+            t_start += MPI_Wtime() - t0; /* evaluation time is not training time */
         }
         if (checkpoint_due(c, step + 1, stop)) {
             double t0 = MPI_Wtime();
@@ -460,10 +478,19 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     if (!st && g->rank == 0) {
         char took[32];
         fmt_duration(took, sizeof took, MPI_Wtime() - t_start);
-        printf("\ntest loss: %.4f\n", test_loss);
+        int text = r.data.kind == DATASET_TEXT;
+        printf("\n");
+        if (!text) printf("test loss: %.4f\n", test_loss);
         printf("time: %s (%.1f s)\n", took, MPI_Wtime() - t_start);
-        if (opt->mode == TRAINER_TRAIN) printf("throughput: %.0f samples/s\n", throughput);
-        printf("test accuracy: %.4f\n", test_acc);
+        if (opt->mode == TRAINER_TRAIN && text)
+            printf("throughput: %.0f tokens/s\n", throughput * r.data.targets);
+        else if (opt->mode == TRAINER_TRAIN)
+            printf("throughput: %.0f samples/s\n", throughput);
+        if (text)
+            printf("validation loss: %.4f (unigram entropy of the corpus: %.4f nats/byte)\n", test_loss,
+                   r.data.unigram_entropy);
+        else
+            printf("test accuracy: %.4f\n", test_acc);
         printf("parameter fingerprint: %s\n", fp);
         fflush(stdout);
         if (c->log_summary[0])

@@ -63,7 +63,7 @@ Test(config, defaults_match_the_documented_values)
     config_defaults(&c);
     cr_expect_str_eq(c.model_layers, "");
     cr_expect_str_eq(c.data_dataset, "fashion-mnist");
-    cr_expect_str_eq(c.data_path, "/usr/share/datasets/fashion-mnist");
+    cr_expect_str_eq(c.data_path, "");
     cr_expect_eq(c.data_synthetic_samples, 8192);
     cr_expect_eq(c.data_synthetic_features, 1024);
     cr_expect_eq(c.data_synthetic_classes, 10);
@@ -283,7 +283,7 @@ Test(config, bad_values_name_the_key_and_the_expectation)
         {"pipeline.partition=unifrom", "pipeline.partition = 'unifrom'"},
         {"pipeline.partition=0-3;4-9", "pipeline.partition"},
         {"pipeline.data_parallel=2", "only 1 is allowed for now"},
-        {"data.dataset=cifar", "data.dataset = 'cifar': expected fashion-mnist or synthetic"},
+        {"data.dataset=cifar", "data.dataset = 'cifar': expected fashion-mnist, synthetic or text"},
         {"data.synthetic_classes=1", "data.synthetic_classes"},
         {"fault.kind=segv", "fault.kind"},
         {"fault.rank=-2", "fault.rank"},
@@ -621,7 +621,7 @@ Test(config, help_lists_every_key_with_default_and_description)
     const char *needles[] = {"[model]", "[data]", "[train]", "[pipeline]", "[log]", "[fault]",
                              "layers", "synthetic_samples", "warmup_steps",
                              "micro_batches", "data_parallel", "metrics", "default 1f1b",
-                             "default 8192", "default /usr/share/datasets/fashion-mnist",
+                             "default 8192", "/usr/share/datasets/fashion-mnist",
                              "gpipe or 1f1b", "peak learning rate", "a number > 0"};
     for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++)
         cr_expect(strstr(buf, needles[i]) != NULL, "help lacks '%s'", needles[i]);
