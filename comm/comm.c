@@ -126,6 +126,30 @@ void comm_xfer_clear(comm_xfer *x)
 
 int comm_xfer_active(const comm_xfer *x) { return x->req != MPI_REQUEST_NULL; }
 
+pt_status comm_tied_group(const comm_grid *g, int stage_a, int stage_b, MPI_Comm *out)
+{
+    *out = MPI_COMM_NULL;
+    int member = g->stage == stage_a || g->stage == stage_b;
+    int rc = MPI_Comm_split(g->pipe, member ? 0 : MPI_UNDEFINED, g->stage, out);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Comm_split of a tied-weight group", -1, -1, 0);
+    if (*out != MPI_COMM_NULL) MPI_Comm_set_errhandler(*out, MPI_ERRORS_RETURN);
+    return PT_OK;
+}
+
+pt_status comm_tied_sum(float *buf, size_t n, MPI_Comm group)
+{
+    int size = 0;
+    MPI_Comm_size(group, &size);
+    if (size != 2) return pt_fail(PT_ERR_INVALID, "a tied-weight group has %d ranks, expected 2", size);
+    for (size_t done = 0; done < n;) {
+        int count = n - done > (size_t)1 << 30 ? 1 << 30 : (int)(n - done);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + done, count, MPI_FLOAT, MPI_SUM, group);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce of a tied gradient", -1, -1, count);
+        done += (size_t)count;
+    }
+    return PT_OK;
+}
+
 pt_status comm_allreduce_sum(double *buf, int n, MPI_Comm comm, const char *what)
 {
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, comm);

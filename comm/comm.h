@@ -58,6 +58,15 @@ pt_status comm_wait(comm_xfer *x);
 void comm_xfer_clear(comm_xfer *x);
 int comm_xfer_active(const comm_xfer *x);
 
+/* A tied-weight group: the pipeline stages that hold a copy of one shared
+ * tensor (for tied embeddings, the first and the last stage). Collective over
+ * g->pipe; ranks outside the group get MPI_COMM_NULL. */
+pt_status comm_tied_group(const comm_grid *g, int stage_a, int stage_b, MPI_Comm *out);
+
+/* In-place sum of n floats over a tied-weight group of two ranks: each gets
+ * a + b, bit for bit the same on both (one addition is commutative). */
+pt_status comm_tied_sum(float *buf, size_t n, MPI_Comm group);
+
 /* In-place sum over `comm` of n doubles (collective over comm). */
 pt_status comm_allreduce_sum(double *buf, int n, MPI_Comm comm, const char *what);
 /* In-place bitwise XOR of n 64-bit words (collective over comm). */

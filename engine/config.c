@@ -96,6 +96,8 @@ static const cfg_key keys[] = {
      "text: a text file or a directory of them (empty = /usr/share/games/fortunes)", NULL},
     {"data", "context", T_INT, FIELD(data_context), "128", IN(2, 65536), NULL, NO_AUX,
      "text: tokens (bytes) per training context", NULL},
+    {"data", "val_contexts", T_LONG, FIELD(data_val_contexts), "256", GE(1), NULL, NO_AUX,
+     "text: validation contexts evaluated (evenly spaced over the held-out part)", NULL},
     {"data", "val_fraction", T_FLOAT, FIELD(data_val_fraction), "0.1", IN_HO(0.001, 1), NULL, NO_AUX,
      "text: fraction of the corpus held out for validation (its end)", NULL},
     {"data", "synthetic_samples", T_LONG, FIELD(data_synthetic_samples), "8192", GE(1), NULL,
@@ -1021,15 +1023,17 @@ done:
     return PT_OK;
 }
 
-static pt_status load_file(config *c, const char *path)
+/* Parses the INI text (malloc'd; freed here) into c; `path` names it in messages. */
+static pt_status parse_text(config *c, const char *path, char *ini, size_t len)
 {
     ini_ctx *x = calloc(1, sizeof *x);
-    if (!x) return pt_fail(PT_ERR_NOMEM, "%s: out of memory", path);
-    pt_status st = read_file(path, &x->text, &x->len);
-    if (st) {
-        free(x);
-        return st;
+    if (!x) {
+        free(ini);
+        return pt_fail(PT_ERR_NOMEM, "%s: out of memory", path);
     }
+    x->text = ini;
+    x->len = len;
+    pt_status st;
     x->path = path;
     x->c = c;
     x->prev_key = -1;
@@ -1052,6 +1056,28 @@ static pt_status load_file(config *c, const char *path)
     free(x->text);
     free(x);
     return st;
+}
+
+static pt_status load_file(config *c, const char *path)
+{
+    char *text = NULL;
+    size_t len = 0;
+    pt_status st = read_file(path, &text, &len);
+    if (st) return st;
+    return parse_text(c, path, text, len);
+}
+
+pt_status config_load_text(config *c, const char *text, const char *name)
+{
+    config_defaults(c);
+    if (!text) return pt_fail(PT_ERR_INVALID, "%s: no config text", name ? name : "config");
+    size_t len = strlen(text);
+    char *copy = malloc(len + 1);
+    if (!copy) return pt_fail(PT_ERR_NOMEM, "%s: out of memory", name ? name : "config");
+    memcpy(copy, text, len + 1);
+    pt_status st = parse_text(c, name ? name : "config", copy, len);
+    if (st) return st;
+    return config_validate(c);
 }
 
 pt_status config_load(config *c, const char *path, const char *const *overrides, int n_overrides)

@@ -33,6 +33,7 @@ typedef struct {
     char data_path[CONFIG_STR_MAX];  /* IDX directory, or text file/directory; "" = default */
     int data_context;                /* text: tokens per context */
     float data_val_fraction;         /* text: held-out fraction */
+    long data_val_contexts;          /* text: validation contexts evaluated */
     long data_synthetic_samples;     /* synthetic: samples in the training set */
     int data_synthetic_features;     /* synthetic: input width */
     int data_synthetic_classes;      /* synthetic: classes */
@@ -84,6 +85,10 @@ void config_defaults(config *c);
  * "section.key=value" in order, then validates. Errors name the file and
  * line, or the override, the key and what was expected. */
 pt_status config_load(config *c, const char *path, const char *const *overrides, int n_overrides);
+
+/* Like config_load without overrides, from INI text in memory (the config
+ * stored in a checkpoint's manifest); `name` stands for the file in messages. */
+pt_status config_load_text(config *c, const char *text, const char *name);
 
 /* Applies one "section.key=value" to c (no validation of combinations). */
 pt_status config_set(config *c, const char *assignment);

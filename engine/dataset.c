@@ -123,7 +123,10 @@ static pt_status load_text(dataset *d, const config *c)
     d->features = d->targets = (int)T;
     d->classes = 256;
     d->n_train = d->text_split - T; /* possible context starts */
-    d->n_test = (d->text_len - d->text_split - 1) / T;
+    /* validation contexts: evenly spaced over the held-out part */
+    long windows = (d->text_len - d->text_split - 1) / T;
+    d->n_test = windows < c->data_val_contexts ? windows : c->data_val_contexts;
+    d->val_stride = windows / d->n_test * T;
     snprintf(d->source, sizeof d->source, "%s (%d file%s, %ld bytes)", path, files, files == 1 ? "" : "s",
              d->text_len);
     return PT_OK;
@@ -201,7 +204,7 @@ static void sample(const dataset *d, int test, long i, float *x, int32_t *y)
         if (y) *y = s->labels[i];
         break;
     }
-    case DATASET_TEXT: context(d, test ? d->text_split + i * d->features : i, x, y); break;
+    case DATASET_TEXT: context(d, test ? d->text_split + i * d->val_stride : i, x, y); break;
     }
 }
 

@@ -32,6 +32,7 @@ typedef struct {
     /* text: the corpus bytes, training part [0, text_split), validation after */
     uint8_t *text;
     long text_len, text_split;
+    long val_stride; /* bytes between validation contexts */
     double unigram_entropy; /* text: nats per byte of the training part */
     char source[CONFIG_STR_MAX + 64]; /* what was read, for the plan line */
     sampler order;
@@ -50,8 +51,8 @@ void dataset_close(dataset *d);
  * at offsets drawn from (seed, step, mb·rows + k). Either output may be NULL. */
 void dataset_train_batch(dataset *d, long step, int mb, float *x, int32_t *y);
 
-/* Held-out samples [first, first+rows) (text: validation contexts, one every
- * T bytes). Rows past the end repeat the last sample with targets -1, which
+/* Held-out samples [first, first+rows) (text: data.val_contexts validation
+ * contexts spread evenly over the held-out part). Rows past the end repeat the last sample with targets -1, which
  * are ignored. */
 void dataset_test_batch(const dataset *d, long first, int rows, float *x, int32_t *y);
 

@@ -7,7 +7,8 @@
 
 #include "ckpt.h"
 
-/* The model's tensors in global order, as manifest entries (no crc). */
+/* The model's stored tensors in global order, as manifest entries (no crc):
+ * a tied copy is not stored (its source is, once). */
 static ckpt_entry *model_entries(const model *m, const int *cuts, int P, int *count)
 {
     int n = model_tensor_count(m, 0, m->n_layers);
@@ -19,18 +20,21 @@ static ckpt_entry *model_entries(const model *m, const int *cuts, int P, int *co
         return NULL;
     }
     model_tensors(m, t);
+    int stored = 0;
     for (int k = 0, s = 0; k < n; k++) {
+        if (t[k].tied_to >= 0) continue;
         while (cuts && s + 1 < P && cuts[s + 1] <= t[k].layer) s++;
-        snprintf(e[k].name, sizeof e[k].name, "%s", t[k].name);
-        e[k].layer = t[k].layer;
-        e[k].ndim = t[k].param.ndim;
-        e[k].shape[0] = t[k].param.shape[0];
-        e[k].shape[1] = t[k].param.ndim == 2 ? t[k].param.shape[1] : 0;
-        e[k].numel = (int64_t)t[k].numel;
-        e[k].shard = s;
+        ckpt_entry *x = &e[stored++];
+        snprintf(x->name, sizeof x->name, "%s", t[k].name);
+        x->layer = t[k].layer;
+        x->ndim = t[k].param.ndim;
+        x->shape[0] = t[k].param.shape[0];
+        x->shape[1] = t[k].param.ndim == 2 ? t[k].param.shape[1] : 0;
+        x->numel = (int64_t)t[k].numel;
+        x->shard = s;
     }
     free(t);
-    *count = n;
+    *count = stored;
     return e;
 }
 
@@ -73,16 +77,21 @@ pt_status persist_save(const config *c, const comm_grid *g, const model *m, cons
     if (!all || !crc || !ts || !mine) local = pt_fail(PT_ERR_NOMEM, "checkpoint: out of memory");
     crash_hook hook = {crash_after};
     if (!local && g->replica == 0) {
+        int n = 0;
         for (int k = 0; k < st->n_tensors; k++) {
             const stage_tensor *t = &st->tensors[k];
-            ts[k] = (ckpt_tensor){t->name, t->layer, t->ndim, {t->shape[0], t->shape[1]}, t->numel,
-                                  {st->params + t->offset, st->m1 + t->offset, st->m2 + t->offset}};
+            if (t->tied_to >= 0) continue; /* stored once, as its source */
+            ts[n++] = (ckpt_tensor){t->name, t->layer, t->ndim, {t->shape[0], t->shape[1]}, t->numel,
+                                    {st->params + t->offset, st->m1 + t->offset, st->m2 + t->offset}};
         }
         ckpt_shard shard = {g->stage, g->P, st->first, st->last, step, c->seed, c->checkpoint_compression,
-                            st->n_tensors, ts, crash_after >= 0 ? maybe_crash : NULL, &hook};
+                            n, ts, crash_after >= 0 ? maybe_crash : NULL, &hook};
         local = ckpt_write_shard(tmp, &shard, mine);
-        int base = model_tensor_count(m, 0, st->first);
-        for (int k = 0; !local && k < st->n_tensors * CKPT_ARRAYS; k++) crc[base * CKPT_ARRAYS + k] = mine[k];
+        for (int k = 0; !local && k < n; k++) {
+            int e = 0;
+            while (e < n_all && strcmp(all[e].name, ts[k].name)) e++;
+            for (int a = 0; a < CKPT_ARRAYS; a++) crc[e * CKPT_ARRAYS + a] = mine[k * CKPT_ARRAYS + a];
+        }
     }
     st_all = comm_agree(g, local, reporter);
     if (!st_all) st_all = comm_allreduce_xor(crc, n_all * CKPT_ARRAYS, g->world, "MPI_Allreduce of checkpoint checksums");
@@ -161,7 +170,11 @@ pt_status persist_load(const char *path, const comm_grid *g, const model *m, sta
     if (!local) local = ckpt_reader_open(&rd, dir, &man);
     for (int k = 0; !local && k < st->n_tensors; k++) {
         const stage_tensor *t = &st->tensors[k];
-        const ckpt_entry *e = &man.entries[ckpt_find(&man, t->name)];
+        /* a tied copy reads its source's stored values */
+        char source[STAGE_TENSOR_NAME_MAX];
+        if (t->tied_to >= 0)
+            model_param_name(source, sizeof source, m->tied_embed, "w");
+        const ckpt_entry *e = &man.entries[ckpt_find(&man, t->tied_to >= 0 ? source : t->name)];
         float *dst[CKPT_ARRAYS] = {st->params + t->offset, st->m1 + t->offset, st->m2 + t->offset};
         for (int a = 0; !local && a < (moments ? CKPT_ARRAYS : 1); a++) local = ckpt_read_tensor(&rd, e, a, dst[a]);
     }

@@ -27,12 +27,15 @@ typedef struct {
     stage st;
     executor ex;
     double *reduce; /* per layer Σg², then loss, then non-finite flag */
+    MPI_Comm tied;  /* the stages holding the tied embedding and its copy */
+    int tied_src, tied_copy; /* this stage's tensor indices of the two, -1: absent */
     FILE *metrics;
 } run;
 
 static void run_free(run *r)
 {
     if (r->metrics) fclose(r->metrics);
+    if (r->tied != MPI_COMM_NULL) MPI_Comm_free(&r->tied);
     free(r->reduce);
     executor_free(&r->ex);
     stage_free(&r->st);
@@ -62,9 +65,17 @@ static pt_status plan(run *r, const config *c, const comm_grid *g)
     pt_status st = dataset_open(&r->data, c);
     if (st) return st;
     if ((st = model_parse(&r->m, c->model_layers, r->data.features))) return st;
+    if (c->model_tie_embeddings && (st = model_tie_embeddings(&r->m))) return pt_wrap(st, "model.tie_embeddings: ");
+    if (r->m.targets != r->data.targets)
+        return pt_fail(PT_ERR_INVALID,
+                       "model.layers: the model predicts %d target%s per sample but the data set (%s) has %d: "
+                       "%s",
+                       r->m.targets, r->m.targets == 1 ? "" : "s", c->data_dataset, r->data.targets,
+                       r->data.targets > 1 ? "a language model ends with 'lmhead V'"
+                                           : "a classifier ends with a layer of one output per class");
     if (r->m.classes != r->data.classes)
         return pt_fail(PT_ERR_INVALID,
-                       "model.layers: the last layer has %d outputs but the data set (%s) has %d classes",
+                       "model.layers: the last layer has %d outputs per target but the data set (%s) has %d classes",
                        r->m.classes, c->data_dataset, r->data.classes);
     r->cuts = calloc((size_t)g->P + 1, sizeof *r->cuts);
     if (!r->cuts) return pt_fail(PT_ERR_NOMEM, "out of memory");
@@ -87,6 +98,7 @@ static pt_status plan(run *r, const config *c, const comm_grid *g)
 static pt_status fingerprint(const run *r, const comm_grid *g, const char *hashes_path, char hex[33])
 {
     int total = model_tensor_count(&r->m, 0, r->m.n_layers), before = model_tensor_count(&r->m, 0, r->st.first);
+    /* slot `total` holds the hash of a tied copy, checked against its source */
     unsigned long long *h = calloc((size_t)total + 1, sizeof *h);
     model_tensor *names = hashes_path && g->rank == 0 ? calloc((size_t)total + 1, sizeof *names) : NULL;
     if (!h || (hashes_path && g->rank == 0 && !names)) {
@@ -95,10 +107,18 @@ static pt_status fingerprint(const run *r, const comm_grid *g, const char *hashe
     }
     for (int k = 0; k < r->st.n_tensors; k++) {
         const stage_tensor *t = &r->st.tensors[k];
-        XXH64_hash_t seed = XXH3_64bits(t->name, strlen(t->name));
-        h[before + k] = XXH3_64bits_withSeed(r->st.params + t->offset, t->numel * sizeof(float), seed);
+        char source[STAGE_TENSOR_NAME_MAX];
+        if (t->tied_to >= 0) model_param_name(source, sizeof source, r->m.tied_embed, "w");
+        const char *name = t->tied_to >= 0 ? source : t->name;
+        XXH64_hash_t seed = XXH3_64bits(name, strlen(name));
+        /* a tied copy is hashed once, as its source, and checked against it */
+        h[t->tied_to >= 0 ? total : before + k] =
+            XXH3_64bits_withSeed(r->st.params + t->offset, t->numel * sizeof(float), seed);
     }
-    pt_status st = comm_allreduce_xor(h, total, g->pipe, "MPI_Allreduce of the parameter fingerprint");
+    pt_status st = comm_allreduce_xor(h, total + 1, g->pipe, "MPI_Allreduce of the parameter fingerprint");
+    if (!st && r->m.tied_head >= 0 && h[total] != h[model_tied_source(&r->m, r->m.tied_head, 0)])
+        st = pt_fail(PT_ERR_MISMATCH, "the tied copy layers.%d.w differs from layers.%d.w", r->m.tied_head,
+                     r->m.tied_embed);
     if (!st) {
         XXH128_hash_t f = XXH3_128bits(h, (size_t)total * sizeof *h);
         snprintf(hex, 33, "%016llx%016llx", (unsigned long long)f.high64, (unsigned long long)f.low64);
@@ -316,6 +336,23 @@ static pt_status finish_step(run *r, const config *c, const comm_grid *g, long s
     return PT_OK;
 }
 
+/* Tied embeddings: both holders get g_embed + g_head, so the two copies take
+ * the same update. On one stage the sum is local; across two stages it is an
+ * all-reduce of two ranks — the same single addition either way. */
+static pt_status sync_tied(run *r)
+{
+    if (r->m.tied_head < 0) return PT_OK;
+    const stage_tensor *src = r->tied_src >= 0 ? &r->st.tensors[r->tied_src] : NULL;
+    const stage_tensor *copy = r->tied_copy >= 0 ? &r->st.tensors[r->tied_copy] : NULL;
+    if (src && copy) {
+        float *a = r->st.grads + src->offset, *b = r->st.grads + copy->offset;
+        for (size_t i = 0; i < src->numel; i++) b[i] = a[i] = a[i] + b[i];
+        return PT_OK;
+    }
+    const stage_tensor *t = src ? src : copy;
+    return t ? comm_tied_sum(r->st.grads + t->offset, t->numel, r->tied) : PT_OK;
+}
+
 static pt_status setup(run *r, const config *c, const comm_grid *g, int *reporter)
 {
     *reporter = 0; /* the plan is the same on every rank: rank 0 reports */
@@ -334,6 +371,18 @@ static pt_status setup(run *r, const config *c, const comm_grid *g, int *reporte
     if (c->fault_kind == FAULT_NAN) /* every stage checks whether it holds the layer */
         r->ex.fault = (exec_fault){c->fault_kind, c->fault_step, c->fault_layer};
     executor_install_crash_report(&r->ex);
+    r->tied_src = r->tied_copy = -1;
+    if (r->m.tied_head >= 0) {
+        int a = 0, b = 0;
+        while (a + 1 < g->P && r->cuts[a + 1] <= r->m.tied_embed) a++;
+        while (b + 1 < g->P && r->cuts[b + 1] <= r->m.tied_head) b++;
+        char name[STAGE_TENSOR_NAME_MAX];
+        model_param_name(name, sizeof name, r->m.tied_embed, "w");
+        r->tied_src = stage_find_tensor(&r->st, name);
+        for (int k = 0; k < r->st.n_tensors; k++)
+            if (r->st.tensors[k].tied_to >= 0) r->tied_copy = k;
+        if (a != b && (st = comm_tied_group(g, a, b, &r->tied))) return st;
+    }
     r->reduce = calloc((size_t)r->m.n_layers + 2, sizeof *r->reduce);
     if (!r->reduce) return pt_fail(PT_ERR_NOMEM, "out of memory");
     if (g->rank == 0 && c->log_metrics[0]) {
@@ -388,6 +437,7 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
         *reporter = -1;
         stage_zero_grad(&r->st);
         pt_status st = executor_train_step(&r->ex, &r->train_sc.ranks[g->stage], step);
+        if (!st) st = sync_tied(r);
         if (st) return st;
         double loss, norm;
         int skipped;
@@ -441,6 +491,7 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     run r;
     memset(&r, 0, sizeof r);
     openblas_set_num_threads(c->blas_threads);
+    r.tied = MPI_COMM_NULL;
     pt_status st = setup(&r, c, g, reporter);
     if (st) goto done;
     print_plan(&r, c, g);

@@ -298,3 +298,242 @@ void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *la
         }
     }
 }
+
+/* ---------------------------------------------------------- token embedding */
+
+/* The row of token x, or -1 when x is not an integer in [0, V) (NaN included) */
+static inline int token_row(float x, int V)
+{
+    if (!(x >= 0.0f && x < (float)V)) return -1;
+    int t = (int)x;
+    return (float)t == x && t < V ? t : -1;
+}
+
+long embedding_check_ids(const float *ids, size_t n, int V)
+{
+    for (size_t i = 0; i < n; i++)
+        if (token_row(ids[i], V) < 0) return (long)i;
+    return -1;
+}
+
+/* out[B,T,C] = w[ids[b,t], :]; a bad id gives a row of zeros */
+void embedding_forward(float *out, const float *ids, const float *w, int B, int T, int V, int C)
+{
+    if (B <= 0 || T <= 0 || C <= 0) return;
+    size_t n = (size_t)B * (size_t)T;
+    for (size_t i = 0; i < n; i++) {
+        int t = token_row(ids[i], V);
+        float *o = out + i * (size_t)C;
+        if (t < 0)
+            memset(o, 0, (size_t)C * sizeof *o);
+        else
+            memcpy(o, w + (size_t)t * (size_t)C, (size_t)C * sizeof *o);
+    }
+}
+
+/* dw[ids[b,t], :] += dout[b,t,:], in increasing (b,t) */
+void embedding_backward(float *dw, const float *dout, const float *ids, int B, int T, int V,
+                        int C)
+{
+    if (B <= 0 || T <= 0 || C <= 0) return;
+    size_t n = (size_t)B * (size_t)T;
+    for (size_t i = 0; i < n; i++) {
+        int t = token_row(ids[i], V);
+        if (t < 0) continue;
+        float *g = dw + (size_t)t * (size_t)C;
+        const float *d = dout + i * (size_t)C;
+        for (int c = 0; c < C; c++) g[c] += d[c];
+    }
+}
+
+/* ----------------------------------------------------- positional embedding */
+
+/* out[B,T,C] = in[B,T,C] + w[T,C] */
+void posembed_forward(float *out, const float *in, const float *w, int B, int T, int C)
+{
+    size_t n = (size_t)T * (size_t)C;
+    for (int b = 0; b < B; b++) {
+        const float *x = in + (size_t)b * n;
+        float *o = out + (size_t)b * n;
+        for (size_t j = 0; j < n; j++) o[j] = x[j] + w[j];
+    }
+}
+
+/* din = dout;  dw[T,C] += Σ_b dout[b,T,C] (in double, b increasing) */
+void posembed_backward(float *din, float *dw, const float *dout, int B, int T, int C)
+{
+    if (B <= 0 || T <= 0 || C <= 0) return;
+    size_t n = (size_t)T * (size_t)C;
+    if (din) memcpy(din, dout, (size_t)B * n * sizeof *din);
+    if (dw) colsum_accumulate(dw, dout, B, (int)n);
+}
+
+/* ------------------------------------------------------------ image patches */
+
+/* cols[B·T, P·P] from img[B,S,S], T = (S/P)² */
+void patch_im2col(float *cols, const float *img, int B, int S, int P)
+{
+    int G = S / P;
+    size_t PP = (size_t)P * (size_t)P, T = (size_t)G * (size_t)G;
+    for (int b = 0; b < B; b++)
+        for (int py = 0; py < G; py++)
+            for (int px = 0; px < G; px++) {
+                float *c = cols + ((size_t)b * T + (size_t)py * G + (size_t)px) * PP;
+                const float *src = img + (size_t)b * S * S + (size_t)py * P * S + (size_t)px * P;
+                for (int ky = 0; ky < P; ky++)
+                    memcpy(c + (size_t)ky * P, src + (size_t)ky * S, (size_t)P * sizeof *c);
+            }
+}
+
+/* img[B,S,S] from cols[B·T, P·P]: the inverse of patch_im2col */
+void patch_col2im(float *img, const float *cols, int B, int S, int P)
+{
+    int G = S / P;
+    size_t PP = (size_t)P * (size_t)P, T = (size_t)G * (size_t)G;
+    for (int b = 0; b < B; b++)
+        for (int py = 0; py < G; py++)
+            for (int px = 0; px < G; px++) {
+                const float *c = cols + ((size_t)b * T + (size_t)py * G + (size_t)px) * PP;
+                float *dst = img + (size_t)b * S * S + (size_t)py * P * S + (size_t)px * P;
+                for (int ky = 0; ky < P; ky++)
+                    memcpy(dst + (size_t)ky * S, c + (size_t)ky * P, (size_t)P * sizeof *c);
+            }
+}
+
+/* out[B·T, C] = im2col(img) · w[C,P·P]ᵀ + b[C];  work: B·S·S floats */
+void patch_forward(float *out, float *work, const float *img, const float *w, const float *b,
+                   int B, int S, int P, int C)
+{
+    if (B <= 0 || S <= 0 || P <= 0) return;
+    int G = S / P;
+    patch_im2col(work, img, B, S, P);
+    linear_forward(out, work, w, b, B * G * G, P * P, C);
+}
+
+/* din = col2im(dout · w);  dw += doutᵀ · im2col(img);  db += Σ dout.
+ * work: 2·B·S·S floats (the columns, then their gradient). */
+void patch_backward(float *din, float *dw, float *db, float *work, const float *dout,
+                    const float *img, const float *w, int B, int S, int P, int C)
+{
+    if (B <= 0 || S <= 0 || P <= 0) return;
+    int G = S / P;
+    float *cols = work, *dcols = work + (size_t)B * S * S;
+    patch_im2col(cols, img, B, S, P);
+    linear_backward(din ? dcols : NULL, dw, db, dout, cols, w, B * G * G, P * P, C);
+    if (din) patch_col2im(din, dcols, B, S, P);
+}
+
+/* -------------------------------------------------------------- attention */
+
+/* out[B,T,C], att[B,H,T,T] from qkv[B,T,3C]; see kernels.h */
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int H,
+                       int causal)
+{
+    if (B <= 0 || T <= 0 || C <= 0 || H <= 0) return;
+    const int hs = C / H, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        const float *base = qkv + (size_t)b * (size_t)T * (size_t)C3;
+        for (int h = 0; h < H; h++) {
+            const float *q = base + (size_t)h * hs, *k = q + C, *v = q + 2 * C;
+            float *a = att + ((size_t)b * H + (size_t)h) * (size_t)T * (size_t)T;
+            /* a[T,T] = scale · Q[T,hs] · K[T,hs]ᵀ */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
+                        0.0f, a, T);
+            for (int i = 0; i < T; i++) {
+                float *row = a + (size_t)i * T;
+                int n = causal ? i + 1 : T; /* keys 0..n-1 are visible */
+                float mx = row[0];
+                for (int j = 1; j < n; j++)
+                    if (row[j] > mx) mx = row[j];
+                double sum = 0.0;
+                for (int j = 0; j < n; j++) {
+                    row[j] = expf(row[j] - mx);
+                    sum += (double)row[j];
+                }
+                double inv = 1.0 / sum;
+                for (int j = 0; j < n; j++) row[j] = (float)((double)row[j] * inv);
+                for (int j = n; j < T; j++) row[j] = 0.0f;
+            }
+            /* out[T, h·hs..] = a[T,T] · V[T,hs] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3,
+                        0.0f, out + (size_t)b * T * C + (size_t)h * hs, C);
+        }
+    }
+}
+
+/* dqkv[B,T,3C] from dout[B,T,C]; datt: T·T floats of workspace */
+void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+                        const float *att, int B, int T, int C, int H, int causal)
+{
+    if (B <= 0 || T <= 0 || C <= 0 || H <= 0) return;
+    const int hs = C / H, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        const float *base = qkv + (size_t)b * (size_t)T * (size_t)C3;
+        float *dbase = dqkv + (size_t)b * (size_t)T * (size_t)C3;
+        for (int h = 0; h < H; h++) {
+            const float *q = base + (size_t)h * hs, *k = q + C, *v = q + 2 * C;
+            float *dq = dbase + (size_t)h * hs, *dk = dq + C, *dv = dq + 2 * C;
+            const float *a = att + ((size_t)b * H + (size_t)h) * (size_t)T * (size_t)T;
+            const float *dO = dout + (size_t)b * T * C + (size_t)h * hs;
+            /* dV[T,hs] = aᵀ · dO */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dO, C,
+                        0.0f, dv, C3);
+            /* dP[T,T] = dO · Vᵀ */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dO, C, v, C3,
+                        0.0f, datt, T);
+            /* dS = a ⊙ (dP − Σ_j a·dP), in place; masked entries are 0 */
+            for (int i = 0; i < T; i++) {
+                const float *ar = a + (size_t)i * T;
+                float *dr = datt + (size_t)i * T;
+                int n = causal ? i + 1 : T;
+                double s = 0.0;
+                for (int j = 0; j < n; j++) s += (double)ar[j] * (double)dr[j];
+                float sf = (float)s;
+                for (int j = 0; j < n; j++) dr[j] = ar[j] * (dr[j] - sf);
+                for (int j = n; j < T; j++) dr[j] = 0.0f;
+            }
+            /* dQ = scale · dS · K;  dK = scale · dSᵀ · Q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, datt, T, k,
+                        C3, 0.0f, dq, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, datt, T, q,
+                        C3, 0.0f, dk, C3);
+        }
+    }
+}
+
+/* ---------------------------------------------------------- mean over T */
+
+/* out[B,C] = (1/T)·Σ_t in[B,T,C] */
+void meanpool_forward(float *out, const float *in, int B, int T, int C)
+{
+    if (B <= 0 || T <= 0 || C <= 0) return;
+    double block[KERNELS_COL_BLOCK];
+    for (int b = 0; b < B; b++) {
+        const float *x = in + (size_t)b * T * C;
+        float *o = out + (size_t)b * C;
+        for (int c0 = 0; c0 < C; c0 += KERNELS_COL_BLOCK) {
+            int n = C - c0 < KERNELS_COL_BLOCK ? C - c0 : KERNELS_COL_BLOCK;
+            for (int j = 0; j < n; j++) block[j] = 0.0;
+            for (int t = 0; t < T; t++) {
+                const float *row = x + (size_t)t * C + c0;
+                for (int j = 0; j < n; j++) block[j] += (double)row[j];
+            }
+            for (int j = 0; j < n; j++) o[c0 + j] = (float)(block[j] / T);
+        }
+    }
+}
+
+/* din[B,T,C] = dout[B,C] / T */
+void meanpool_backward(float *din, const float *dout, int B, int T, int C)
+{
+    if (!din || B <= 0 || T <= 0 || C <= 0) return;
+    const float tf = (float)T;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *d = din + ((size_t)b * T + t) * C;
+            const float *g = dout + (size_t)b * C;
+            for (int c = 0; c < C; c++) d[c] = g[c] / tf;
+        }
+}

@@ -60,4 +60,64 @@ long softmax_xent_forward(float *probs, float *loss, const float *logits,
 void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels,
                            int B, int V, float scale);
 
+/* ---- sequence layers: a sample is T positions of C channels, [T, C] ---- */
+
+/* Token embedding: out[B,T,C] = w[ids[b,t], :] for ids[B,T] holding token
+ * ids as exact small integers stored in floats. A kernel cannot report an
+ * error, so an id that is not an integer in [0, V) (negative, too large,
+ * fractional, NaN) gets a row of zeros here and no gradient in backward; the
+ * caller checks the ids first with embedding_check_ids and refuses bad data. */
+void embedding_forward(float *out, const float *ids, const float *w, int B, int T, int V, int C);
+/* dw[V,C] += dout[b,t,:] at row ids[b,t], rows visited in increasing (b,t)
+ * order (deterministic); ids outside [0, V) are skipped. */
+void embedding_backward(float *dw, const float *dout, const float *ids, int B, int T, int V,
+                        int C);
+/* -1 when every one of ids[0..n) is an integer in [0, V); otherwise the index
+ * of the first id that is not. */
+long embedding_check_ids(const float *ids, size_t n, int V);
+
+/* Learned positional embedding: out[B,T,C] = in[B,T,C] + w[T,C] (broadcast
+ * over B). din = dout (may be NULL; may not alias dout); dw += Σ_b dout[b]. */
+void posembed_forward(float *out, const float *in, const float *w, int B, int T, int C);
+void posembed_backward(float *din, float *dw, const float *dout, int B, int T, int C);
+
+/* Image patches: img[B,S,S] (single channel, row-major) cut into T = (S/P)²
+ * non-overlapping P×P patches, patch t = (t / (S/P), t % (S/P)) in the patch
+ * grid, each flattened row-major to P·P values:
+ *   cols[B·T, P·P] = im2col(img);  out[B·T, C] = cols · w[C,P·P]ᵀ + b[C].
+ * S must be a multiple of P. `work` is caller workspace: forward uses
+ * B·S·S floats, backward 2·B·S·S. col2im is the exact inverse of im2col
+ * (the patches tile the image), so din needs no accumulation. */
+void patch_im2col(float *cols, const float *img, int B, int S, int P);
+void patch_col2im(float *img, const float *cols, int B, int S, int P);
+void patch_forward(float *out, float *work, const float *img, const float *w, const float *b,
+                   int B, int S, int P, int C);
+/* din[B,S,S] (may be NULL) = col2im(dout · w);  dw[C,P·P] += doutᵀ · cols;
+ * db[C] += Σ_rows dout */
+void patch_backward(float *din, float *dw, float *db, float *work, const float *dout,
+                    const float *img, const float *w, int B, int S, int P, int C);
+
+/* Multi-head self-attention core, H heads of hs = C/H channels, scale
+ * 1/√hs. qkv[B,T,3C] holds, per position, q (channels 0..C), k (C..2C) and
+ * v (2C..3C); head h uses channels h·hs .. (h+1)·hs of each. Per (b, h):
+ *   att[b,h] = softmax_rows(scale · Q·Kᵀ)        [T,T], the probabilities
+ *   out[b,:,h·hs..] = att[b,h] · V               [T,hs] into out[B,T,C]
+ * With causal ≠ 0 key j > query i is masked: att[i,j] = 0 exactly, so an
+ * output at position i does not depend on positions after i (bit for bit).
+ * Q·Kᵀ and att·V are cblas_sgemm calls with leading dimension 3C straight on
+ * the qkv buffer (no copies). Softmax row sums are taken in double. */
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int H,
+                       int causal);
+/* dqkv[B,T,3C] (overwritten) from dout[B,T,C], qkv and att of forward.
+ * datt is caller workspace of T·T floats. With dP = dO·Vᵀ and
+ * dS = att ⊙ (dP − rowsum(att ⊙ dP)):  dQ = scale·dS·K, dK = scale·dSᵀ·Q,
+ * dV = attᵀ·dO. */
+void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+                        const float *att, int B, int T, int C, int H, int causal);
+
+/* Mean over positions: out[B,C] = (1/T)·Σ_t in[B,T,C] (summed in double in
+ * increasing t);  din[B,T,C] = dout[B,C] / T. */
+void meanpool_forward(float *out, const float *in, int B, int T, int C);
+void meanpool_backward(float *din, const float *dout, int B, int T, int C);
+
 #endif

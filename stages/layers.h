@@ -19,6 +19,12 @@ typedef enum {
     LAYER_GELU,
     LAYER_LAYERNORM,
     LAYER_DROPOUT,
+    LAYER_EMBED,    /* "embed V C": token ids [T] -> [T, C] */
+    LAYER_POSEMBED, /* "posembed": [T, C] + learned w[T, C] */
+    LAYER_PATCH,    /* "patch P C": image [S, S] -> [(S/P)², C] */
+    LAYER_BLOCK,    /* "block H [causal]": pre-LayerNorm Transformer block on [T, C] */
+    LAYER_LMHEAD,   /* "lmhead V": [T, C] -> [T, V], no bias */
+    LAYER_MEANPOOL, /* "meanpool": [T, C] -> [C] */
     LAYER_KIND_COUNT
 } layer_kind;
 
@@ -29,6 +35,17 @@ typedef struct {
     int bias;  /* linear: 1 = with bias */
     float p;   /* dropout probability */
     int width; /* layernorm: normalised width (in = out = k·width) */
+    /* sequence layers: a sample is seq positions of chan channels, the
+     * [T, C] of the layer's input (embed, patch: of its output); both 0
+     * where the input is a flat vector */
+    int seq;      /* T */
+    int chan;     /* C */
+    int heads;    /* block: H, dividing chan */
+    int vocab;    /* embed, lmhead: V */
+    int causal;   /* block: 1 = key j > query i is masked */
+    int patch;    /* patch: P */
+    int side;     /* patch: S, the input image is S × S */
+    int n_blocks; /* block: blocks in the model (scales the output projections' init) */
 } layer_desc;
 
 typedef enum { INIT_ZERO = 0, INIT_ONE, INIT_UNIFORM, INIT_NORMAL } layer_init;
@@ -52,6 +69,7 @@ typedef struct {
     uint32_t micro_batch; /* index within the step */
     uint32_t layer;       /* global layer index */
     int training;         /* 0: dropout is the identity */
+    float *scratch;       /* B × scratch(d) floats of workspace, contents undefined */
 } layer_ctx;
 
 typedef struct {
@@ -60,6 +78,8 @@ typedef struct {
     int (*params)(const layer_desc *d, layer_param out[LAYER_MAX_PARAMS]);
     /* Floats per sample that forward saves (besides its input) for backward. */
     size_t (*saved)(const layer_desc *d);
+    /* Floats per sample of temporary workspace forward or backward needs. */
+    size_t (*scratch)(const layer_desc *d);
     /* out[B,d->out] from in[B,d->in]; params point at the layer's first
      * tensor, tensors laid out in the order params() lists them. */
     void (*forward)(const layer_desc *d, const float *params, float *out, const float *in,
@@ -80,24 +100,51 @@ int layer_kind_from_name(const char *name);
 /* Parameter floats of one layer. */
 size_t layer_param_floats(const layer_desc *d);
 
-typedef enum { LOSS_SOFTMAX_XENT = 0 } loss_kind;
+/* LOSS_SOFTMAX_XENT: one label per sample over the last layer's outputs.
+ * LOSS_LM (the last layer is "lmhead V"): one label per position, softmax
+ * cross-entropy over V for each of the rows·T rows of the logits [T, V]. */
+typedef enum { LOSS_SOFTMAX_XENT = 0, LOSS_LM } loss_kind;
 
 typedef struct {
     int n_layers;
     layer_desc *layers;
     int input;    /* features per input sample */
-    int classes;  /* outputs of the last layer, classes of the loss */
+    int classes;  /* classes of the loss: last layer's outputs, or V for LOSS_LM */
+    int targets;  /* labels per sample: 1, or T for LOSS_LM */
     loss_kind loss;
+    int tied_head;  /* index of the "lmhead" whose w is a copy of the embed's, -1: none */
+    int tied_embed; /* index of the "embed" holding the source w, -1: none */
 } model;
 
 /* Builds a model from a comma-separated spec such as
  * "linear 1024, relu, dropout 0.2, linear 10" and an input width. Widths
- * chain; the last layer's width is the class count. Errors name the item. */
+ * chain; the last layer's width is the class count. Errors name the item.
+ *
+ * Sequence items chain a running shape (T, C) as well:
+ *   embed V C       first layer only; input = T token ids -> (T, C)
+ *   patch P C       input S·S pixels, P | S -> (T = (S/P)², C)
+ *   posembed, block H [causal], layernorm, relu, gelu, dropout   keep (T, C)
+ *   layernorm       without a width normalises each position over C (over
+ *                   the whole input when there is no (T, C))
+ *   lmhead V        (T, C) -> (T, V); as the last layer it makes the loss
+ *                   LOSS_LM with targets = T and classes = V
+ *   meanpool        (T, C) -> C, a flat vector
+ *   linear N        flat: in -> N, whatever the shape
+ * No tie is made here (tied_head = tied_embed = -1). */
 pt_status model_parse(model *m, const char *spec, int input);
+
+/* Ties the last "lmhead" to the first "embed": the head's "w" [V, C] is a
+ * copy of the embed's "w" [V, C]. It is initialised from the embed's key (the
+ * same values bit for bit), model_tensors and stage_init flag it with
+ * tied_to; whoever trains keeps the two equal by summing their gradients
+ * before the update. Errors name both layers when either is missing or the
+ * shapes differ. Call before stage_init. */
+pt_status model_tie_embeddings(model *m);
 void model_free(model *m);
 
 /* Initialises layer `layer`'s parameters (laid out as params() lists them)
- * from the counter-based RNG keyed on (seed, layer, parameter name). */
+ * from the counter-based RNG keyed on (seed, layer, parameter name); a tied
+ * head's "w" uses the key of the embed's "w" (seed, tied_embed, "w"). */
 void model_init_layer(const model *m, int layer, uint64_t seed, float *params);
 
 /* One parameter tensor of the model, in global order. */
@@ -106,6 +153,7 @@ typedef struct {
     int layer;
     layer_param param;
     size_t numel;
+    int tied_to; /* global ordinal of the tensor this one is a tied copy of, -1: none */
 } model_tensor;
 
 /* Fills out[] (model_tensor_count(m, 0, n_layers) entries) with every
@@ -115,6 +163,10 @@ void model_tensors(const model *m, model_tensor *out);
 /* Number of parameter tensors of layers [first, last): the global ordinal of
  * layer `last`'s first tensor when first = 0. */
 int model_tensor_count(const model *m, int first, int last);
+
+/* Global ordinal of the tensor that parameter `param` (its index in
+ * params()) of `layer` is a tied copy of, or -1 when it is no copy. */
+int model_tied_source(const model *m, int layer, int param);
 
 /* Formats the global name of parameter `local` of `layer`: "layers.7.w". */
 void model_param_name(char *buf, size_t len, int layer, const char *local);

@@ -39,7 +39,7 @@ pt_status stage_init(stage *s, const model *m, int first, int last, int rows, in
     s->saved_off = calloc((size_t)n + 1, sizeof *s->saved_off);
     if (!s->tensors || !s->layer_off || !s->in_off || !s->saved_off) goto nomem;
 
-    size_t off = 0, slot = 0, widest = 0;
+    size_t off = 0, slot = 0, widest = 0, work = 0;
     int k = 0;
     for (int i = 0; i < n; i++) {
         const layer_desc *d = &m->layers[first + i];
@@ -56,6 +56,7 @@ pt_status stage_init(stage *s, const model *m, int first, int last, int rows, in
             t->numel = (size_t)ps[j].shape[0] * (ps[j].ndim == 2 ? (size_t)ps[j].shape[1] : 1);
             t->offset = off;
             t->decay = ps[j].decay;
+            t->tied_to = model_tied_source(m, first + i, j);
             off += t->numel;
         }
         s->in_off[i] = slot;
@@ -63,6 +64,7 @@ pt_status stage_init(stage *s, const model *m, int first, int last, int rows, in
         s->saved_off[i] = slot;
         slot += (size_t)rows * ops->saved(d);
         if ((size_t)d->in > widest) widest = (size_t)d->in;
+        if (ops->scratch(d) > work) work = ops->scratch(d);
     }
     s->layer_off[n] = off;
     s->n_params = off;
@@ -75,7 +77,8 @@ pt_status stage_init(stage *s, const model *m, int first, int last, int rows, in
     s->stash = falloc(slot * (size_t)slots);
     s->gbuf[0] = falloc(widest * rows);
     s->gbuf[1] = falloc(widest * rows);
-    if (!s->params || !s->grads || !s->m1 || !s->m2 || !s->stash || !s->gbuf[0] || !s->gbuf[1])
+    s->scratch = falloc(work * rows);
+    if (!s->params || !s->grads || !s->m1 || !s->m2 || !s->stash || !s->gbuf[0] || !s->gbuf[1] || !s->scratch)
         goto nomem;
     for (int i = 0; i < n; i++) model_init_layer(m, first + i, seed, s->params + s->layer_off[i]);
     return PT_OK;
@@ -97,6 +100,7 @@ void stage_free(stage *s)
     free(s->stash);
     free(s->gbuf[0]);
     free(s->gbuf[1]);
+    free(s->scratch);
     memset(s, 0, sizeof *s);
 }
 
@@ -109,7 +113,7 @@ void stage_forward(stage *s, int slot, float *out, uint64_t seed, uint32_t step,
     int n = s->last - s->first;
     for (int i = 0; i < n; i++) {
         const layer_desc *d = &s->model->layers[s->first + i];
-        layer_ctx ctx = {seed, step, micro_batch, (uint32_t)(s->first + i), training};
+        layer_ctx ctx = {seed, step, micro_batch, (uint32_t)(s->first + i), training, s->scratch};
         float *dst = i + 1 < n ? base + s->in_off[i + 1] : out;
         layer_get(d->kind)->forward(d, s->params + s->layer_off[i], dst, base + s->in_off[i],
                                     base + s->saved_off[i], s->rows, &ctx);
@@ -124,7 +128,7 @@ void stage_backward(stage *s, int slot, const float *dout, float *din, uint64_t 
     const float *g = dout;
     for (int i = n - 1; i >= 0; i--) {
         const layer_desc *d = &s->model->layers[s->first + i];
-        layer_ctx ctx = {seed, step, micro_batch, (uint32_t)(s->first + i), 1};
+        layer_ctx ctx = {seed, step, micro_batch, (uint32_t)(s->first + i), 1, s->scratch};
         float *dst = i > 0 ? s->gbuf[i & 1] : din;
         layer_get(d->kind)->backward(d, s->params + s->layer_off[i], s->grads + s->layer_off[i],
                                      dst, g, base + s->in_off[i], base + s->saved_off[i],
@@ -139,13 +143,14 @@ void stage_grad_sumsq(const stage *s, double *per_layer)
 {
     for (int k = 0; k < s->n_tensors; k++) {
         const stage_tensor *t = &s->tensors[k];
+        if (t->tied_to >= 0) continue; /* a tied copy: its source counts once */
         const float *g = s->grads + t->offset;
         /* eight partial sums combined in a fixed order: deterministic, and
          * free of the latency chain of a single accumulator */
         double acc[8] = {0};
         size_t j = 0;
         for (; j + 8 <= t->numel; j += 8)
-            for (int k = 0; k < 8; k++) acc[k] += (double)g[j + k] * g[j + k];
+            for (int q = 0; q < 8; q++) acc[q] += (double)g[j + q] * g[j + q];
         for (; j < t->numel; j++) acc[j & 7] += (double)g[j] * g[j];
         per_layer[t->layer] += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     }

@@ -26,6 +26,12 @@ typedef struct {
     size_t offset; /* floats from the start of params/grads/m1/m2 */
     size_t numel;
     int decay;
+    /* global ordinal (as model_tensors numbers them) of the tensor this one
+     * is a tied copy of, -1 when none: the "w" of a tied "lmhead" names the
+     * embed's "w". The copy starts equal to its source; whoever trains sums
+     * the two gradients before the update so they stay equal, and keeps the
+     * copy out of checkpoints and gradient norms. */
+    int tied_to;
 } stage_tensor;
 
 typedef struct {
@@ -45,6 +51,7 @@ typedef struct {
     float *stash;
     size_t *in_off, *saved_off; /* per local layer, within a slot */
     float *gbuf[2];             /* ping-pong buffers for inner gradients */
+    float *scratch;             /* rows × the largest per-sample workspace of its layers */
 } stage;
 
 /* Builds the stage for layers [first, last) of m, with `rows` samples per
@@ -69,7 +76,7 @@ void stage_backward(stage *s, int slot, const float *dout, float *din, uint64_t 
 void stage_zero_grad(stage *s);
 
 /* Adds each local layer's Σ grad² (in double, in tensor order) to
- * per_layer[global layer]. */
+ * per_layer[global layer]; tied copies are skipped (their source counts). */
 void stage_grad_sumsq(const stage *s, double *per_layer);
 
 /* Multiplies every gradient by factor (clipping). */
