@@ -184,3 +184,15 @@ pt_status persist_load(const char *path, const comm_grid *g, const model *m, sta
     free(want);
     return comm_agree(g, local, reporter);
 }
+
+pt_status persist_read_config(const char *path, config *c)
+{
+    char dir[CKPT_PATH_MAX];
+    ckpt_manifest man;
+    memset(&man, 0, sizeof man);
+    pt_status st = ckpt_resolve(path, dir, sizeof dir);
+    if (!st) st = ckpt_read_manifest(dir, &man);
+    if (!st) st = config_load_text(c, man.config_text, dir);
+    ckpt_manifest_free(&man);
+    return st;
+}

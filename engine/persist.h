@@ -28,4 +28,8 @@ pt_status persist_save(const config *c, const comm_grid *g, const model *m, cons
 pt_status persist_load(const char *path, const comm_grid *g, const model *m, stage *st, int moments,
                        long *step, int *reporter);
 
+/* Reads the config stored in the manifest of the checkpoint `path` names (not
+ * collective): what `pipetrain generate` runs with. */
+pt_status persist_read_config(const char *path, config *c);
+
 #endif

@@ -2,11 +2,13 @@
 #ifndef PT_TRAINER_H
 #define PT_TRAINER_H
 
+#include <stdint.h>
+
 #include "comm.h"
 #include "config.h"
 #include "pt_status.h"
 
-typedef enum { TRAINER_TRAIN = 0, TRAINER_EVAL } trainer_mode;
+typedef enum { TRAINER_TRAIN = 0, TRAINER_EVAL, TRAINER_GENERATE } trainer_mode;
 
 typedef struct {
     trainer_mode mode;
@@ -15,6 +17,14 @@ typedef struct {
     const char *resume;        /* checkpoint or run directory to resume from, or NULL */
     const char *init;          /* checkpoint whose weights start a new run, or NULL */
     long stop_after;           /* end (with a checkpoint) after this step; 0 = train.steps */
+    /* generate: one micro-batch of one row per prompt (the config's batch size
+     * and micro-batch count must both equal n_prompts) */
+    const char *const *prompts;
+    int n_prompts;
+    int gen_tokens;            /* bytes to generate per prompt */
+    float temperature;         /* 0: greedy */
+    int top_k;                 /* 0: all */
+    uint64_t gen_seed;
 } trainer_options;
 
 /* Collective over the grid's world. Builds the model, partition, schedule
