@@ -536,11 +536,12 @@ done:
     return st;
 }
 
-pt_status ckpt_write_shard(const char *dir, const ckpt_shard *sh, uint32_t *crc)
+/* Checks a shard's arguments and every tensor before anything is created;
+ * `path` names the file for messages. */
+static pt_status check_shard(const ckpt_shard *sh, uint32_t *crc, const char *path)
 {
-    h5_quiet();
-    if (!dir || !sh || (sh->n_tensors > 0 && (!sh->tensors || !crc)))
-        return pt_fail(PT_ERR_INVALID, "ckpt_write_shard: missing directory, shard, tensors or crc array");
+    if (sh->n_tensors > 0 && (!sh->tensors || !crc))
+        return pt_fail(PT_ERR_INVALID, "%s: missing tensors or crc array", path);
     if (sh->n_stages < 1 || sh->stage < 0 || sh->stage >= sh->n_stages)
         return pt_fail(PT_ERR_INVALID, "checkpoint shard: stage %d of %d stages is out of range", sh->stage,
                        sh->n_stages);
@@ -550,16 +551,10 @@ pt_status ckpt_write_shard(const char *dir, const ckpt_shard *sh, uint32_t *crc)
                        "checkpoint shard of stage %d: bad layers [%d, %d), compression %d, step %ld or "
                        "tensor count %d",
                        sh->stage, sh->first_layer, sh->last_layer, sh->compression, sh->step, sh->n_tensors);
-
-    char name[32], path[CKPT_PATH_MAX];
-    shard_name(name, sizeof name, sh->stage);
-    pt_status st = join(path, sizeof path, dir, name);
-    if (st != PT_OK) return st;
-
-    /* check every tensor before creating anything */
     for (int k = 0; k < sh->n_tensors; k++) {
         const ckpt_tensor *t = &sh->tensors[k];
         const char *param;
+        pt_status st;
         if ((st = split_name(t->name, t->layer, &param)) != PT_OK) return pt_wrap(st, "%s: ", path);
         if ((st = check_shape(t->name, t->ndim, t->shape, (int64_t)t->numel)) != PT_OK)
             return pt_wrap(st, "%s: ", path);
@@ -571,13 +566,18 @@ pt_status ckpt_write_shard(const char *dir, const ckpt_shard *sh, uint32_t *crc)
                 return pt_fail(PT_ERR_INVALID, "%s: tensor %s: no %s array given", path, t->name,
                                array_label[a]);
     }
+    return PT_OK;
+}
 
-    hid_t file = H5I_INVALID_HID, layers = H5I_INVALID_HID;
-    if ((st = create_file(path, &file)) != PT_OK) goto done;
-    int version = CKPT_FORMAT_VERSION;
+/* Writes the shard attributes and /layers/<i>/... of a checked shard into an
+ * open file (a stage-XX.h5, or a single-file checkpoint). */
+static pt_status write_shard_body(hid_t file, const char *path, const ckpt_shard *sh, uint32_t *crc)
+{
+    pt_status st = PT_OK;
+    hid_t layers = H5I_INVALID_HID;
     int64_t step = sh->step;
     uint64_t seed = sh->seed;
-    if ((st = attr_write_i32(file, path, "format_version", version)) != PT_OK ||
+    if ((st = attr_write_i32(file, path, "format_version", CKPT_FORMAT_VERSION)) != PT_OK ||
         (st = attr_write(file, path, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, &step)) != PT_OK ||
         (st = attr_write(file, path, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &seed)) != PT_OK ||
         (st = attr_write_i32(file, path, "stage", sh->stage)) != PT_OK ||
@@ -592,23 +592,49 @@ pt_status ckpt_write_shard(const char *dir, const ckpt_shard *sh, uint32_t *crc)
     for (int k = 0; k < sh->n_tensors; k++) {
         const ckpt_tensor *t = &sh->tensors[k];
         const char *param;
-        (void)split_name(t->name, t->layer, &param); /* checked above */
+        (void)split_name(t->name, t->layer, &param); /* checked by check_shard */
         if ((st = write_tensor(layers, t, param, sh->compression, &crc[(size_t)k * CKPT_ARRAYS], path)) !=
             PT_OK)
             goto done;
         if (sh->after_tensor) sh->after_tensor(sh->hook_ctx, k);
     }
-    CLOSE_GROUP(layers);
-    if (H5Fclose(file) < 0) {
-        file = H5I_INVALID_HID;
-        st = h5_fail(PT_ERR_HDF5, "%s: closing (flushing) the file failed", path);
-        goto done;
-    }
-    file = H5I_INVALID_HID;
-    if ((st = fsync_path(path, 0)) != PT_OK) goto done;
-    st = fsync_path(dir, 1);
 done:
     CLOSE_GROUP(layers);
+    return st;
+}
+
+/* Closes a written file (flushing it), then fsyncs it and its directory. */
+static pt_status close_and_sync(hid_t *file, const char *path, const char *dir)
+{
+    herr_t e = H5Fclose(*file);
+    *file = H5I_INVALID_HID;
+    if (e < 0) return h5_fail(PT_ERR_HDF5, "%s: closing (flushing) the file failed", path);
+    pt_status st = fsync_path(path, 0);
+    if (st == PT_OK) st = fsync_path(dir, 1);
+    return st;
+}
+
+pt_status ckpt_write_shard(const char *dir, const ckpt_shard *sh, uint32_t *crc)
+{
+    h5_quiet();
+    if (!dir || !sh || (sh->n_tensors > 0 && (!sh->tensors || !crc)))
+        return pt_fail(PT_ERR_INVALID, "ckpt_write_shard: missing directory, shard, tensors or crc array");
+    if (sh->n_stages < 1 || sh->stage < 0 || sh->stage >= sh->n_stages)
+        return pt_fail(PT_ERR_INVALID, "checkpoint shard: stage %d of %d stages is out of range", sh->stage,
+                       sh->n_stages);
+
+    char name[32], path[CKPT_PATH_MAX];
+    shard_name(name, sizeof name, sh->stage);
+    pt_status st = join(path, sizeof path, dir, name);
+    if (st != PT_OK) return st;
+    /* check every tensor before creating anything */
+    if ((st = check_shard(sh, crc, path)) != PT_OK) return st;
+
+    hid_t file = H5I_INVALID_HID;
+    if ((st = create_file(path, &file)) != PT_OK) goto done;
+    if ((st = write_shard_body(file, path, sh, crc)) != PT_OK) goto done;
+    st = close_and_sync(&file, path, dir);
+done:
     CLOSE_FILE(file);
     return st;
 }
@@ -690,17 +716,15 @@ static pt_status check_manifest(const ckpt_manifest *m, const char *file)
     return PT_OK;
 }
 
-pt_status ckpt_write_manifest(const char *dir, const ckpt_manifest *m)
+/* Writes the manifest attributes and /index of a checked manifest into an
+ * open file, and the external links /layers/<i> -> stage-XX.h5:/layers/<i>.
+ * single = 1: the file is a single-file checkpoint that already holds the
+ * shard attributes (format_version, step, seed, n_stages, the same values)
+ * and the layer groups themselves: neither is written again. */
+static pt_status write_manifest_body(hid_t file, const char *path, const ckpt_manifest *m, int single)
 {
-    h5_quiet();
-    if (!dir || !m) return pt_fail(PT_ERR_INVALID, "ckpt_write_manifest: missing directory or manifest");
-    char path[CKPT_PATH_MAX];
-    pt_status st = join(path, sizeof path, dir, "manifest.h5");
-    if (st != PT_OK) return st;
-    if ((st = check_manifest(m, path)) != PT_OK) return st;
-    if (m->step < 0) return pt_fail(PT_ERR_INVALID, "%s: step %ld is negative", path, m->step);
-
-    hid_t file = H5I_INVALID_HID, ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID;
+    pt_status st = PT_OK;
+    hid_t ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID;
     hid_t space = H5I_INVALID_HID, dset = H5I_INVALID_HID, layers = H5I_INVALID_HID;
     int *layer_shard = NULL;
 
@@ -721,14 +745,15 @@ pt_status ckpt_write_manifest(const char *dir, const ckpt_manifest *m)
         layer_shard[e->layer] = e->shard; /* check_manifest: the shard holding the layer */
     }
 
-    if ((st = create_file(path, &file)) != PT_OK) goto done;
     int64_t step = m->step;
     uint64_t seed = m->seed;
-    if ((st = attr_write_i32(file, path, "format_version", CKPT_FORMAT_VERSION)) != PT_OK ||
-        (st = attr_write(file, path, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, &step)) != PT_OK ||
-        (st = attr_write(file, path, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &seed)) != PT_OK ||
-        (st = attr_write_i32(file, path, "n_stages", m->n_stages)) != PT_OK ||
-        (st = attr_write_i32(file, path, "data_parallel", m->data_parallel)) != PT_OK ||
+    if (!single &&
+        ((st = attr_write_i32(file, path, "format_version", CKPT_FORMAT_VERSION)) != PT_OK ||
+         (st = attr_write(file, path, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, &step)) != PT_OK ||
+         (st = attr_write(file, path, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &seed)) != PT_OK ||
+         (st = attr_write_i32(file, path, "n_stages", m->n_stages)) != PT_OK))
+        goto done;
+    if ((st = attr_write_i32(file, path, "data_parallel", m->data_parallel)) != PT_OK ||
         (st = attr_write_i32(file, path, "n_layers", m->n_layers)) != PT_OK ||
         (st = attr_write(file, path, "cuts", H5T_STD_I32LE, H5T_NATIVE_INT, (hsize_t)m->n_stages + 1,
                          m->cuts)) != PT_OK ||
@@ -749,6 +774,7 @@ pt_status ckpt_write_manifest(const char *dir, const ckpt_manifest *m)
         st = h5_fail(PT_ERR_HDF5, "%s: cannot write dataset /index", path);
         goto done;
     }
+    if (single) goto done;
     if ((layers = H5Gcreate2(file, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
         st = h5_fail(PT_ERR_HDF5, "%s: cannot create group /layers", path);
         goto done;
@@ -765,24 +791,106 @@ pt_status ckpt_write_manifest(const char *dir, const ckpt_manifest *m)
             goto done;
         }
     }
-    CLOSE_GROUP(layers);
-    CLOSE_DSET(dset);
-    if (H5Fclose(file) < 0) {
-        file = H5I_INVALID_HID;
-        st = h5_fail(PT_ERR_HDF5, "%s: closing (flushing) the file failed", path);
-        goto done;
-    }
-    file = H5I_INVALID_HID;
-    if ((st = fsync_path(path, 0)) != PT_OK) goto done;
-    st = fsync_path(dir, 1);
 done:
     CLOSE_GROUP(layers);
     CLOSE_DSET(dset);
     CLOSE_SPACE(space);
     CLOSE_TYPE(mtype);
     CLOSE_TYPE(ftype);
-    CLOSE_FILE(file);
     free(layer_shard);
+    return st;
+}
+
+pt_status ckpt_write_manifest(const char *dir, const ckpt_manifest *m)
+{
+    h5_quiet();
+    if (!dir || !m) return pt_fail(PT_ERR_INVALID, "ckpt_write_manifest: missing directory or manifest");
+    char path[CKPT_PATH_MAX];
+    pt_status st = join(path, sizeof path, dir, "manifest.h5");
+    if (st != PT_OK) return st;
+    if ((st = check_manifest(m, path)) != PT_OK) return st;
+    if (m->step < 0) return pt_fail(PT_ERR_INVALID, "%s: step %ld is negative", path, m->step);
+
+    hid_t file = H5I_INVALID_HID;
+    if ((st = create_file(path, &file)) != PT_OK) goto done;
+    if ((st = write_manifest_body(file, path, m, 0)) != PT_OK) goto done;
+    st = close_and_sync(&file, path, dir);
+done:
+    CLOSE_FILE(file);
+    return st;
+}
+
+/* ---- single-file checkpoint ---------------------------------------------- */
+
+/* The directory part of path ("." when it has none). */
+static void dir_of(const char *path, char *out, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(out, len, ".");
+    else if (slash == path) snprintf(out, len, "/");
+    else snprintf(out, len, "%.*s", (int)(slash - path), path);
+}
+
+pt_status ckpt_write_single(const char *path, const ckpt_manifest *m, const ckpt_tensor *tensors,
+                            int compression)
+{
+    h5_quiet();
+    if (!path || !*path || !m || (m->n_entries > 0 && (!tensors || !m->entries)))
+        return pt_fail(PT_ERR_INVALID, "ckpt_write_single: missing path, manifest or tensors");
+    if (m->step < 0 || m->n_layers < 0 || m->n_entries < 0)
+        return pt_fail(PT_ERR_INVALID, "%s: step %ld, %d layers, %d entries: out of range", path, m->step,
+                       m->n_layers, m->n_entries);
+    char tmp[CKPT_PATH_MAX], dir[CKPT_PATH_MAX];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof tmp) return pt_fail(PT_ERR_INVALID, "path %s is too long", path);
+    dir_of(path, dir, sizeof dir);
+    for (int k = 0; k < m->n_entries; k++) {
+        const ckpt_entry *e = &m->entries[k];
+        const ckpt_tensor *t = &tensors[k];
+        if (!t->name || strncmp(t->name, e->name, CKPT_NAME_MAX) != 0 || t->layer != e->layer ||
+            t->ndim != e->ndim || t->shape[0] != e->shape[0] || (e->ndim == 2 && t->shape[1] != e->shape[1]) ||
+            (int64_t)t->numel != e->numel)
+            return pt_fail(PT_ERR_INVALID, "%s: tensor %d (%s) does not match index entry %.*s", path, k,
+                           t->name ? t->name : "(no name)", CKPT_NAME_MAX, e->name);
+    }
+
+    /* the same model as one stage: shard 0 holds every layer */
+    pt_status st = PT_OK;
+    hid_t file = H5I_INVALID_HID;
+    int cuts[2] = {0, m->n_layers};
+    ckpt_entry *entries = calloc((size_t)m->n_entries + 1, sizeof *entries);
+    uint32_t *crc = calloc((size_t)m->n_entries * CKPT_ARRAYS + 1, sizeof *crc);
+    if (!entries || !crc) {
+        st = pt_fail(PT_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if (m->n_entries > 0) memcpy(entries, m->entries, sizeof *entries * (size_t)m->n_entries);
+    for (int k = 0; k < m->n_entries; k++) entries[k].shard = 0;
+    ckpt_manifest one = *m;
+    one.format_version = CKPT_FORMAT_VERSION;
+    one.n_stages = 1;
+    one.cuts = cuts;
+    one.entries = entries;
+    ckpt_shard sh = {.stage = 0, .n_stages = 1, .first_layer = 0, .last_layer = m->n_layers, .step = m->step,
+                     .seed = m->seed, .compression = compression, .n_tensors = m->n_entries, .tensors = tensors};
+    if ((st = check_manifest(&one, path)) != PT_OK || (st = check_shard(&sh, crc, path)) != PT_OK) goto done;
+
+    /* written under path.tmp, then renamed over path: never half a file at path */
+    if ((st = create_file(tmp, &file)) != PT_OK) goto done;
+    if ((st = write_shard_body(file, tmp, &sh, crc)) != PT_OK) goto done;
+    for (int k = 0; k < m->n_entries; k++) memcpy(entries[k].crc, &crc[(size_t)k * CKPT_ARRAYS], sizeof entries[k].crc);
+    if ((st = write_manifest_body(file, tmp, &one, 1)) != PT_OK) goto done;
+    if ((st = close_and_sync(&file, tmp, dir)) != PT_OK) goto done;
+    if (rename(tmp, path) != 0) {
+        st = pt_fail(PT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        goto done;
+    }
+    st = fsync_path(dir, 1);
+done:
+    CLOSE_FILE(file);
+    if (st != PT_OK) unlink(tmp);
+    free(crc);
+    free(entries);
     return st;
 }
 
@@ -933,8 +1041,53 @@ pt_status ckpt_prune(const char *run_dir, int keep)
 
 /* ---- reading ----------------------------------------------------------- */
 
+static int is_regular(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Opens path read-only: distinguishes a missing file from one HDF5 cannot read. */
+static pt_status open_readonly(const char *path, const char *what, hid_t *file)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return pt_fail(PT_ERR_IO, "%s %s is missing: %s", what, path, strerror(errno));
+    htri_t ok = H5Fis_hdf5(path);
+    if (ok <= 0) return h5_fail(PT_ERR_FORMAT, "%s %s is not a readable HDF5 file (truncated or damaged?)", what, path);
+    if ((*file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
+        return h5_fail(PT_ERR_FORMAT, "%s %s is not a readable HDF5 file (truncated or damaged?)", what, path);
+    return PT_OK;
+}
+
+/* Is the regular file `path` a single-file checkpoint (HDF5 with /index)?
+ * PT_OK when it is; otherwise an error saying what it is instead. */
+static pt_status check_single_file(const char *path)
+{
+    static const char expected[] = "expected a run directory with a 'latest' file, a checkpoint directory "
+                                   "with a manifest.h5, or a single-file checkpoint written by "
+                                   "pipetrain-ckpt export";
+    htri_t ok = H5Fis_hdf5(path);
+    if (ok <= 0) return pt_fail(PT_ERR_INVALID, "checkpoint path %s is a file but not HDF5 (%s)", path, expected);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        return h5_fail(PT_ERR_FORMAT, "checkpoint file %s is not a readable HDF5 file (truncated or damaged?)",
+                       path);
+    htri_t index = H5Lexists(file, "index", H5P_DEFAULT);
+    htri_t layers = H5Lexists(file, "layers", H5P_DEFAULT);
+    htri_t stage = H5Aexists(file, "stage");
+    H5Fclose(file);
+    if (index > 0) return PT_OK;
+    if (layers > 0 && stage > 0)
+        return pt_fail(PT_ERR_INVALID, "checkpoint path %s is one shard of a checkpoint (it has no /index): give "
+                       "the checkpoint directory that holds it and its manifest.h5", path);
+    return pt_fail(PT_ERR_INVALID, "checkpoint path %s is an HDF5 file without an /index dataset (%s)", path,
+                   expected);
+}
+
 pt_status ckpt_resolve(const char *path, char *ckpt_dir, size_t len)
 {
+    h5_quiet();
     if (!path || !*path || !ckpt_dir) return pt_fail(PT_ERR_INVALID, "no checkpoint path given");
     char p[CKPT_PATH_MAX];
     int n = snprintf(p, sizeof p, "%s", path);
@@ -942,11 +1095,19 @@ pt_status ckpt_resolve(const char *path, char *ckpt_dir, size_t len)
     while (n > 1 && p[n - 1] == '/') p[--n] = '\0';
     struct stat sb;
     if (stat(p, &sb) != 0)
-        return pt_fail(PT_ERR_IO, "checkpoint path %s: %s (expected a run directory with a 'latest' file "
-                       "or a checkpoint directory with a manifest.h5)", p, strerror(errno));
+        return pt_fail(PT_ERR_IO, "checkpoint path %s: %s (expected a run directory with a 'latest' file, "
+                       "a checkpoint directory with a manifest.h5 or a single-file checkpoint)", p, strerror(errno));
+    if (S_ISREG(sb.st_mode)) {
+        pt_status st = check_single_file(p);
+        if (st != PT_OK) return st;
+        if ((size_t)n >= len) return pt_fail(PT_ERR_INVALID, "checkpoint path %s is too long", p);
+        memcpy(ckpt_dir, p, (size_t)n + 1);
+        return PT_OK;
+    }
     if (!S_ISDIR(sb.st_mode))
-        return pt_fail(PT_ERR_INVALID, "checkpoint path %s is not a directory (expected a run directory with "
-                       "a 'latest' file or a checkpoint directory with a manifest.h5)", p);
+        return pt_fail(PT_ERR_INVALID, "checkpoint path %s is neither a directory nor a regular file (expected a "
+                       "run directory with a 'latest' file, a checkpoint directory with a manifest.h5 or a "
+                       "single-file checkpoint)", p);
     char latest_path[CKPT_PATH_MAX], manifest[CKPT_PATH_MAX];
     pt_status st;
     if ((st = join(latest_path, sizeof latest_path, p, "latest")) != PT_OK ||
@@ -973,17 +1134,30 @@ pt_status ckpt_resolve(const char *path, char *ckpt_dir, size_t len)
                    "(it has no manifest.h5)", p);
 }
 
-/* Opens path read-only: distinguishes a missing file from one HDF5 cannot read. */
-static pt_status open_readonly(const char *path, const char *what, hid_t *file)
+int ckpt_is_single(const char *ckpt) { return ckpt && is_regular(ckpt); }
+
+pt_status ckpt_manifest_path(const char *ckpt, char *out, size_t len)
 {
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return pt_fail(PT_ERR_IO, "%s %s is missing: %s", what, path, strerror(errno));
-    htri_t ok = H5Fis_hdf5(path);
-    if (ok <= 0) return h5_fail(PT_ERR_FORMAT, "%s %s is not a readable HDF5 file (truncated or damaged?)", what, path);
-    if ((*file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
-        return h5_fail(PT_ERR_FORMAT, "%s %s is not a readable HDF5 file (truncated or damaged?)", what, path);
-    return PT_OK;
+    if (!ckpt || !out) return pt_fail(PT_ERR_INVALID, "ckpt_manifest_path: missing checkpoint or output");
+    if (ckpt_is_single(ckpt)) {
+        if (strlen(ckpt) >= len) return pt_fail(PT_ERR_INVALID, "checkpoint path %s is too long", ckpt);
+        memcpy(out, ckpt, strlen(ckpt) + 1);
+        return PT_OK;
+    }
+    return join(out, len, ckpt, "manifest.h5");
+}
+
+pt_status ckpt_shard_path(const char *ckpt, int stage, char *out, size_t len)
+{
+    if (!ckpt || !out || stage < 0) return pt_fail(PT_ERR_INVALID, "ckpt_shard_path: bad arguments");
+    if (ckpt_is_single(ckpt)) {
+        if (stage != 0)
+            return pt_fail(PT_ERR_INVALID, "single-file checkpoint %s has one shard (0), not shard %d", ckpt, stage);
+        return ckpt_manifest_path(ckpt, out, len);
+    }
+    char name[32];
+    shard_name(name, sizeof name, stage);
+    return join(out, len, ckpt, name);
 }
 
 void ckpt_manifest_free(ckpt_manifest *m)
@@ -1001,12 +1175,13 @@ pt_status ckpt_read_manifest(const char *ckpt_dir, ckpt_manifest *m)
     if (!ckpt_dir || !m) return pt_fail(PT_ERR_INVALID, "ckpt_read_manifest: missing directory or manifest");
     memset(m, 0, sizeof *m);
     char path[CKPT_PATH_MAX];
-    pt_status st = join(path, sizeof path, ckpt_dir, "manifest.h5");
+    int single = ckpt_is_single(ckpt_dir);
+    pt_status st = ckpt_manifest_path(ckpt_dir, path, sizeof path);
     if (st != PT_OK) return st;
 
     hid_t file = H5I_INVALID_HID, dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
     hid_t ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID;
-    if ((st = open_readonly(path, "checkpoint manifest", &file)) != PT_OK) goto done;
+    if ((st = open_readonly(path, single ? "checkpoint file" : "checkpoint manifest", &file)) != PT_OK) goto done;
     if ((st = attr_read_i32(file, path, "format_version", &m->format_version)) != PT_OK) goto done;
     if (m->format_version != CKPT_FORMAT_VERSION) {
         st = pt_fail(PT_ERR_FORMAT, "%s: format version %d, this pipetrain reads version %d", path,
@@ -1023,6 +1198,11 @@ pt_status ckpt_read_manifest(const char *ckpt_dir, ckpt_manifest *m)
     m->step = (long)step;
     if (m->n_stages < 1 || m->n_stages > 1 << 20) {
         st = pt_fail(PT_ERR_FORMAT, "%s: n_stages %d is out of range", path, m->n_stages);
+        goto done;
+    }
+    if (single && m->n_stages != 1) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: a single-file checkpoint has n_stages 1, this one says %d", path,
+                     m->n_stages);
         goto done;
     }
     if (!(m->cuts = malloc(sizeof(int) * ((size_t)m->n_stages + 1)))) {
@@ -1102,6 +1282,10 @@ pt_status ckpt_reader_open(ckpt_reader *r, const char *ckpt_dir, const ckpt_mani
     int n = snprintf(r->dir, sizeof r->dir, "%s", ckpt_dir);
     if (n < 0 || (size_t)n >= sizeof r->dir)
         return pt_fail(PT_ERR_INVALID, "checkpoint path %s is too long", ckpt_dir);
+    r->single = ckpt_is_single(ckpt_dir);
+    if (r->single && m->n_stages != 1)
+        return pt_fail(PT_ERR_INVALID, "single-file checkpoint %s: the manifest given lists %d shards, expected 1",
+                       ckpt_dir, m->n_stages);
     if (!(r->files = malloc(sizeof(int64_t) * (size_t)m->n_stages)))
         return pt_fail(PT_ERR_NOMEM, "checkpoint %s: out of memory", ckpt_dir);
     r->n_files = m->n_stages;
@@ -1122,6 +1306,18 @@ void ckpt_reader_close(ckpt_reader *r)
     r->n_files = 0;
 }
 
+/* The file of shard s: <dir>/stage-XX.h5, or the single file itself. */
+static pt_status reader_path(const ckpt_reader *r, int s, char *path, size_t len)
+{
+    if (r->single) {
+        snprintf(path, len, "%s", r->dir); /* fits: both hold CKPT_PATH_MAX */
+        return PT_OK;
+    }
+    char name[32];
+    shard_name(name, sizeof name, s);
+    return join(path, len, r->dir, name);
+}
+
 /* Opens shard s of r on first use and checks its format version and stage. */
 static pt_status reader_shard(ckpt_reader *r, int s, const char *tensor, hid_t *out)
 {
@@ -1129,16 +1325,19 @@ static pt_status reader_shard(ckpt_reader *r, int s, const char *tensor, hid_t *
         *out = (hid_t)r->files[s];
         return PT_OK;
     }
-    char name[32], path[CKPT_PATH_MAX];
-    shard_name(name, sizeof name, s);
-    pt_status st = join(path, sizeof path, r->dir, name);
+    char path[CKPT_PATH_MAX];
+    pt_status st = reader_path(r, s, path, sizeof path);
     if (st != PT_OK) return st;
     struct stat sb;
-    if (stat(path, &sb) != 0)
+    if (stat(path, &sb) != 0) {
+        if (r->single) return pt_fail(PT_ERR_IO, "checkpoint file %s is missing (it holds tensor %s)", path, tensor);
+        char name[32];
+        shard_name(name, sizeof name, s);
         return pt_fail(PT_ERR_IO, "checkpoint %s: shard %s is missing (the manifest lists %d shards; it holds "
                        "tensor %s)", r->dir, name, r->n_files, tensor);
+    }
     hid_t file = H5I_INVALID_HID;
-    if ((st = open_readonly(path, "checkpoint shard", &file)) != PT_OK)
+    if ((st = open_readonly(path, r->single ? "checkpoint file" : "checkpoint shard", &file)) != PT_OK)
         return pt_wrap(st, "tensor %s: ", tensor);
     int version = 0, stage = -1;
     if ((st = attr_read_i32(file, path, "format_version", &version)) != PT_OK ||
@@ -1175,9 +1374,8 @@ pt_status ckpt_read_tensor(ckpt_reader *r, const ckpt_entry *e, int which, float
     if (st == PT_OK) st = check_shape(e->name, e->ndim, e->shape, e->numel);
     if (st != PT_OK) return pt_wrap(st, "checkpoint %s: ", r->dir);
 
-    char sname[32], path[CKPT_PATH_MAX], label[CKPT_NAME_MAX + 16], dpath[CKPT_NAME_MAX + 64];
-    shard_name(sname, sizeof sname, e->shard);
-    if ((st = join(path, sizeof path, r->dir, sname)) != PT_OK) return st;
+    char path[CKPT_PATH_MAX], label[CKPT_NAME_MAX + 16], dpath[CKPT_NAME_MAX + 64];
+    if ((st = reader_path(r, e->shard, path, sizeof path)) != PT_OK) return st;
     if (which == CKPT_PARAM) snprintf(label, sizeof label, "%s", e->name);
     else snprintf(label, sizeof label, "%s (%s)", e->name, array_label[which]);
     if (which == CKPT_PARAM) snprintf(dpath, sizeof dpath, "/layers/%d/%s", e->layer, param);
@@ -1229,5 +1427,238 @@ done:
     CLOSE_TYPE(type);
     CLOSE_SPACE(space);
     CLOSE_DSET(dset);
+    return st;
+}
+
+/* ---- scanning a shard ---------------------------------------------------- */
+
+void ckpt_shard_info_free(ckpt_shard_info *info)
+{
+    if (!info) return;
+    free(info->datasets);
+    memset(info, 0, sizeof *info);
+}
+
+/* Integer attribute `name` of loc, or `missing` when absent or not one integer. */
+static int64_t attr_or(hid_t loc, const char *file, const char *name, int64_t missing, int *present)
+{
+    int64_t v = 0;
+    htri_t ex = H5Aexists(loc, name);
+    *present = 0;
+    if (ex <= 0 || attr_read_int(loc, file, name, H5T_NATIVE_INT64, 1, &v) != PT_OK) return missing;
+    *present = 1;
+    return v;
+}
+
+static void note_other(ckpt_shard_info *info, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_other(ckpt_shard_info *info, const char *fmt, ...)
+{
+    if (info->n_other < CKPT_SCAN_OTHER_MAX) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(info->other[info->n_other], sizeof info->other[0], fmt, ap);
+        va_end(ap);
+    }
+    info->n_other++;
+}
+
+static void dtype_name(hid_t type, char *out, size_t len)
+{
+    H5T_class_t c = H5Tget_class(type);
+    size_t size = H5Tget_size(type);
+    if (c == H5T_FLOAT) snprintf(out, len, "float%zu", size * 8);
+    else if (c == H5T_INTEGER) snprintf(out, len, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", size * 8);
+    else if (c == H5T_STRING) snprintf(out, len, "string");
+    else if (c == H5T_COMPOUND) snprintf(out, len, "compound");
+    else snprintf(out, len, "other");
+}
+
+/* Records dataset `dset` as array `a` of tensor layers.<layer>.<param>. */
+static pt_status scan_dataset(ckpt_shard_info *info, hid_t dset, const char *path, int layer, const char *param,
+                              int a)
+{
+    pt_status st = PT_OK;
+    hid_t space = H5I_INVALID_HID, type = H5I_INVALID_HID, attr = H5I_INVALID_HID, atype = H5I_INVALID_HID;
+    hid_t aspace = H5I_INVALID_HID;
+    if (info->n_datasets == info->cap) {
+        int cap = info->cap ? 2 * info->cap : 32;
+        ckpt_dataset *grown = realloc(info->datasets, sizeof *grown * (size_t)cap);
+        if (!grown) return pt_fail(PT_ERR_NOMEM, "%s: out of memory", path);
+        info->datasets = grown;
+        info->cap = cap;
+    }
+    ckpt_dataset *d = &info->datasets[info->n_datasets];
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "layers.%d.%s", layer, param); /* length checked by the caller */
+    d->layer = layer;
+    d->array = a;
+    if ((space = H5Dget_space(dset)) < 0 || (type = H5Dget_type(dset)) < 0) {
+        st = h5_fail(PT_ERR_FORMAT, "%s: cannot query dataset of tensor %s (damaged?)", path, d->name);
+        goto done;
+    }
+    hsize_t dims[H5S_MAX_RANK] = {0};
+    int nd = H5Sget_simple_extent_ndims(space);
+    if (nd < 0 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+        st = h5_fail(PT_ERR_FORMAT, "%s: cannot read the shape of tensor %s (damaged?)", path, d->name);
+        goto done;
+    }
+    d->ndim = nd;
+    d->dims[0] = nd > 0 ? (int64_t)dims[0] : 0;
+    d->dims[1] = nd > 1 ? (int64_t)dims[1] : 0;
+    dtype_name(type, d->dtype, sizeof d->dtype);
+    d->storage = (int64_t)H5Dget_storage_size(dset);
+    if (H5Aexists(dset, "crc32") > 0 && (attr = H5Aopen(dset, "crc32", H5P_DEFAULT)) >= 0 &&
+        (atype = H5Aget_type(attr)) >= 0 && (aspace = H5Aget_space(attr)) >= 0 &&
+        H5Tget_class(atype) == H5T_INTEGER && H5Sget_simple_extent_npoints(aspace) == 1 &&
+        H5Aread(attr, H5T_NATIVE_UINT32, &d->crc) >= 0)
+        d->has_crc = 1;
+    info->n_datasets++;
+done:
+    CLOSE_SPACE(aspace);
+    CLOSE_TYPE(atype);
+    CLOSE_ATTR(attr);
+    CLOSE_TYPE(type);
+    CLOSE_SPACE(space);
+    return st;
+}
+
+/* Name of link i of group g (by name order) into buf; 0 when it does not fit. */
+static pt_status link_name(hid_t g, hsize_t i, char *buf, size_t len, const char *path, const char *where, int *fits)
+{
+    ssize_t n = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
+    if (n < 0) return h5_fail(PT_ERR_FORMAT, "%s: cannot list %s (damaged?)", path, where);
+    *fits = (size_t)n < len;
+    if (!*fits) return PT_OK;
+    if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, buf, len, H5P_DEFAULT) < 0)
+        return h5_fail(PT_ERR_FORMAT, "%s: cannot list %s (damaged?)", path, where);
+    return PT_OK;
+}
+
+/* Opens child `name` of g as an object; its type in *kind (H5I_GROUP, H5I_DATASET, ...). */
+static hid_t open_child(hid_t g, const char *name, H5I_type_t *kind)
+{
+    *kind = H5I_BADID;
+    htri_t ok = H5Lexists(g, name, H5P_DEFAULT);
+    if (ok <= 0) return H5I_INVALID_HID;
+    hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+    if (o >= 0) *kind = H5Iget_type(o);
+    return o;
+}
+
+static void close_obj(hid_t *o)
+{
+    if (*o >= 0) H5Oclose(*o);
+    *o = H5I_INVALID_HID;
+}
+
+/* The datasets of one layer group (and its moment1/moment2 groups). */
+static pt_status scan_layer(ckpt_shard_info *info, hid_t lg, const char *path, int layer)
+{
+    pt_status st = PT_OK;
+    hid_t child = H5I_INVALID_HID, sub = H5I_INVALID_HID;
+    H5G_info_t gi;
+    if (H5Gget_info(lg, &gi) < 0) return h5_fail(PT_ERR_FORMAT, "%s: cannot list /layers/%d (damaged?)", path, layer);
+    for (hsize_t i = 0; i < gi.nlinks && st == PT_OK; i++) {
+        char name[CKPT_NAME_MAX];
+        int fits;
+        char where[48];
+        snprintf(where, sizeof where, "/layers/%d", layer);
+        if ((st = link_name(lg, i, name, sizeof name, path, where, &fits)) != PT_OK) break;
+        char global[CKPT_NAME_MAX + 32];
+        snprintf(global, sizeof global, "layers.%d.%s", layer, fits ? name : "");
+        if (!fits || strlen(global) >= CKPT_NAME_MAX) {
+            note_other(info, "/layers/%d/%.40s...: name too long for a tensor", layer, fits ? name : "");
+            continue;
+        }
+        H5I_type_t kind;
+        child = open_child(lg, name, &kind);
+        if (kind == H5I_DATASET) {
+            st = scan_dataset(info, child, path, layer, name, CKPT_PARAM);
+        } else if (kind == H5I_GROUP && (!strcmp(name, "moment1") || !strcmp(name, "moment2"))) {
+            int a = name[6] == '1' ? CKPT_MOMENT1 : CKPT_MOMENT2;
+            H5G_info_t mi;
+            if (H5Gget_info(child, &mi) < 0) {
+                st = h5_fail(PT_ERR_FORMAT, "%s: cannot list /layers/%d/%s (damaged?)", path, layer, name);
+                break;
+            }
+            for (hsize_t j = 0; j < mi.nlinks && st == PT_OK; j++) {
+                char pname[CKPT_NAME_MAX];
+                snprintf(where, sizeof where, "/layers/%d/%s", layer, a == CKPT_MOMENT1 ? "moment1" : "moment2");
+                if ((st = link_name(child, j, pname, sizeof pname, path, where, &fits)) != PT_OK) break;
+                snprintf(global, sizeof global, "layers.%d.%s", layer, fits ? pname : "");
+                if (!fits || strlen(global) >= CKPT_NAME_MAX) {
+                    note_other(info, "/layers/%d/%s/%.40s...: name too long for a tensor", layer, name,
+                               fits ? pname : "");
+                    continue;
+                }
+                H5I_type_t k2;
+                sub = open_child(child, pname, &k2);
+                if (k2 == H5I_DATASET) st = scan_dataset(info, sub, path, layer, pname, a);
+                else note_other(info, "/layers/%d/%s/%s: not a dataset", layer, name, pname);
+                close_obj(&sub);
+            }
+        } else {
+            note_other(info, "/layers/%d/%s: %s", layer, name,
+                       kind == H5I_GROUP ? "a group that is no moment1/moment2" : "neither a dataset nor a group");
+        }
+        close_obj(&child);
+    }
+    close_obj(&sub);
+    close_obj(&child);
+    return st;
+}
+
+pt_status ckpt_scan_shard(const char *path, ckpt_shard_info *info)
+{
+    h5_quiet();
+    if (!path || !info) return pt_fail(PT_ERR_INVALID, "ckpt_scan_shard: missing path or output");
+    memset(info, 0, sizeof *info);
+    hid_t file = H5I_INVALID_HID, layers = H5I_INVALID_HID, lg = H5I_INVALID_HID;
+    pt_status st = open_readonly(path, "checkpoint shard", &file);
+    if (st != PT_OK) return st;
+    int have;
+    info->format_version = (int)attr_or(file, path, "format_version", -1, &have);
+    info->stage = (int)attr_or(file, path, "stage", -1, &have);
+    info->n_stages = (int)attr_or(file, path, "n_stages", -1, &have);
+    info->first_layer = (int)attr_or(file, path, "first_layer", -1, &have);
+    info->last_layer = (int)attr_or(file, path, "last_layer", -1, &have);
+    info->step = (long)attr_or(file, path, "step", -1, &info->has_step);
+    uint64_t seed = 0;
+    if (H5Aexists(file, "seed") > 0 && attr_read_int(file, path, "seed", H5T_NATIVE_UINT64, 1, &seed) == PT_OK) {
+        info->seed = seed;
+        info->has_seed = 1;
+    }
+    H5I_type_t kind;
+    layers = open_child(file, "layers", &kind);
+    if (kind != H5I_GROUP) {
+        info->has_layers = 0;
+        goto done;
+    }
+    info->has_layers = 1;
+    H5G_info_t gi;
+    if (H5Gget_info(layers, &gi) < 0) {
+        st = h5_fail(PT_ERR_FORMAT, "%s: cannot list /layers (damaged?)", path);
+        goto done;
+    }
+    for (hsize_t i = 0; i < gi.nlinks && st == PT_OK; i++) {
+        char name[32];
+        int fits;
+        if ((st = link_name(layers, i, name, sizeof name, path, "/layers", &fits)) != PT_OK) break;
+        char *end = NULL;
+        long l = fits && name[0] >= '0' && name[0] <= '9' ? strtol(name, &end, 10) : -1;
+        if (l < 0 || *end != '\0' || l > (1L << 30)) {
+            note_other(info, "/layers/%.40s: not a layer number", fits ? name : "(long name)");
+            continue;
+        }
+        lg = open_child(layers, name, &kind);
+        if (kind == H5I_GROUP) st = scan_layer(info, lg, path, (int)l);
+        else note_other(info, "/layers/%s: not a group", name);
+        close_obj(&lg);
+    }
+done:
+    close_obj(&lg);
+    close_obj(&layers);
+    CLOSE_FILE(file);
+    if (st != PT_OK) ckpt_shard_info_free(info);
     return st;
 }

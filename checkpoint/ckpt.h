@@ -9,6 +9,10 @@
  *   <run>/step-000200/stage-00.h5  /layers/<i>/<param>, /layers/<i>/moment1/<param>,
  *                                  /layers/<i>/moment2/<param> (float32, the tensor's shape,
  *                                  attribute crc32 = zlib crc32 of the little-endian bytes)
+ * A single-file checkpoint (written by ckpt_write_single, `pipetrain-ckpt
+ * export`) is one HDF5 file holding both: the shard attributes and layer
+ * groups of stage 0 of 1, plus the manifest attributes and /index; every
+ * function below that takes a checkpoint path accepts its file path.
  * Knows layer names and shapes, never ranks or schedules: the engine does the
  * MPI agreement of the commit protocol and calls these functions in order:
  *   ckpt_begin (one rank) → barrier → ckpt_write_shard (every stage) → agree →
@@ -100,14 +104,26 @@ pt_status ckpt_commit(const char *run_dir, long step);
  * one `latest` names) and any stale .tmp-* directory. keep ≤ 0 keeps all. */
 pt_status ckpt_prune(const char *run_dir, int keep);
 
-/* Resolves a --resume argument: a run directory (one with a `latest` file)
- * gives the checkpoint `latest` names; a checkpoint directory (one with a
- * manifest.h5) gives itself. Errors say which of the two was expected. */
+/* Resolves a --resume or --init argument: a run directory (one with a
+ * `latest` file) gives the checkpoint `latest` names; a checkpoint directory
+ * (one with a manifest.h5) gives itself; a regular file that is HDF5 with an
+ * /index dataset (a single-file checkpoint) gives itself. Errors say what was
+ * expected (and that a shard file alone is not a checkpoint). */
 pt_status ckpt_resolve(const char *path, char *ckpt_dir, size_t len);
 
-/* Reads and checks <ckpt_dir>/manifest.h5: format version known (else the
- * error names both versions), attributes present, index consistent (cuts
- * cover the layers, every shard index in range). */
+/* Is ckpt (as ckpt_resolve gives it) a single-file checkpoint (a regular file)? */
+int ckpt_is_single(const char *ckpt);
+
+/* The manifest file of a checkpoint: <dir>/manifest.h5, or the single file. */
+pt_status ckpt_manifest_path(const char *ckpt, char *out, size_t len);
+
+/* The file of shard `stage`: <dir>/stage-XX.h5, or the single file (stage 0). */
+pt_status ckpt_shard_path(const char *ckpt, int stage, char *out, size_t len);
+
+/* Reads and checks the manifest of a checkpoint (<ckpt_dir>/manifest.h5, or
+ * the single file ckpt_dir): format version known (else the error names both
+ * versions), attributes present, index consistent (cuts cover the layers,
+ * every shard index in range; a single file has exactly one shard). */
 pt_status ckpt_read_manifest(const char *ckpt_dir, ckpt_manifest *m);
 void ckpt_manifest_free(ckpt_manifest *m);
 
@@ -116,7 +132,8 @@ int ckpt_find(const ckpt_manifest *m, const char *name);
 
 /* Reads tensors from a checkpoint's shards, keeping each shard open once. */
 typedef struct {
-    char dir[CKPT_PATH_MAX];
+    char dir[CKPT_PATH_MAX]; /* the checkpoint directory, or the single file */
+    int single;              /* 1: a single-file checkpoint, shard 0 is dir itself */
     int n_files;
     int64_t *files; /* hid_t per shard, -1 = not open */
 } ckpt_reader;
@@ -132,5 +149,55 @@ pt_status ckpt_read_tensor(ckpt_reader *r, const ckpt_entry *e, int which, float
 
 /* The zlib crc32 of n floats' bytes. */
 uint32_t ckpt_crc32(const float *data, size_t n);
+
+/* Writes a single-file checkpoint at `path`: the shard of stage 0 of 1 (every
+ * tensor of m with its moments and crc32 attributes, the shard attributes)
+ * and, in the same file, the manifest attributes and /index, with n_stages 1,
+ * cuts {0, n_layers} and every entry's shard 0. tensors[k] holds the data of
+ * m->entries[k] (same name and shape, else PT_ERR_INVALID); the crcs stored
+ * are those of the data written (m's crc fields and shards are not used).
+ * Written to <path>.tmp, fsynced and renamed over path, so path is never
+ * half-written. ckpt_resolve, ckpt_read_manifest and the reader accept it. */
+pt_status ckpt_write_single(const char *path, const ckpt_manifest *m, const ckpt_tensor *tensors,
+                            int compression);
+
+/* ---- inspection ---------------------------------------------------------- */
+
+/* One tensor dataset found in a shard file (layers/<i>/<param> or
+ * layers/<i>/moment{1,2}/<param>), as stored. */
+typedef struct {
+    char name[CKPT_NAME_MAX]; /* global name "layers.3.w" */
+    int layer;
+    int array;      /* CKPT_PARAM, CKPT_MOMENT1 or CKPT_MOMENT2 */
+    int ndim;       /* as stored; dims holds the first two */
+    int64_t dims[2];
+    char dtype[16]; /* "float32", "float64", "int32", "string", ... */
+    int has_crc;    /* it carries an integer crc32 attribute, value in crc */
+    uint32_t crc;
+    int64_t storage; /* bytes of data in the file (after compression) */
+} ckpt_dataset;
+
+#define CKPT_SCAN_OTHER_MAX 8
+
+/* What a shard file holds, for inspection tools and verification: its root
+ * attributes (-1 when absent) and every tensor dataset under /layers. */
+typedef struct {
+    int format_version, stage, n_stages, first_layer, last_layer;
+    int has_step, has_seed;
+    long step;
+    uint64_t seed;
+    int has_layers; /* the file has a /layers group */
+    int n_datasets, cap;
+    ckpt_dataset *datasets; /* in the file's name order */
+    int n_other;            /* objects under /layers that are no tensor dataset */
+    char other[CKPT_SCAN_OTHER_MAX][CKPT_NAME_MAX + 48]; /* the first of them, described */
+} ckpt_shard_info;
+
+/* Scans a shard file (or single-file checkpoint) without reading tensor data:
+ * fails only when the file is missing or HDF5 cannot open or list it (the
+ * message names the file); missing attributes and odd objects are recorded
+ * in info for the caller to judge. */
+pt_status ckpt_scan_shard(const char *path, ckpt_shard_info *info);
+void ckpt_shard_info_free(ckpt_shard_info *info);
 
 #endif

@@ -3,7 +3,9 @@
  * A fake 3-stage model of 5 layers (layers 1 and 3 hold no tensors) is
  * written by hand, committed and read back bit for bit (exact: memcmp, NaN
  * payloads, −0 and denormals included). Damage is done to the files on disk
- * and each read must fail with a message naming the shard file and tensor. */
+ * and each read must fail with a message naming the shard file and tensor.
+ * The single-file form (ckpt_write_single) is written from a checkpoint,
+ * read back bit for bit through the same API and damaged the same ways. */
 #define _XOPEN_SOURCE 700 /* nftw */
 
 #include <criterion/criterion.h>
@@ -806,4 +808,280 @@ Test(ckpt, h5ls_shows_the_model_through_the_manifest)
                            "/layers/0/b", "/layers/4/moment1/w", "Dataset {5, 9}"};
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
         cr_assert(strstr(text, lines[i]), "h5ls output lacks '%s':\n%s", lines[i], text);
+}
+
+/* ---- single-file checkpoint (pipetrain-ckpt export) ----------------------- */
+
+/* Reads every array of the checkpoint `path` resolves to into fm (by the
+ * fake model's tensor order) and the manifest into m. */
+static void read_all(const char *path, fake_model *fm, ckpt_manifest *m)
+{
+    char dir[CKPT_PATH_MAX];
+    cr_assert_eq(ckpt_resolve(path, dir, sizeof dir), PT_OK, "%s", pt_last_error());
+    cr_assert_eq(ckpt_read_manifest(dir, m), PT_OK, "%s", pt_last_error());
+    ckpt_reader r;
+    cr_assert_eq(ckpt_reader_open(&r, dir, m), PT_OK, "%s", pt_last_error());
+    memset(fm, 0, sizeof *fm);
+    for (int k = 0; k < NT; k++) {
+        int j = ckpt_find(m, SPECS[k].name);
+        cr_assert_geq(j, 0, "%s", SPECS[k].name);
+        for (int a = 0; a < CKPT_ARRAYS; a++)
+            cr_assert_eq(ckpt_read_tensor(&r, &m->entries[j], a, fm->data[k][a]), PT_OK, "%s", pt_last_error());
+    }
+    ckpt_reader_close(&r);
+}
+
+/* Writes run's latest checkpoint (variant's data) as the single file `out`. */
+static void export_single(const char *run, const char *out, int compression)
+{
+    fake_model fm;
+    ckpt_manifest m;
+    read_all(run, &fm, &m);
+    ckpt_tensor t[NT];
+    for (int k = 0; k < NT; k++) {
+        const ckpt_entry *e = &m.entries[k];
+        int s = -1;
+        for (int i = 0; i < NT; i++)
+            if (!strcmp(SPECS[i].name, e->name)) s = i;
+        t[k] = (ckpt_tensor){.name = e->name, .layer = e->layer, .ndim = e->ndim, .shape = {e->shape[0], e->shape[1]},
+                             .numel = (size_t)e->numel, .data = {fm.data[s][0], fm.data[s][1], fm.data[s][2]}};
+    }
+    cr_assert_eq(ckpt_write_single(out, &m, t, compression), PT_OK, "%s", pt_last_error());
+    ckpt_manifest_free(&m);
+}
+
+Test(ckpt, single_file_round_trip_bit_for_bit)
+{
+    char run[CKPT_PATH_MAX], one[CKPT_PATH_MAX], dir[CKPT_PATH_MAX], p[CKPT_PATH_MAX + 32];
+    path_in(run, sizeof run, root, "run");
+    path_in(one, sizeof one, root, "one.h5");
+    write_ckpt(run, 100, 1, 0, 1);
+    export_single(run, one, 0);
+    snprintf(p, sizeof p, "%s.tmp", one);
+    cr_assert(!exists(p), "the temporary file is left behind");
+
+    /* ckpt_resolve accepts the file and gives it back unchanged */
+    cr_assert_eq(ckpt_resolve(one, dir, sizeof dir), PT_OK, "%s", pt_last_error());
+    cr_assert_str_eq(dir, one);
+    cr_assert(ckpt_is_single(dir));
+    cr_assert(!ckpt_is_single(run));
+    cr_assert_eq(ckpt_shard_path(one, 0, p, sizeof p), PT_OK, "%s", pt_last_error());
+    cr_assert_str_eq(p, one);
+    cr_assert_eq(ckpt_shard_path(one, 1, p, sizeof p), PT_ERR_INVALID);
+
+    /* the manifest: one stage holding every layer, everything else as written */
+    ckpt_manifest m, orig;
+    fake_model fm, want;
+    read_all(one, &fm, &m);
+    cr_assert_eq(ckpt_resolve(run, dir, sizeof dir), PT_OK, "%s", pt_last_error());
+    cr_assert_eq(ckpt_read_manifest(dir, &orig), PT_OK, "%s", pt_last_error());
+    cr_assert_eq(m.n_stages, 1);
+    cr_assert(m.cuts[0] == 0 && m.cuts[1] == N_LAYERS, "cuts %d %d", m.cuts[0], m.cuts[1]);
+    cr_assert_eq(m.step, 100);
+    cr_assert_eq(m.seed, SEED);
+    cr_assert_eq(m.data_parallel, 2);
+    cr_assert_eq(m.n_layers, N_LAYERS);
+    cr_assert_str_eq(m.config_text, config_text());
+    cr_assert_eq(m.n_entries, NT);
+    for (int k = 0; k < NT; k++) {
+        cr_assert_str_eq(m.entries[k].name, orig.entries[k].name);
+        cr_assert_eq(m.entries[k].shard, 0);
+        cr_assert_eq(memcmp(m.entries[k].crc, orig.entries[k].crc, sizeof m.entries[k].crc), 0, "%s: crcs differ",
+                     m.entries[k].name);
+    }
+    /* the data, bit for bit (NaN payload, −0, denormal, inf included) */
+    fill(&want, 1);
+    for (int k = 0; k < NT; k++)
+        for (int a = 0; a < CKPT_ARRAYS; a++)
+            cr_assert_eq(memcmp(fm.data[k][a], want.data[k][a], numel_of(k) * sizeof(float)), 0, "%s array %d differs",
+                         SPECS[k].name, a);
+    ckpt_manifest_free(&m);
+    ckpt_manifest_free(&orig);
+
+    /* the file's own layout: shard attributes of stage 0 of 1, real groups (no links) */
+    hid_t f = H5Fopen(one, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    const char *names[] = {"format_version", "stage", "n_stages", "first_layer", "last_layer", "n_layers"};
+    const int vals[] = {1, 0, 1, 0, N_LAYERS, N_LAYERS};
+    for (int i = 0; i < 6; i++) {
+        int v = -1;
+        hid_t at = H5Aopen(f, names[i], H5P_DEFAULT);
+        cr_assert_geq(at, 0, "%s", names[i]);
+        cr_assert_geq(H5Aread(at, H5T_NATIVE_INT, &v), 0);
+        H5Aclose(at);
+        cr_assert_eq(v, vals[i], "attribute %s = %d", names[i], v);
+    }
+    H5L_info_t li;
+    cr_assert_geq(H5Lget_info(f, "/layers/2", &li, H5P_DEFAULT), 0);
+    cr_assert_eq(li.type, H5L_TYPE_HARD, "/layers/2 should be a group of the file, not a link");
+    hid_t d = H5Dopen2(f, "/layers/2/moment2/attn.w_qkv", H5P_DEFAULT);
+    cr_assert_geq(d, 0);
+    uint32_t c = 0;
+    hid_t ca = H5Aopen(d, "crc32", H5P_DEFAULT);
+    cr_assert_geq(H5Aread(ca, H5T_NATIVE_UINT32, &c), 0);
+    cr_assert_eq(c, ckpt_crc32(want.data[3][2], numel_of(3)));
+    H5Aclose(ca);
+    H5Dclose(d);
+    H5Fclose(f);
+
+    /* compressed: the same bits */
+    path_in(p, sizeof p, root, "packed.h5");
+    export_single(run, p, 6);
+    read_all(p, &fm, &m);
+    for (int k = 0; k < NT; k++)
+        for (int a = 0; a < CKPT_ARRAYS; a++)
+            cr_assert_eq(memcmp(fm.data[k][a], want.data[k][a], numel_of(k) * sizeof(float)), 0);
+    ckpt_manifest_free(&m);
+    /* and exporting the single file again gives a single file */
+    char again[CKPT_PATH_MAX];
+    path_in(again, sizeof again, root, "again.h5");
+    export_single(one, again, 0);
+    read_all(again, &fm, &m);
+    cr_assert_eq(m.n_stages, 1);
+    cr_assert_eq(memcmp(fm.data[0][0], want.data[0][0], numel_of(0) * sizeof(float)), 0);
+    ckpt_manifest_free(&m);
+}
+
+Test(ckpt, single_file_damage_and_wrong_files_are_named)
+{
+    char run[CKPT_PATH_MAX], one[CKPT_PATH_MAX], dir[CKPT_PATH_MAX], p[CKPT_PATH_MAX + 32];
+    path_in(run, sizeof run, root, "run");
+    path_in(one, sizeof one, root, "one.h5");
+    write_ckpt(run, 100, 1, 0, 1);
+
+    /* a tensor that is not its index entry: refused before anything is written */
+    fake_model fm;
+    ckpt_manifest m;
+    read_all(run, &fm, &m);
+    ckpt_tensor t[NT];
+    for (int k = 0; k < NT; k++)
+        t[k] = (ckpt_tensor){.name = SPECS[k].name, .layer = SPECS[k].layer, .ndim = SPECS[k].ndim,
+                             .shape = {SPECS[k].shape[0], SPECS[k].shape[1]}, .numel = numel_of(k),
+                             .data = {fm.data[k][0], fm.data[k][1], fm.data[k][2]}};
+    t[5].shape[0] = 9, t[5].shape[1] = 5; /* layers.4.w is [5, 9] */
+    cr_assert_eq(ckpt_write_single(one, &m, t, 0), PT_ERR_INVALID);
+    assert_msg("one.h5", "layers.4.w", "does not match");
+    cr_assert(!exists(one));
+    t[5].shape[0] = 5, t[5].shape[1] = 9;
+    cr_assert_eq(ckpt_write_single(one, &m, t, 0), PT_OK, "%s", pt_last_error());
+    ckpt_manifest_free(&m);
+
+    /* a shard alone, a text file: ckpt_resolve says what they are */
+    path_in(p, sizeof p, run, "step-000100/stage-01.h5");
+    cr_assert_eq(ckpt_resolve(p, dir, sizeof dir), PT_ERR_INVALID);
+    assert_msg("stage-01.h5", "one shard of a checkpoint", "checkpoint directory");
+    path_in(p, sizeof p, root, "notes.txt");
+    FILE *f = fopen(p, "w");
+    fputs("not a checkpoint\n", f);
+    fclose(f);
+    cr_assert_eq(ckpt_resolve(p, dir, sizeof dir), PT_ERR_INVALID);
+    assert_msg("notes.txt", "not HDF5", "single-file checkpoint");
+
+    /* a flipped bit: the checksum error names the file and the tensor */
+    char bad[CKPT_PATH_MAX + 32];
+    path_in(bad, sizeof bad, root, "bad.h5");
+    char cmd[3 * CKPT_PATH_MAX];
+    snprintf(cmd, sizeof cmd, "cp %s %s", one, bad);
+    cr_assert_eq(system(cmd), 0);
+    hid_t h = H5Fopen(bad, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(h, "/layers/4/w", H5P_DEFAULT);
+    haddr_t off = H5Dget_offset(d);
+    H5Dclose(d);
+    H5Fclose(h);
+    cr_assert_neq(off, HADDR_UNDEF);
+    int fd = open(bad, O_RDWR);
+    unsigned char b;
+    cr_assert_eq(pread(fd, &b, 1, (off_t)off + 9), 1);
+    b ^= 0x40;
+    cr_assert_eq(pwrite(fd, &b, 1, (off_t)off + 9), 1);
+    close(fd);
+    cr_assert_eq(ckpt_resolve(bad, dir, sizeof dir), PT_OK, "%s", pt_last_error());
+    cr_assert_eq(ckpt_read_manifest(dir, &m), PT_OK, "%s", pt_last_error());
+    ckpt_reader r;
+    cr_assert_eq(ckpt_reader_open(&r, dir, &m), PT_OK, "%s", pt_last_error());
+    float out[MAXN];
+    cr_assert_eq(ckpt_read_tensor(&r, &m.entries[ckpt_find(&m, "layers.4.w")], CKPT_PARAM, out), PT_ERR_CHECKSUM);
+    assert_msg("bad.h5: tensor layers.4.w", "checksum mismatch", NULL);
+    cr_assert_eq(ckpt_read_tensor(&r, &m.entries[ckpt_find(&m, "layers.2.b")], CKPT_MOMENT1, out), PT_OK, "%s",
+                 pt_last_error());
+    ckpt_reader_close(&r);
+    ckpt_manifest_free(&m);
+
+    /* truncated: not readable, named */
+    snprintf(cmd, sizeof cmd, "cp %s %s", one, bad);
+    cr_assert_eq(system(cmd), 0);
+    struct stat sb;
+    cr_assert_eq(stat(bad, &sb), 0);
+    cr_assert_eq(truncate(bad, sb.st_size / 2), 0);
+    pt_status st = ckpt_resolve(bad, dir, sizeof dir);
+    if (st == PT_OK) st = ckpt_read_manifest(dir, &m);
+    cr_assert_eq(st, PT_ERR_FORMAT, "%s", pt_last_error());
+    assert_msg("bad.h5", "is not a readable HDF5 file", NULL);
+
+    /* n_stages rewritten: a single file holds exactly one shard */
+    snprintf(cmd, sizeof cmd, "cp %s %s", one, bad);
+    cr_assert_eq(system(cmd), 0);
+    h = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t a = H5Aopen(h, "n_stages", H5P_DEFAULT);
+    int two = 2;
+    cr_assert_geq(H5Awrite(a, H5T_NATIVE_INT, &two), 0);
+    H5Aclose(a);
+    H5Fclose(h);
+    cr_assert_eq(ckpt_read_manifest(bad, &m), PT_ERR_FORMAT);
+    assert_msg("bad.h5", "single-file checkpoint has n_stages 1", "says 2");
+}
+
+Test(ckpt, scan_shard_lists_every_dataset_and_odd_objects)
+{
+    char run[CKPT_PATH_MAX], p[CKPT_PATH_MAX + 32];
+    path_in(run, sizeof run, root, "run");
+    write_ckpt(run, 100, 1, 0, 1);
+    path_in(p, sizeof p, run, "step-000100/stage-01.h5");
+    ckpt_shard_info in;
+    cr_assert_eq(ckpt_scan_shard(p, &in), PT_OK, "%s", pt_last_error());
+    cr_assert(in.format_version == 1 && in.stage == 1 && in.n_stages == 3 && in.first_layer == 2 &&
+              in.last_layer == 4, "attributes %d %d %d %d %d", in.format_version, in.stage, in.n_stages,
+              in.first_layer, in.last_layer);
+    cr_assert(in.has_step && in.step == 100 && in.has_seed && in.seed == SEED);
+    cr_assert(in.has_layers);
+    cr_assert_eq(in.n_datasets, 9, "stage 1 holds 3 tensors × 3 arrays, found %d", in.n_datasets);
+    cr_assert_eq(in.n_other, 0);
+    fake_model fm;
+    fill(&fm, 1);
+    int seen = 0;
+    for (int i = 0; i < in.n_datasets; i++) {
+        const ckpt_dataset *d = &in.datasets[i];
+        cr_assert_str_eq(d->dtype, "float32");
+        cr_assert(d->has_crc);
+        if (!strcmp(d->name, "layers.2.attn.w_qkv")) {
+            cr_assert_eq(d->layer, 2);
+            cr_assert(d->ndim == 2 && d->dims[0] == 9 && d->dims[1] == 3);
+            cr_assert_eq(d->crc, ckpt_crc32(fm.data[3][d->array], numel_of(3)), "array %d", d->array);
+            cr_assert_eq(d->storage, 27 * 4);
+            seen |= 1 << d->array;
+        }
+    }
+    cr_assert_eq(seen, 7, "all three arrays of layers.2.attn.w_qkv, found mask %d", seen);
+    ckpt_shard_info_free(&in);
+
+    /* objects that are no tensors are reported, not fatal */
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, "/layers/2/junk", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Gclose(g);
+    g = H5Gcreate2(f, "/layers/x", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Gclose(g);
+    H5Adelete(f, "stage");
+    H5Fclose(f);
+    cr_assert_eq(ckpt_scan_shard(p, &in), PT_OK, "%s", pt_last_error());
+    cr_assert_eq(in.n_other, 2);
+    cr_assert(strstr(in.other[0], "junk") || strstr(in.other[1], "junk"), "%s | %s", in.other[0], in.other[1]);
+    cr_assert(strstr(in.other[0], "/layers/x") || strstr(in.other[1], "/layers/x"), "%s | %s", in.other[0],
+              in.other[1]);
+    cr_assert_eq(in.stage, -1);
+    cr_assert_eq(in.n_datasets, 9);
+    ckpt_shard_info_free(&in);
+
+    path_in(p, sizeof p, run, "step-000100/stage-09.h5");
+    cr_assert_eq(ckpt_scan_shard(p, &in), PT_ERR_IO);
+    assert_msg("stage-09.h5", "missing", NULL);
 }
