@@ -673,21 +673,9 @@ pt_status config_validate(const config *c)
                        B, M, nearest, alt, B);
     }
 
-    optim_config oc = optim_defaults(c->optimizer);
-    oc.momentum = c->momentum;
-    oc.nesterov = c->nesterov;
-    oc.beta1 = c->beta1;
-    oc.beta2 = c->beta2;
-    oc.eps = c->eps;
-    oc.weight_decay = c->weight_decay;
-    oc.l1 = c->l1;
-    oc.l2 = c->l2;
+    optim_config oc = config_optim(c);
     if ((st = optim_check(&oc))) return st;
-    lr_schedule ls = {.kind = c->lr_schedule,
-                      .base = c->lr,
-                      .warmup = c->warmup_steps,
-                      .total = c->steps,
-                      .min_ratio = c->min_lr_ratio};
+    lr_schedule ls = config_lr(c);
     if ((st = lr_check(&ls))) return st;
 
     if (c->fault_kind != FAULT_NONE) {
@@ -734,6 +722,30 @@ void config_print_help(FILE *out)
         fprintf(out, "      %s; %s%s%s%s\n", k->help, expect, k->note ? " (" : "",
                 k->note ? k->note : "", k->note ? ")" : "");
     }
+}
+
+optim_config config_optim(const config *c)
+{
+    optim_config oc = optim_defaults(c->optimizer);
+    oc.momentum = c->momentum;
+    oc.nesterov = c->nesterov;
+    oc.beta1 = c->beta1;
+    oc.beta2 = c->beta2;
+    oc.eps = c->eps;
+    oc.weight_decay = c->weight_decay;
+    oc.l1 = c->l1;
+    oc.l2 = c->l2;
+    return oc;
+}
+
+lr_schedule config_lr(const config *c)
+{
+    lr_schedule ls = {.kind = c->lr_schedule,
+                      .base = c->lr,
+                      .warmup = c->warmup_steps,
+                      .total = c->steps,
+                      .min_ratio = c->min_lr_ratio};
+    return ls;
 }
 
 int config_micro_rows(const config *c)

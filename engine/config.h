@@ -103,6 +103,10 @@ size_t config_to_text(const config *c, char *buf, size_t len);
 /* Prints every key with its default and description (for --help-config). */
 void config_print_help(FILE *out);
 
+/* The optimizer and learning-rate schedule the [train] keys describe. */
+optim_config config_optim(const config *c);
+lr_schedule config_lr(const config *c);
+
 /* Per-micro-batch rows: batch_size / micro_batches. */
 int config_micro_rows(const config *c);
 

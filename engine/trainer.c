@@ -324,16 +324,8 @@ static pt_status finish_step(run *r, const config *c, const comm_grid *g, long s
         return PT_OK;
     }
     if (c->grad_clip > 0 && *norm > c->grad_clip) stage_scale_grads(&r->st, (float)(c->grad_clip / (*norm + 1e-6)));
-    lr_schedule ls = {c->lr_schedule, c->lr, c->warmup_steps, c->steps, c->min_lr_ratio};
-    optim_config oc = optim_defaults(c->optimizer);
-    oc.momentum = c->momentum;
-    oc.nesterov = c->nesterov;
-    oc.beta1 = c->beta1;
-    oc.beta2 = c->beta2;
-    oc.eps = c->eps;
-    oc.weight_decay = c->weight_decay;
-    oc.l1 = c->l1;
-    oc.l2 = c->l2;
+    lr_schedule ls = config_lr(c);
+    optim_config oc = config_optim(c);
     stage_optim_step(&r->st, &oc, lr_at(&ls, step + 1), step + 1);
     r->ex.t.optim += MPI_Wtime() - t0;
     return PT_OK;
@@ -435,7 +427,7 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
 {
     double t_start = MPI_Wtime(), last_t = t_start;
     long last_step = first;
-    lr_schedule ls = {c->lr_schedule, c->lr, c->warmup_steps, c->steps, c->min_lr_ratio};
+    lr_schedule ls = config_lr(c);
     for (long step = first; step < stop; step++) {
         *reporter = -1;
         stage_zero_grad(&r->st);

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define FD_DATA_SEED 20240612u
+#include "fd_check.h"
 #include "kernels.h"
 #include "layers.h"
 #include "rng.h"
@@ -29,71 +31,11 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static rng_key data_key(uint32_t tag)
-{
-    rng_key k = {.seed = 20240612u, .stream = RNG_STREAM_DATA, .a = tag, .b = 0, .c = 0};
-    return k;
-}
-
-static float *fnew(size_t n)
-{
-    float *p = calloc(n ? n : 1, sizeof(float));
-    cr_assert_not_null(p, "allocation of %zu floats failed", n);
-    return p;
-}
-
-static float *fnormal(size_t n, uint32_t tag, float std)
-{
-    float *p = fnew(n);
-    rng_fill_normal(p, n, data_key(tag), std);
-    return p;
-}
-
-static void ffill(float *p, size_t n, float v)
-{
-    for (size_t i = 0; i < n; i++) p[i] = v;
-}
-
 /* token ids 0..V-1 stored as floats */
 static void fill_ids(float *ids, size_t n, int V, uint32_t tag)
 {
     rng_key k = data_key(tag);
     for (size_t i = 0; i < n; i++) ids[i] = (float)(rng_u32(k, i) % (uint32_t)V);
-}
-
-static double dot_rd(const float *r, const float *out, size_t n)
-{
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)r[i] * (double)out[i];
-    return s;
-}
-
-typedef double (*objective_fn)(void *ctx);
-
-/* Compares analytic[i] with the central difference of f w.r.t. x[i], for
- * every i < n, asserting |a − num| ≤ tol·max(1, |num|). Returns the largest
- * |a − num| seen. */
-static double fd_check(const char *what, float *x, size_t n, const float *analytic, float h,
-                       double tol, objective_fn f, void *ctx)
-{
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        float x0 = x[i];
-        float xp = x0 + h, xm = x0 - h;
-        x[i] = xp;
-        double lp = f(ctx);
-        x[i] = xm;
-        double lm = f(ctx);
-        x[i] = x0;
-        double num = (lp - lm) / ((double)xp - (double)xm);
-        double err = fabs((double)analytic[i] - num);
-        if (err > worst) worst = err;
-        cr_assert(err <= tol * fmax(1.0, fabs(num)),
-                  "%s[%zu]: analytic %.8g vs numeric %.8g, |diff| %.3g exceeds bound "
-                  "%.1e*max(1,|numeric|)",
-                  what, i, (double)analytic[i], num, err, tol);
-    }
-    return worst;
 }
 
 static void report(const char *kernel, const char *shape, const char *wrt, double err)
