@@ -76,6 +76,10 @@ static pt_status plan(run *r, const config *c, const comm_grid *g)
                        r->m.targets, r->m.targets == 1 ? "" : "s", c->data_dataset, r->data.targets,
                        r->data.targets > 1 ? "a language model ends with 'lmhead V'"
                                            : "a classifier ends with a layer of one output per class");
+    if (r->m.layers[0].kind == LAYER_EMBED && r->m.layers[0].vocab < r->data.classes)
+        return pt_fail(PT_ERR_INVALID,
+                       "model.layers item 0 (embed %d ...): the vocabulary must hold the %d token values of "
+                       "the data set (%s)", r->m.layers[0].vocab, r->data.classes, c->data_dataset);
     if (r->m.classes != r->data.classes)
         return pt_fail(PT_ERR_INVALID,
                        "model.layers: the last layer has %d outputs per target but the data set (%s) has %d classes",

@@ -30,6 +30,7 @@ pt_status stage_init(stage *s, const model *m, int first, int last, int rows, in
     s->in_dim = m->layers[first].in;
     s->out_dim = m->layers[last - 1].out;
     int n = last - first;
+    size_t off = 0, slot = 0, widest = 0, work = 0;
 
     layer_param ps[LAYER_MAX_PARAMS];
     for (int l = first; l < last; l++) s->n_tensors += layer_get(m->layers[l].kind)->params(&m->layers[l], ps);
@@ -39,7 +40,6 @@ pt_status stage_init(stage *s, const model *m, int first, int last, int rows, in
     s->saved_off = calloc((size_t)n + 1, sizeof *s->saved_off);
     if (!s->tensors || !s->layer_off || !s->in_off || !s->saved_off) goto nomem;
 
-    size_t off = 0, slot = 0, widest = 0, work = 0;
     int k = 0;
     for (int i = 0; i < n; i++) {
         const layer_desc *d = &m->layers[first + i];
@@ -82,9 +82,15 @@ pt_status stage_init(stage *s, const model *m, int first, int last, int rows, in
         goto nomem;
     for (int i = 0; i < n; i++) model_init_layer(m, first + i, seed, s->params + s->layer_off[i]);
     return PT_OK;
-nomem:
+nomem:;
+    double mib = 1.0 / 1048576.0 * sizeof(float);
+    pt_status st = pt_fail(PT_ERR_NOMEM,
+                           "stage layers [%d, %d): out of memory for %.0f MiB of parameters, gradients and "
+                           "moments and a %.0f MiB activation stash (%d micro-batches of %d samples): "
+                           "lower train.batch_size or the model size, or use more stages",
+                           first, last, 4.0 * (double)off * mib, (double)slot * slots * mib, slots, rows);
     stage_free(s);
-    return pt_fail(PT_ERR_NOMEM, "stage layers [%d, %d): out of memory", first, last);
+    return st;
 }
 
 void stage_free(stage *s)

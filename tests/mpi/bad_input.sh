@@ -21,3 +21,11 @@ check 2 "dataset-fashion-mnist" train "$CONFIG" --set data.path=$TMP/nowhere
 check 8 "8 stages but the model has 7 layers" train "$CONFIG"
 check 3 "pipeline.partition" train "$CONFIG" --set pipeline.partition=0-2,4-6
 check 2 "the last layer has 10 outputs\|3 classes" train "$CONFIG" --set data.dataset=synthetic --set data.synthetic_classes=3
+GPT="$(dirname "$0")/../configs/tiny_gpt.ini"
+check 2 "vocabulary must hold the 256 token values" train "$GPT" \
+    --set "model.layers=embed 128 32, posembed, block 2 causal, layernorm, lmhead 256" --set model.tie_embeddings=false
+check 2 "heads\|divide" train "$GPT" --set "model.layers=embed 256 30, posembed, block 4 causal, layernorm, lmhead 256"
+check 2 "a language model ends with 'lmhead V'" train "$GPT" --set "model.layers=embed 256 32, posembed, block 2 causal, layernorm, lmhead 256, linear 256"
+check 2 "model.tie_embeddings" train "$GPT" --set "model.layers=embed 256 32, posembed, block 2 causal, layernorm, meanpool, linear 256"
+echo "only a few bytes" > "$TMP/small.txt"
+check 2 "too few for contexts of data.context = 16" train "$GPT" --set data.path="$TMP/small.txt"
