@@ -17,6 +17,13 @@
  * --quick keeps 7 of the 42 shapes and times 0.05 s per repeat (about 3 s in
  * all); the full run takes about a minute.
  *
+ * --shape M,N,K,TA,TB (repeatable; TA and TB are N or T, an optional sixth
+ * field sets beta, which otherwise is 1 when TA is T, as in the weight
+ * gradient, and 0 otherwise) measures only the given shapes, with 1 thread
+ * unless --threads says otherwise, so that another benchmark can take the
+ * peak on exactly its own matrix products. --threads 1 or 2 keeps that one
+ * thread count (for the built-in shapes too).
+ *
  * Each point runs with 1 and then 2 BLAS threads: a warm-up, then three
  * repeats that each call sgemm until at least the target time has passed;
  * GFLOP/s = 2·M·N·K·calls / time. The best and the median of the three
@@ -29,7 +36,8 @@
  * this process's own CPU time, and a point during which others used more
  * than a tenth of a CPU is marked with '*' in the table.
  *
- * Usage: sgemm_peak [--quick] [--csv FILE] [--help] */
+ * Usage: sgemm_peak [--quick] [--csv FILE] [--shape M,N,K,TA,TB[,BETA]]...
+ *                   [--threads 1|2] [--help] */
 #include <cblas.h>
 
 #include <errno.h>
@@ -53,7 +61,7 @@ typedef struct {
 
 #define MAX_SHAPES 64
 #define N_THREADS 2
-static const int thread_counts[N_THREADS] = {1, 2};
+#define MAX_USER_SHAPES 64
 
 static double now_s(void)
 {
@@ -167,6 +175,74 @@ static int build_shapes(shape *out)
     return ns;
 }
 
+/* Parses "M,N,K,TA,TB[,BETA]" into *s (its name written to name[len]).
+ * Returns 0 when valid, else says what is wrong on stderr and returns 1. */
+static int parse_shape(const char *text, shape *s, char *name, size_t len)
+{
+    char buf[128];
+    if (strlen(text) >= sizeof buf) {
+        fprintf(stderr, "sgemm_peak: --shape '%.40s...': too long\n", text);
+        return 1;
+    }
+    strcpy(buf, text);
+    char *field[7] = {NULL};
+    int nf = 0;
+    for (char *p = buf; nf < 7;) {
+        field[nf++] = p;
+        char *comma = strchr(p, ',');
+        if (!comma) break;
+        *comma = '\0';
+        p = comma + 1;
+    }
+    if (nf < 5 || nf > 6) {
+        fprintf(stderr,
+                "sgemm_peak: --shape '%s': %d fields, expected 5 (M,N,K,TA,TB such as "
+                "128,1024,1024,N,T) or 6 (with BETA)\n",
+                text, nf);
+        return 1;
+    }
+    long dims[3];
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        errno = 0;
+        dims[i] = strtol(field[i], &end, 10);
+        if (end == field[i] || *end || errno || dims[i] < 1 || dims[i] > 65536) {
+            fprintf(stderr, "sgemm_peak: --shape '%s': %c = '%s', expected an integer in 1..65536\n",
+                    text, "MNK"[i], field[i]);
+            return 1;
+        }
+    }
+    int trans[2];
+    for (int i = 0; i < 2; i++) {
+        const char *f = field[3 + i];
+        if (strcmp(f, "N") == 0 || strcmp(f, "n") == 0) {
+            trans[i] = 0;
+        } else if (strcmp(f, "T") == 0 || strcmp(f, "t") == 0) {
+            trans[i] = 1;
+        } else {
+            fprintf(stderr, "sgemm_peak: --shape '%s': %s = '%s', expected N or T\n", text,
+                    i == 0 ? "TA" : "TB", f);
+            return 1;
+        }
+    }
+    float beta = trans[0] ? 1.0f : 0.0f;
+    if (nf == 6) {
+        char *end;
+        errno = 0;
+        double v = strtod(field[5], &end);
+        if (end == field[5] || *end || errno || !isfinite(v)) {
+            fprintf(stderr, "sgemm_peak: --shape '%s': BETA = '%s', expected a number\n", text,
+                    field[5]);
+            return 1;
+        }
+        beta = (float)v;
+    }
+    snprintf(name, len, "%ldx%ldx%ld_%c%c", dims[0], dims[1], dims[2], trans[0] ? 'T' : 'N',
+             trans[1] ? 'T' : 'N');
+    *s = (shape){name, (int)dims[0], (int)dims[1], (int)dims[2], trans[0], trans[1], beta, 1};
+    return 0;
+}
+
 /* C[M,N] (+)= op(A)·op(B), row-major. A is M×K (K×M when transposed),
  * B is K×N (N×K when transposed). */
 static void run_sgemm(const shape *s, const float *a, const float *b, float *c)
@@ -270,19 +346,28 @@ static void cpu_model(char *buf, size_t len)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: sgemm_peak [--quick] [--csv FILE] [--help]\n"
+            "usage: sgemm_peak [--quick] [--csv FILE] [--shape M,N,K,TA,TB[,BETA]]...\n"
+            "                  [--threads 1|2] [--help]\n"
             "Measures cblas_sgemm GFLOP/s (2*M*N*K / time) with 1 and 2 BLAS threads\n"
             "on square sizes and on the matrix products of the example models.\n"
-            "  --quick     fewer shapes and shorter timing (a few seconds)\n"
-            "  --csv FILE  also write rows name,m,n,k,transa,transb,threads,"
+            "  --quick       fewer shapes and shorter timing (a few seconds)\n"
+            "  --csv FILE    also write rows name,m,n,k,transa,transb,threads,"
             "gflops_best,gflops_median\n"
-            "  --help      print this help and exit\n");
+            "  --shape S     measure only the given shapes (repeatable), with 1 thread\n"
+            "                unless --threads is given: row-major C[M,N] = op(A)*op(B),\n"
+            "                TA/TB = N or T; BETA defaults to 1 when TA = T (weight\n"
+            "                gradient), else 0. E.g. --shape 128,1024,1024,N,T\n"
+            "  --threads T   measure with T = 1 or 2 BLAS threads only\n"
+            "  --help        print this help and exit\n");
 }
 
 int main(int argc, char **argv)
 {
     int quick = 0;
     const char *csv_path = NULL;
+    static shape user[MAX_USER_SHAPES];
+    static char user_names[MAX_USER_SHAPES][48];
+    int n_user = 0, only_threads = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -296,9 +381,32 @@ int main(int argc, char **argv)
                 return 2;
             }
             csv_path = argv[++i];
+        } else if (strcmp(argv[i], "--shape") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "sgemm_peak: --shape needs M,N,K,TA,TB\n");
+                usage(stderr);
+                return 2;
+            }
+            if (n_user == MAX_USER_SHAPES) {
+                fprintf(stderr, "sgemm_peak: more than %d --shape options\n", MAX_USER_SHAPES);
+                return 2;
+            }
+            if (parse_shape(argv[++i], &user[n_user], user_names[n_user],
+                            sizeof user_names[n_user]) != 0)
+                return 2;
+            n_user++;
+        } else if (strcmp(argv[i], "--threads") == 0) {
+            if (i + 1 >= argc || (strcmp(argv[i + 1], "1") != 0 && strcmp(argv[i + 1], "2") != 0)) {
+                fprintf(stderr, "sgemm_peak: --threads needs 1 or 2, found '%s'\n",
+                        i + 1 < argc ? argv[i + 1] : "");
+                usage(stderr);
+                return 2;
+            }
+            only_threads = atoi(argv[++i]);
         } else {
             fprintf(stderr,
-                    "sgemm_peak: unknown argument '%s' (valid: --quick, --csv FILE, --help)\n",
+                    "sgemm_peak: unknown argument '%s' (valid: --quick, --csv FILE, "
+                    "--shape M,N,K,TA,TB, --threads 1|2, --help)\n",
                     argv[i]);
             usage(stderr);
             return 2;
@@ -316,8 +424,20 @@ int main(int argc, char **argv)
         fprintf(csv, "name,m,n,k,transa,transb,threads,gflops_best,gflops_median\n");
     }
 
-    shape shapes[MAX_SHAPES];
-    int ns = build_shapes(shapes);
+    /* thread counts: 1 and 2 by default; 1 alone for --shape; --threads wins */
+    int thread_counts[N_THREADS] = {1, 2}, nt = N_THREADS;
+    if (only_threads || n_user) {
+        thread_counts[0] = only_threads ? only_threads : 1;
+        nt = 1;
+    }
+    shape shapes[MAX_SHAPES > MAX_USER_SHAPES ? MAX_SHAPES : MAX_USER_SHAPES];
+    int ns;
+    if (n_user) {
+        memcpy(shapes, user, (size_t)n_user * sizeof *user);
+        ns = n_user;
+    } else {
+        ns = build_shapes(shapes);
+    }
     size_t max_a = 0, max_b = 0, max_c = 0;
     for (int i = 0; i < ns; i++) {
         const shape *s = &shapes[i];
@@ -348,7 +468,7 @@ int main(int argc, char **argv)
     if (gmtime_r(&tnow, &tm)) strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", &tm);
     double warm_s = quick ? 0.01 : 0.05, target_s = quick ? 0.05 : 0.2;
 
-    printf("sgemm_peak%s  %s\n", quick ? " (quick)" : "", date);
+    printf("sgemm_peak%s%s  %s\n", quick ? " (quick)" : "", n_user ? " (given shapes)" : "", date);
     printf("cpu       %s\n", model);
     printf("cores     %ld online (OpenBLAS sees %d)\n", sysconf(_SC_NPROCESSORS_ONLN),
            openblas_get_num_procs());
@@ -375,7 +495,7 @@ int main(int argc, char **argv)
             status = 1;
             break;
         }
-        for (int t = 0; t < N_THREADS; t++) {
+        for (int t = 0; t < nt; t++) {
             double best, med, others;
             measure(s, thread_counts[t], warm_s, target_s, a, b, c, &best, &med, &others);
             int busy = others > 0.1;
@@ -403,10 +523,10 @@ int main(int argc, char **argv)
                    n_busy ? "; * marks points during which they used more than 0.1 CPU "
                             "(figures there may be low)"
                           : "");
-        for (int t = 0; t < N_THREADS; t++)
+        for (int t = 0; t < nt; t++)
             printf("peak shape (%d thread%s): %s\n", thread_counts[t],
                    thread_counts[t] == 1 ? "" : "s", peak_name[t] ? peak_name[t] : "-");
-        for (int t = 0; t < N_THREADS; t++)
+        for (int t = 0; t < nt; t++)
             printf("sgemm peak (%d thread%s): %.1f GFLOP/s\n", thread_counts[t],
                    thread_counts[t] == 1 ? "" : "s", peak[t]);
     }
