@@ -14,6 +14,9 @@ extra=()
 [ "$(nproc)" -lt "$np" ] && extra+=(--oversubscribe)
 bind=(--bind-to core)
 [ "$(nproc)" -lt "$np" ] && bind=(--bind-to none)
+mkdir -p runs
 start=$(date +%s)
-mpirun -np $np "${bind[@]}" "${extra[@]}" build/pipetrain train examples/fashion_mlp.ini "$@"
+mpirun -np $np "${bind[@]}" "${extra[@]}" build/pipetrain train examples/fashion_mlp.ini \
+    --set log.metrics=runs/fashion_mlp.csv "$@"
 echo "main job: $(( $(date +%s) - start )) s from start to finish"
+tools/pipetrain-plot runs/fashion_mlp.csv runs/fashion_mlp.png || true
