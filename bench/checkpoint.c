@@ -67,6 +67,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
 #include "ckpt.h"
 #include "pt_status.h"
 
@@ -106,46 +107,6 @@ static volatile sig_atomic_t g_stop;
 
 static void on_signal(int sig) { g_stop = sig; }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU seconds used on the whole machine (non-idle, including steal; iowait
- * is idle) and by this process, as in bench/sgemm_peak. busy < 0: unknown. */
-typedef struct {
-    double busy, self, wall;
-} cpu_sample;
-
-static cpu_sample cpu_now(void)
-{
-    cpu_sample c = {-1.0, 0.0, now_s()};
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        unsigned long long v[8] = {0};
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-                   &v[6], &v[7]) == 8) {
-            long tck = sysconf(_SC_CLK_TCK);
-            c.busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)(tck > 0 ? tck : 100);
-        }
-        fclose(f);
-    }
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        c.self = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
-                 1e-6 * (double)ru.ru_stime.tv_usec;
-    return c;
-}
-
-/* CPUs' worth of time used by other processes between a and b (-1: unknown). */
-static double others_cpus(cpu_sample a, cpu_sample b)
-{
-    if (a.busy < 0.0 || b.busy < 0.0 || b.wall <= a.wall) return -1.0;
-    double o = ((b.busy - a.busy) - (b.self - a.self)) / (b.wall - a.wall);
-    return o > 0.0 ? o : 0.0;
-}
 
 static void loadavg(char *out, size_t len)
 {

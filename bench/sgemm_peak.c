@@ -51,6 +51,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
+
 typedef struct {
     const char *name;
     int m, n, k;
@@ -63,48 +65,6 @@ typedef struct {
 #define N_THREADS 2
 #define MAX_USER_SHAPES 64
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU seconds used on the whole machine (non-idle, including steal) and by
- * this process; busy < 0 when /proc/stat cannot be read. */
-typedef struct {
-    double busy, self, wall;
-} cpu_sample;
-
-static cpu_sample cpu_now(void)
-{
-    cpu_sample c = {-1.0, 0.0, now_s()};
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        unsigned long long v[8] = {0};
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                   &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
-            /* user nice system idle iowait irq softirq steal */
-            long tck = sysconf(_SC_CLK_TCK);
-            c.busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) /
-                     (double)(tck > 0 ? tck : 100);
-        }
-        fclose(f);
-    }
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        c.self = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-                 (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-    return c;
-}
-
-/* CPUs' worth of time used by others between a and b (-1 when unknown). */
-static double others_cpus(cpu_sample a, cpu_sample b)
-{
-    if (a.busy < 0.0 || b.busy < 0.0 || b.wall <= a.wall) return -1.0;
-    double o = ((b.busy - a.busy) - (b.self - a.self)) / (b.wall - a.wall);
-    return o > 0.0 ? o : 0.0;
-}
 
 /* Uniform in [-1, 1): deterministic, no denormals, no overflow. */
 static float next_uniform(uint64_t *s)
