@@ -27,6 +27,12 @@ for pq in "2 2" "4 1" "4 2" "4 3" "1 4" "3 4"; do
   echo "saved on $1 stages after step $N, resumed on $2: $fp"
 done
 
+# eval of the final checkpoint on another number of stages: the same parameters
+run 3 eval "$CONFIG" "${base[@]}" --resume "$TMP/run-4-2"
+[ $RC -eq 0 ] || { cat "$TMP/out"; fail "eval --resume exited with $RC"; }
+[ "$(fingerprint_of "$TMP/out")" = "$ref" ] || fail "eval on 3 stages of the final checkpoint: another fingerprint"
+echo "eval of the final checkpoint on 3 stages: $ref"
+
 # crash consistency: rank 1 dies while writing its shard of the step-2N
 # checkpoint; the step-N checkpoint stays whole and latest names it
 dir="$TMP/crash"
