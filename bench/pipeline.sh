@@ -14,6 +14,8 @@
 # --shape), stash and peak RSS, speedups and the 1F1B/GPipe stash ratio.
 #
 # On a shared machine, --keep re-runs only what other processes disturbed.
+# The machinery (arguments, sgemm reference, runs, derived figures) is shared
+# with bench/gpt.sh through bench/lib.sh.
 #
 # Usage: bench/pipeline.sh [--quick] [--out DIR] [--build DIR] [--retries N] [--keep] [--help]
 set -euo pipefail
@@ -58,34 +60,11 @@ Prints markdown tables and writes into the results directory:
 EOF
 }
 
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --help|-h) usage; exit 0 ;;
-    --quick) QUICK=1 ;;
-    --keep) KEEP=1 ;;
-    --out) [ $# -ge 2 ] || { echo "pipeline.sh: --out needs a directory" >&2; exit 2; }; OUT=$2; shift ;;
-    --build) [ $# -ge 2 ] || { echo "pipeline.sh: --build needs a directory" >&2; exit 2; }; BUILD=$2; shift ;;
-    --retries)
-      [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || { echo "pipeline.sh: --retries needs an integer >= 0" >&2; exit 2; }
-      RETRIES=$2; shift ;;
-    *) echo "pipeline.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-  esac
-  shift
-done
-
-PIPETRAIN=$BUILD/pipetrain
-SGEMM=$BUILD/bench/sgemm_peak
-for exe in "$PIPETRAIN" "$SGEMM"; do
-  [ -x "$exe" ] || { echo "pipeline.sh: $exe not found; build first: cmake -S $REPO -B $BUILD -DCMAKE_BUILD_TYPE=Release && cmake --build $BUILD -j2" >&2; exit 1; }
-done
-for tool in jq mpirun awk; do
-  command -v "$tool" >/dev/null || { echo "pipeline.sh: '$tool' not found (scripts/setup.sh installs jq and Open MPI)" >&2; exit 1; }
-done
-if [ "$(id -u)" -eq 0 ]; then
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fi
-CORES=$(nproc)
-[ -n "$RETRIES" ] || RETRIES=$((1 - QUICK))
+BENCH=pipeline.sh
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
+bench_parse_args "$@"
+bench_setup
 
 # ---- the plan ----------------------------------------------------------------
 if [ "$QUICK" = 1 ]; then
@@ -102,195 +81,44 @@ declare -A FEATURES=([balanced]=16 [mlp]=784)
 # the MLP's schedule has a 100-step warm-up; runs here are shorter
 declare -A EXTRA=([balanced]="" [mlp]="train.warmup_steps=0 train.lr_schedule=constant")
 
-mkdir -p "$OUT/runs" "$OUT/logs"
-[ "$KEEP" = 1 ] || rm -f "$OUT"/runs/*.json "$OUT"/logs/*.log "$OUT"/sgemm.* "$OUT"/sgemm-retry*.txt
-
-# ---- the models' layers, as JSON: [{kind, in, out}] --------------------------
-# (in/out only for linear layers; the widths follow from the input width)
-layers_json() {
-  local ini=$1 width=$2 spec item kind n sep="" json="["
-  spec=$(sed -n 's/^[[:space:]]*layers[[:space:]]*=[[:space:]]*//p' "$REPO/$ini" | head -1)
-  [ -n "$spec" ] || { echo "pipeline.sh: no 'layers =' line in $ini" >&2; exit 1; }
-  IFS=',' read -ra items <<<"$spec"
-  for item in "${items[@]}"; do
-    read -r kind n _ <<<"$item"
-    if [ "$kind" = linear ]; then
-      json+="$sep{\"kind\":\"linear\",\"in\":$width,\"out\":$n}"
-      width=$n
-    else
-      json+="$sep{\"kind\":\"$kind\"}"
-    fi
-    sep=","
-  done
-  echo "$json]"
-}
-
+# ---- the models' layers, as JSON: [{kind, in, out}] (bench_layers_json) --------
 {
   echo "{"
   sep=""
   for m in "${MODELS[@]}"; do
     printf '%s"%s":{"config":"%s","features":%s,"steps":%s,"layers":%s}\n' "$sep" "$m" \
-      "${CONFIG[$m]}" "${FEATURES[$m]}" "${STEPS[$m]}" "$(layers_json "${CONFIG[$m]}" "${FEATURES[$m]}")"
+      "${CONFIG[$m]}" "${FEATURES[$m]}" "${STEPS[$m]}" "$(bench_layers_json "${CONFIG[$m]}" "${FEATURES[$m]}")"
     sep=","
   done
   echo "}"
 } >"$OUT/models.json"
 
-# The matrix products of a stage's linear layers for micro-batch rows b, as
-# sgemm_peak names them (MxNxK_TATB; see linear_forward/linear_backward):
-# forward NT, input gradient NN (not for global layer 0), weight gradient TN.
-JQ_DEFS='
-def gemms($layers; $first; $last; $b):
-  [ range($first; $last + 1) as $l | $layers[$l] | select(.kind == "linear")
-    | (2 * $b * .in * .out) as $f
-    | {k: "\($b)x\(.out)x\(.in)_NT", f: $f},
-      (if $l > 0 then {k: "\($b)x\(.in)x\(.out)_NN", f: $f} else empty end),
-      {k: "\(.out)x\(.in)x\($b)_TN", f: $f} ];
-def fmt($d):
-  if . == null then "—"
-  else ((. * pow(10; $d)) | round) as $n
-    | if $d == 0 then ($n | tostring)
-      else ($n | fabs | tostring) as $s
-        | ((if ($d + 1 - ($s | length)) > 0 then "0" * ($d + 1 - ($s | length)) else "" end) + $s)
-        | .[0:length - $d] + "." + .[length - $d:]
-        | (if $n < 0 then "-" + . else . end)
-      end
-  end;
-def pct: if . == null then "—" else (. * 100 | fmt(1)) + "%" end;
-def x2: if . == null then "—" else (fmt(2)) + "×" end;
-'
-
-# ---- sgemm peak on exactly the models' shapes ----------------------------------
+# ---- sgemm rate on exactly the models' shapes (bench_sgemm_reference) -----------
+# The matrix products of a stage's linear layers for micro-batch rows b (see
+# gemms in bench/lib.sh): forward NT, input gradient NN (not for global layer
+# 0), weight gradient TN.
+JQ_DEFS=$BENCH_JQ
 ROWS=()
 for M in "${MS[@]}"; do ROWS+=($((BATCH / M))); done
-shape_args=()
-while read -r s; do shape_args+=(--shape "$s"); done < <(
-  jq -r --argjson rows "[$(IFS=,; echo "${ROWS[*]}")]" "$JQ_DEFS"'
-    [ .[] | .layers as $L | $rows[] as $b | gemms($L; 0; ($L | length) - 1; $b)[] | .k ]
-    | unique[] | capture("^(?<m>[0-9]+)x(?<n>[0-9]+)x(?<k>[0-9]+)_(?<a>.)(?<b>.)$")
-    | "\(.m),\(.n),\(.k),\(.a),\(.b)"' "$OUT/models.json")
-# Each point is timed as in sgemm_peak (best of 3 repeats). Points during
-# which other processes used more than 0.1 CPU (marked '*') are measured
-# again, up to --retries times; a shape's rate is the best over all its
-# measurements (others can only slow a measurement down).
-sg_opts=(--threads 1)
-[ "$QUICK" = 1 ] && sg_opts+=(--quick)
-sg_key="${sg_opts[*]} ${shape_args[*]}"
-sgemm_points() { # txt file, pass -> "name best median busy pass" lines
-  awk -v pass="$2" '$1 ~ /^[0-9]+x[0-9]+x[0-9]+_[NT][NT]$/ {print $1, $8, $9, ($NF == "*"), pass}' "$1"
-}
-sgemm_unsettled() { # shapes with no measurement free of others, as sgemm_peak --shape arguments
-  awk '{clean[$1] += !$4; seen[$1] = 1} END {for (n in seen) if (!clean[n]) print n}' "$OUT/sgemm.points" |
-    sed -E 's/^([0-9]+)x([0-9]+)x([0-9]+)_(.)(.)$/--shape \1,\2,\3,\4,\5/'
-}
-if [ "$KEEP" = 1 ] && [ -s "$OUT/sgemm.points" ] && [ "$(cat "$OUT/sgemm.key" 2>/dev/null)" = "$sg_key" ]; then
-  echo "pipeline.sh: keeping the sgemm figures in $OUT/sgemm.points" >&2
-  pass=$(awk '$5 > p {p = $5} END {print p + 0}' "$OUT/sgemm.points")
-else
-  echo "pipeline.sh: sgemm_peak on $((${#shape_args[@]} / 2)) matrix shapes (1 thread)" >&2
-  "$SGEMM" "${sg_opts[@]}" "${shape_args[@]}" >"$OUT/sgemm.txt"
-  sgemm_points "$OUT/sgemm.txt" 0 >"$OUT/sgemm.points"
-  echo "$sg_key" >"$OUT/sgemm.key"
-  pass=0
-fi
-while :; do
-  mapfile -t again < <(sgemm_unsettled)
-  [ "${#again[@]}" -gt 0 ] && [ "$pass" -lt "$RETRIES" ] || break
-  pass=$((pass + 1))
-  echo "pipeline.sh: ${#again[@]} sgemm points were disturbed by other processes; measuring them again in 20 s" >&2
-  sleep 20
-  # shellcheck disable=SC2086 # each line is "--shape M,N,K,TA,TB"
-  "$SGEMM" "${sg_opts[@]}" ${again[*]} >"$OUT/sgemm-retry$pass.txt"
-  sgemm_points "$OUT/sgemm-retry$pass.txt" "$pass" >>"$OUT/sgemm.points"
-done
-# name,m,n,k,transa,transb,threads,gflops_best,gflops_median,measurements,clean_measurements
-awk '{if (!($1 in best) || $2 > best[$1]) {best[$1] = $2; med[$1] = $3}; n[$1]++; clean[$1] += !$4}
-     END {for (k in best) {split(k, d, /[x_]/)
-            printf "%s,%s,%s,%s,%s,%s,1,%s,%s,%d,%d\n", k, d[1], d[2], d[3], substr(d[4], 1, 1), substr(d[4], 2, 1), best[k], med[k], n[k], clean[k]}}' \
-  "$OUT/sgemm.points" | sort | sed '1i name,m,n,k,transa,transb,threads,gflops_best,gflops_median,measurements,clean_measurements' >"$OUT/sgemm.csv"
-SG_UNSETTLED=$(awk -F, 'NR > 1 && $11 == 0' "$OUT/sgemm.csv" | wc -l)
-tail -n +2 "$OUT/sgemm.csv" | awk -F, 'BEGIN {printf "{"} {printf "%s\"%s\":%s", (NR > 1 ? "," : ""), $1, $8} END {print "}"}' >"$OUT/sgemm.json"
-
-# ---- CPU used by other processes during a run ----------------------------------
-# Busy CPU seconds of the whole machine (/proc/stat, steal included) minus the
-# CPU seconds of this shell and its children (bash's `times`, which counts the
-# ranks once mpirun has waited for them).
-CLK_TCK=$(getconf CLK_TCK)
-TIMES_FILE=$OUT/.times
-machine_busy() { awk -v t="$CLK_TCK" '/^cpu / {print ($2 + $3 + $4 + $7 + $8 + $9) / t; exit}' /proc/stat; }
-own_cpu() { # sets OWN_CPU; must not run in a subshell ($(...)), whose `times` starts at zero
-  times >"$TIMES_FILE"
-  OWN_CPU=$(awk '{for (i = 1; i <= NF; i++) {split($i, a, "m"); s += a[1] * 60 + substr(a[2], 1, length(a[2]) - 1)}} END {printf "%.3f\n", s}' "$TIMES_FILE")
-}
-now_s() { date +%s.%N; }
+mapfile -t shapes < <(bench_gemm_shape_args "$OUT/models.json" "[$(IFS=,; echo "${ROWS[*]}")]")
+bench_sgemm_reference 1 sgemm "${shapes[@]}"
 
 # ---- one run -----------------------------------------------------------------------
-RUN_LIST=$OUT/.runs
-: >"$RUN_LIST"
 run_one() { # model P M schedule threads
   local model=$1 P=$2 M=$3 sched=$4 threads=$5
-  local name="${model}_P${P}_M${M}_${sched}_t${threads}"
-  local bind=(--bind-to core)
-  if [ "$P" -gt "$CORES" ]; then
-    bind=(--oversubscribe --bind-to none)
-  elif [ $((P * threads)) -gt "$P" ]; then
-    bind=(--bind-to none) # a rank's BLAS threads need more than its one core
-  fi
   local sets=(data.dataset=synthetic "data.synthetic_features=${FEATURES[$model]}" data.synthetic_classes=10
               "data.synthetic_samples=$BATCH" "train.batch_size=$BATCH" "train.steps=${STEPS[$model]}"
               train.log_every=0 checkpoint.dir= "train.blas_threads=$threads" "pipeline.micro_batches=$M"
-              "pipeline.schedule=$sched" pipeline.partition=cost "log.summary=$OUT/runs/$name.json")
+              "pipeline.schedule=$sched" pipeline.partition=cost)
   local s
   for s in ${EXTRA[$model]}; do sets+=("$s"); done
-  local args=()
-  for s in "${sets[@]}"; do args+=(--set "$s"); done
-  local attempt=0 others wall
   local spec
   spec="${FEATURES[$model]}: $(jq -c --arg m "$model" '.[$m].layers' "$OUT/models.json")"
-  if [ "$KEEP" = 1 ] && [ -s "$OUT/runs/$name.json" ] && [ -s "$OUT/runs/$name.meta.json" ] &&
-     jq -e --argjson l "$BUSY_LIMIT" --arg spec "$spec" '.others_cpus <= $l and .model_spec == $spec' \
-       "$OUT/runs/$name.meta.json" >/dev/null &&
-     jq -e --argjson steps "${STEPS[$model]}" --argjson batch "$BATCH" \
-       '.steps == $steps and .batch_size == $batch' "$OUT/runs/$name.json" >/dev/null; then
-    echo "$name" >>"$RUN_LIST"
-    echo "pipeline.sh: $name: kept (others $(jq .others_cpus "$OUT/runs/$name.meta.json") CPU)" >&2
-    return
-  fi
-  while :; do
-    local b0 c0 t0 b1 c1 t1
-    b0=$(machine_busy); own_cpu; c0=$OWN_CPU; t0=$(now_s)
-    if ! (cd "$OUT" && mpirun -np "$P" "${bind[@]}" "$PIPETRAIN" train "$REPO/${CONFIG[$model]}" "${args[@]}" \
-         >"$OUT/logs/$name.log" 2>&1); then
-      echo "pipeline.sh: run $name failed; its output is in $OUT/logs/$name.log:" >&2
-      tail -n 20 "$OUT/logs/$name.log" >&2
-      exit 1
-    fi
-    t1=$(now_s); b1=$(machine_busy); own_cpu; c1=$OWN_CPU
-    read -r others wall < <(awk -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" \
-      'BEGIN {o = ((b1 - b0) - (c1 - c0)) / (t1 - t0); if (o < 0) o = 0; printf "%.3f %.3f\n", o, t1 - t0}')
-    if awk -v o="$others" -v l="$BUSY_LIMIT" 'BEGIN {exit !(o > l)}' && [ "$attempt" -lt "$RETRIES" ]; then
-      attempt=$((attempt + 1))
-      echo "pipeline.sh: $name: other processes used $others CPU; again in 20 s (retry $attempt of $RETRIES)" >&2
-      sleep 20
-      continue
-    fi
-    break
-  done
-  jq -n --arg model "$model" --argjson P "$P" --argjson M "$M" --arg schedule "$sched" \
-    --argjson threads "$threads" --arg bind "${bind[*]}" --argjson others "$others" --argjson wall "$wall" \
-    --argjson retries "$attempt" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg date "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" \
-    --arg spec "$spec" \
-    '{model: $model, model_spec: $spec, date: $date, P: $P, M: $M, schedule: $schedule, blas_threads: $threads,
-      mpirun: ("mpirun -np \($P) " + $bind), wall_s: $wall, others_cpus: $others,
-      retries: $retries, loadavg_after: $load}' >"$OUT/runs/$name.meta.json"
-  echo "$name" >>"$RUN_LIST"
-  printf 'pipeline.sh: %-28s %7.0f samples/s  (%s s, others %s CPU)\n' "$name" \
-    "$(jq .throughput_samples_per_s "$OUT/runs/$name.json")" "$wall" "$others" >&2
+  bench_run "${model}_P${P}_M${M}_${sched}_t${threads}" "$P" "$threads" "${CONFIG[$model]}" "$spec" \
+    "${STEPS[$model]}" "$BATCH" "{\"model\":\"$model\",\"M\":$M,\"schedule\":\"$sched\"}" "${sets[@]}"
 }
 
-START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
-T_START=$(now_s)
+bench_begin
 for model in "${MODELS[@]}"; do
   for P in "${PS[@]}"; do
     for M in "${MS[@]}"; do
@@ -302,56 +130,21 @@ for model in "${MODELS[@]}"; do
     done
   done
 done
-T_END=$(now_s)
-END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+bench_end
 
-# ---- derived figures ---------------------------------------------------------------
-{
-  echo "["
-  sep=""
-  while read -r name; do
-    printf '%s{"meta":%s,"summary":%s}\n' "$sep" "$(cat "$OUT/runs/$name.meta.json")" "$(cat "$OUT/runs/$name.json")"
-    sep=","
-  done <"$RUN_LIST"
-  echo "]"
-} >"$OUT/.raw.json"
-
-jq --slurpfile models "$OUT/models.json" --slurpfile sg "$OUT/sgemm.json" "$JQ_DEFS"'
-  $models[0] as $mod | $sg[0] as $peak
-  | . as $all
-  | def base($r; $t): [ $all[] | select(.meta.model == $r.meta.model and .meta.P == 1 and .meta.M == $r.meta.M
-                        and .meta.blas_threads == $t and ($t == 2 or .meta.schedule == $r.meta.schedule))
-                        | .summary.throughput_samples_per_s ] | first // null;
-  [ .[] | . as $r | $mod[$r.meta.model].layers as $L | $r.summary.micro_batch_rows as $b
-    | ($r.summary.ranks | map(.flops) | add) as $ftot
-    | {meta, summary: ($r.summary | del(.ranks)),
-       speedup_vs_p1: (base($r; 1) as $d | if $r.meta.P > 1 and $r.meta.blas_threads == 1 and $d != null then $r.summary.throughput_samples_per_s / $d else null end),
-       speedup_vs_p1_2threads: (base($r; 2) as $d | if $r.meta.P > 1 and $r.meta.blas_threads == 1 and $d != null then $r.summary.throughput_samples_per_s / $d else null end),
-       ranks: [ $r.summary.ranks[] | . as $k
-         | gemms($L; $k.first_layer; $k.last_layer; $b) as $g
-         | (if ($g | length) > 0 then ($g | map(.f) | add) / ($g | map(.f / $peak[.k]) | add) else null end) as $ep
-         | $k + {work_share: ($k.flops / $ftot),
-                 gemm_peak_gflops: $ep,
-                 peak_fraction: (if $ep != null and $r.meta.blas_threads == 1 then $k.compute_gflops / $ep else null end),
-                 theoretical_bubble: $r.summary.theoretical_bubble,
-                 bubble_ratio: (if $r.summary.theoretical_bubble > 0 then $k.bubble_fraction / $r.summary.theoretical_bubble else null end)} ] } ]
-' "$OUT/.raw.json" >"$OUT/results.json"
-rm -f "$OUT/.raw.json" "$TIMES_FILE" "$RUN_LIST"
+# ---- derived figures (bench_derive) -------------------------------------------------
+bench_derive "$OUT/models.json" "$OUT/sgemm.json"
 
 # ---- the report ----------------------------------------------------------------------
-CPU_MODEL=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -1)
 {
   echo "## Pipeline benchmark ($([ "$QUICK" = 1 ] && echo "quick smoke run" || echo "full run"))"
   echo
-  jq -r --arg start "$START_DATE" --arg dur "$(awk -v a="$T_START" -v b="$T_END" 'BEGIN {printf "%.0f", b - a}')" \
-    '"- this invocation: \($start), \($dur) s; the \(length) runs finished between \(map(.meta.date // empty) | min) and \(map(.meta.date // empty) | max) (their own wall time, start-up and evaluation included: \(map(.meta.wall_s) | add | round) s)"' "$OUT/results.json"
-  echo "- machine: $CPU_MODEL, $CORES cores; $(grep -m1 '^openblas' "$OUT/sgemm.txt" | sed 's/^openblas *//')"
-  echo "- load average (1, 5, 15 min) before: $START_LOAD; after: $END_LOAD"
+  bench_header "$OUT/sgemm.txt"
   echo "- global batch $BATCH samples (micro-batch rows = $BATCH / M), steps: balanced ${STEPS[balanced]}, mlp ${STEPS[mlp]};" \
        "synthetic data (test split $((BATCH / 4)) samples, evaluated after training and not part of the throughput)"
   echo "- balanced: ${FEATURES[balanced]} → linear 1024, relu → [linear 1024, relu] × 8 → linear 10; mlp: ${FEATURES[mlp]} → 1024 → 1024 → 1024 → 10, ReLU + dropout 0.2 (examples/fashion_mlp.ini on synthetic data)"
   echo "- partition = cost; P ≤ $CORES: \`--bind-to core\`, 1 BLAS thread per rank; P = 1 with 2 BLAS threads and P > $CORES: \`--bind-to none\` (P > $CORES also \`--oversubscribe\`)"
-  echo "- sgemm reference: 1-thread \`sgemm_peak --shape\` best GFLOP/s on each stage's own products (best over all measurements; $SG_UNSETTLED of $((${#shape_args[@]} / 2)) shapes were disturbed by other processes in every measurement); a stage's reference is their FLOP-weighted harmonic mean (total FLOPs / Σ FLOPs_i / rate_i: the rate of that mix if every product ran as in sgemm_peak)"
+  echo "- sgemm reference: 1-thread \`sgemm_peak --shape\` best GFLOP/s on each stage's own products (best over all measurements; $SG_UNSETTLED of $SG_SHAPES shapes were disturbed by other processes in every measurement); a stage's reference is their FLOP-weighted harmonic mean (total FLOPs / Σ FLOPs_i / rate_i: the rate of that mix if every product ran as in sgemm_peak)"
   echo "- \`*\`: other processes used more than $BUSY_LIMIT CPU during the run; †: more ranks than cores (oversubscribed, for the record: compute and bubble times then include time spent descheduled)"
   echo "- checkpoints off (checkpoint.dir empty); runs start in the results directory"
   echo
