@@ -404,7 +404,7 @@ static int ckpt_save(bench *b, int level)
         for (int a = 0; a < CKPT_ARRAYS; a++) b->entries[k].crc[a] = b->crc[(size_t)k * CKPT_ARRAYS + a];
     char config[] = "# bench/checkpoint: synthetic model\n";
     ckpt_manifest m = {CKPT_FORMAT_VERSION, STEP, SEED, b->n_stages, 1, b->n_layers, b->cuts, config,
-                       b->n_tensors, b->entries};
+                       b->n_tensors, b->entries, NULL, ""};
     if ((st = ckpt_write_manifest(tmp, &m))) return ckpt_error("ckpt_write_manifest", st);
     if ((st = ckpt_commit(run, STEP))) return ckpt_error("ckpt_commit", st);
     return 0;

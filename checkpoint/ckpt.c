@@ -13,12 +13,18 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hdf5.h>
@@ -30,6 +36,18 @@
 
 /* Chunks of a compressed dataset hold at most this many bytes (whole rows). */
 #define CKPT_CHUNK_BYTES ((size_t)4 << 20)
+
+/* Bounds on sizes read from a file, checked before anything is allocated. */
+#define CKPT_STRING_MAX ((size_t)16 << 20) /* a string attribute (the config text) */
+#define CKPT_ENTRIES_MAX ((hsize_t)1 << 24) /* rows of /index */
+#define CKPT_STAGES_MAX (1 << 20)
+#define CKPT_ROW_MAX ((size_t)4096) /* bytes of one /index row in the file */
+/* deflate never shrinks data by more than about 1032:1 */
+#define CKPT_DEFLATE_RATIO 1100
+
+/* The sandbox: time limit (seconds) and memory headroom of the child. */
+#define CKPT_SANDBOX_TIMEOUT 20
+#define CKPT_SANDBOX_MEMORY ((rlim_t)1 << 30)
 
 #define CLOSE_ATTR(id)  do { if ((id) >= 0) { H5Aclose(id); (id) = H5I_INVALID_HID; } } while (0)
 #define CLOSE_DSET(id)  do { if ((id) >= 0) { H5Dclose(id); (id) = H5I_INVALID_HID; } } while (0)
@@ -47,33 +65,54 @@ static const char *const array_label[CKPT_ARRAYS] = {"parameter", "moment1", "mo
 static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 typedef struct {
-    char text[256];
+    char text[256];      /* the innermost description */
+    char lock_text[256]; /* the description of a lock failure, when there is one */
+    int lock;            /* the stack shows that a file could not be locked */
 } h5_inner;
 
 static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *err, void *data)
 {
     h5_inner *in = data;
-    if (n == 0 && err && err->desc) snprintf(in->text, sizeof in->text, "%s", err->desc);
+    if (!err) return 0;
+    if (n == 0 && err->desc) snprintf(in->text, sizeof in->text, "%s", err->desc);
+    if (err->min_num == H5E_CANTLOCKFILE || (err->desc && strstr(err->desc, "unable to lock file"))) {
+        if (!in->lock && err->desc) snprintf(in->lock_text, sizeof in->lock_text, "%s", err->desc);
+        in->lock = 1;
+    }
     return 0;
 }
 
+/* The fix for a file system without working locks, appended to every lock error. */
+#define LOCK_FIX                                                                                   \
+    "the file system does not support file locking (NFS?); disable HDF5's locking: "              \
+    "`export HDF5_USE_FILE_LOCKING=FALSE` before mpirun or pipetrain-ckpt, or pass "              \
+    "`-x HDF5_USE_FILE_LOCKING=FALSE` to mpirun"
+
 /* Records a message and appends the innermost entry of HDF5's error stack
  * ("...: HDF5 says: unable to open file"). Call it right after the failing
- * HDF5 call, before any other HDF5 call clears the stack. */
-static pt_status h5_fail(pt_status st, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static pt_status h5_fail(pt_status st, const char *fmt, ...)
+ * HDF5 call, before any other HDF5 call clears the stack. When the stack
+ * shows a failed file lock the status is PT_ERR_LOCK and the message says so
+ * and gives the fix (the file could not be opened or created, it is not
+ * damaged); `file` names the file for that message. */
+static pt_status h5_fail_file(pt_status st, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static pt_status h5_fail_file(pt_status st, const char *file, const char *fmt, ...)
 {
+    h5_inner in = {{0}, {0}, 0};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, &in);
     char msg[1536];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    h5_inner in = {{0}};
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, &in);
+    if (in.lock)
+        return pt_fail(PT_ERR_LOCK, "%s: cannot lock the file (HDF5: %s): %s", file ? file : msg,
+                       in.lock_text[0] ? in.lock_text : "unable to lock file", LOCK_FIX);
     if (in.text[0]) return pt_fail(st, "%s (HDF5: %s)", msg, in.text);
     return pt_fail(st, "%s", msg);
 }
+
+#define h5_fail(st, ...) h5_fail_file((st), NULL, __VA_ARGS__)
 
 /* ---- paths and files --------------------------------------------------- */
 
@@ -106,25 +145,54 @@ static pt_status fsync_path(const char *path, int is_dir)
     return PT_OK;
 }
 
-/* mkdir -p */
-static pt_status make_dirs(const char *path)
+/* mkdir -p of path; on failure -1 with the reason in why ("Y is not a
+ * directory", "Y: Permission denied"). */
+static int mkdir_p(const char *path, char *why, size_t len)
 {
     char buf[CKPT_PATH_MAX];
     int n = snprintf(buf, sizeof buf, "%s", path);
-    if (n <= 0 || (size_t)n >= sizeof buf) return pt_fail(PT_ERR_INVALID, "bad directory name '%s'", path);
+    if (n <= 0 || (size_t)n >= sizeof buf) {
+        snprintf(why, len, "the name is empty or too long");
+        return -1;
+    }
     for (char *p = buf + 1;; p++) {
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return pt_fail(PT_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+            if (mkdir(buf, 0755) != 0) {
+                int e = errno;
+                struct stat sb;
+                if (e == EEXIST || e == ENOTDIR) {
+                    if (stat(buf, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+                        snprintf(why, len, "%s is not a directory", buf);
+                        return -1;
+                    }
+                    if (e == ENOTDIR) {
+                        snprintf(why, len, "%s: %s", buf, strerror(e));
+                        return -1;
+                    }
+                } else if (!(stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode))) {
+                    snprintf(why, len, "%s: %s", buf, strerror(e));
+                    return -1;
+                }
+            }
             *p = c;
             if (c == '\0') break;
         }
     }
     struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return pt_fail(PT_ERR_IO, "%s exists and is not a directory", path);
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        snprintf(why, len, "%s is not a directory", path);
+        return -1;
+    }
+    return 0;
+}
+
+static pt_status make_dirs(const char *path)
+{
+    char why[CKPT_PATH_MAX + 64];
+    if (mkdir_p(path, why, sizeof why) != 0)
+        return pt_fail(PT_ERR_IO, "cannot create directory %s: %s", path, why);
     return PT_OK;
 }
 
@@ -301,18 +369,23 @@ static pt_status attr_write_i32(hid_t loc, const char *file, const char *name, i
     return attr_write(loc, file, name, H5T_STD_I32LE, H5T_NATIVE_INT, 0, &v);
 }
 
-/* A variable-length UTF-8 string attribute (h5py reads it as str). */
+/* A fixed-length UTF-8 string attribute of strlen(s) + 1 bytes, NUL-terminated
+ * (format version 2: nothing in the global heap; h5py reads it as bytes). */
 static pt_status attr_write_str(hid_t loc, const char *file, const char *name, const char *s)
 {
     pt_status st = PT_OK;
     hid_t type = H5I_INVALID_HID;
-    if ((type = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 ||
-        H5Tset_cset(type, H5T_CSET_UTF8) < 0) {
+    const char *v = s ? s : "";
+    size_t len = strlen(v);
+    if (len + 1 > CKPT_STRING_MAX)
+        return pt_fail(PT_ERR_INVALID, "%s: attribute '%s' would hold %zu bytes, at most %zu are allowed", file,
+                       name, len + 1, CKPT_STRING_MAX);
+    if ((type = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(type, len + 1) < 0 ||
+        H5Tset_strpad(type, H5T_STR_NULLTERM) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0) {
         st = h5_fail(PT_ERR_HDF5, "%s: cannot make the string type of attribute '%s'", file, name);
         goto done;
     }
-    const char *v = s ? s : "";
-    st = attr_write(loc, file, name, type, type, 0, &v);
+    st = attr_write(loc, file, name, type, type, 0, v);
 done:
     CLOSE_TYPE(type);
     return st;
@@ -342,8 +415,9 @@ static pt_status attr_read_int(hid_t loc, const char *file, const char *name, hi
         st = h5_fail(PT_ERR_HDF5, "%s: cannot query attribute '%s'", file, name);
         goto done;
     }
-    if (H5Tget_class(type) != H5T_INTEGER) {
-        st = pt_fail(PT_ERR_FORMAT, "%s: attribute '%s' is not an integer", file, name);
+    size_t tsize = H5Tget_size(type);
+    if (H5Tget_class(type) != H5T_INTEGER || tsize < 1 || tsize > 8) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: attribute '%s' is not an integer of 1 to 8 bytes", file, name);
         goto done;
     }
     hssize_t np = H5Sget_simple_extent_npoints(space);
@@ -368,8 +442,21 @@ static pt_status attr_read_i32(hid_t loc, const char *file, const char *name, in
     return attr_read_int(loc, file, name, H5T_NATIVE_INT, 1, v);
 }
 
-/* Reads a string attribute (variable- or fixed-length) into a malloc'd copy. */
-static pt_status attr_read_str(hid_t loc, const char *file, const char *name, char **out)
+/* Size in bytes of the file that holds loc (0 when HDF5 cannot tell). */
+static hsize_t loc_file_size(hid_t loc)
+{
+    hsize_t size = 0;
+    hid_t f = H5I_INVALID_HID;
+    if ((f = H5Iget_file_id(loc)) < 0) return 0;
+    if (H5Fget_filesize(f, &size) < 0) size = 0;
+    CLOSE_FILE(f);
+    return size;
+}
+
+/* Reads a string attribute into a malloc'd copy: fixed-length, or also
+ * variable-length when allow_vl (format version 1). A fixed length is checked
+ * against CKPT_STRING_MAX and the file's size before anything is allocated. */
+static pt_status attr_read_str(hid_t loc, const char *file, const char *name, int allow_vl, char **out)
 {
     pt_status st = PT_OK;
     hid_t attr = H5I_INVALID_HID, space = H5I_INVALID_HID, type = H5I_INVALID_HID;
@@ -396,15 +483,34 @@ static pt_status attr_read_str(hid_t loc, const char *file, const char *name, ch
         st = h5_fail(PT_ERR_HDF5, "%s: cannot query the string type of attribute '%s'", file, name);
         goto done;
     }
+    if (var && !allow_vl) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: attribute '%s' is a variable-length string, this format version "
+                     "stores fixed-length strings only (damaged?)", file, name);
+        goto done;
+    }
     if (var) {
         if (H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Tset_cset(mtype, H5Tget_cset(type)) < 0 ||
             H5Aread(attr, mtype, &vl) < 0) {
             st = h5_fail(PT_ERR_HDF5, "%s: cannot read attribute '%s'", file, name);
             goto done;
         }
+        if (vl && strnlen(vl, CKPT_STRING_MAX) >= CKPT_STRING_MAX) {
+            st = pt_fail(PT_ERR_FORMAT, "%s: attribute '%s' holds more than %zu bytes (damaged?)", file, name,
+                         CKPT_STRING_MAX - 1);
+            goto done;
+        }
         *out = strdup(vl ? vl : "");
     } else {
         size_t size = H5Tget_size(type);
+        hsize_t fsize = loc_file_size(loc);
+        if (size == 0 || size > CKPT_STRING_MAX || (fsize > 0 && (hsize_t)size > fsize)) {
+            st = pt_fail(PT_ERR_FORMAT, "%s: attribute '%s' declares a string of %zu bytes, more than %s (%llu "
+                         "bytes): the file is damaged", file, name, size,
+                         fsize > 0 && (hsize_t)size > fsize ? "the whole file" : "allowed",
+                         fsize > 0 && (hsize_t)size > fsize ? (unsigned long long)fsize
+                                                            : (unsigned long long)CKPT_STRING_MAX);
+            goto done;
+        }
         char *buf = calloc(size + 1, 1);
         if (!buf) {
             st = pt_fail(PT_ERR_NOMEM, "%s: attribute '%s': out of memory", file, name);
@@ -431,18 +537,22 @@ done:
 
 /* ---- files ------------------------------------------------------------- */
 
-/* Creates path for writing, in a format HDF5 1.8 and later (h5py, h5dump) read. */
+/* Creates path for writing in the HDF5 1.10 file format (format version 2):
+ * superblock version 3 and version 2 object headers, so that HDF5 checksums
+ * all metadata it writes (superblock, object headers, chunk indexes, heaps of
+ * dense attributes and groups), and a reader detects damaged metadata instead
+ * of trusting it. HDF5 1.10 and later (h5py, h5dump) read it. */
 static pt_status create_file(const char *path, hid_t *file)
 {
     pt_status st = PT_OK;
     hid_t fapl = H5I_INVALID_HID;
     if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
-        H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18) < 0) {
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0) {
         st = h5_fail(PT_ERR_HDF5, "%s: cannot set up the file access properties", path);
         goto done;
     }
     if ((*file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0) {
-        st = h5_fail(PT_ERR_HDF5, "cannot create %s", path);
+        st = h5_fail_file(PT_ERR_HDF5, path, "cannot create %s", path);
         goto done;
     }
 done:
@@ -751,7 +861,9 @@ static pt_status write_manifest_body(hid_t file, const char *path, const ckpt_ma
         (st = attr_write_i32(file, path, "n_layers", m->n_layers)) != PT_OK ||
         (st = attr_write(file, path, "cuts", H5T_STD_I32LE, H5T_NATIVE_INT, (hsize_t)m->n_stages + 1,
                          m->cuts)) != PT_OK ||
-        (st = attr_write_str(file, path, "config", m->config_text)) != PT_OK)
+        (st = attr_write_str(file, path, "config", m->config_text)) != PT_OK ||
+        (st = attr_write_str(file, path, "history", m->history)) != PT_OK ||
+        (st = attr_write_str(file, path, "data_fingerprint", m->data_fingerprint)) != PT_OK)
         goto done;
 
     if ((st = index_type(1, &ftype)) != PT_OK || (st = index_type(0, &mtype)) != PT_OK) {
@@ -905,6 +1017,49 @@ pt_status ckpt_begin(const char *run_dir, long step, char *out, size_t len)
     return fsync_path(run_dir, 1);
 }
 
+pt_status ckpt_check_dir_writable(const char *run_dir, const char *probe_name)
+{
+    h5_quiet();
+    if (!run_dir || !*run_dir || !probe_name || !*probe_name || strchr(probe_name, '/'))
+        return pt_fail(PT_ERR_INVALID, "ckpt_check_dir_writable: missing directory, or a probe name '%s' that is "
+                       "empty or holds '/'", probe_name ? probe_name : "(none)");
+    char why[CKPT_PATH_MAX + 64], path[CKPT_PATH_MAX];
+    if (mkdir_p(run_dir, why, sizeof why) != 0)
+        return pt_fail(PT_ERR_IO, "checkpoint.dir %s: cannot create directory: %s", run_dir, why);
+    pt_status st = join(path, sizeof path, run_dir, probe_name);
+    if (st != PT_OK) return st;
+    /* the plain system call first: its errno is the clearest reason (permission, read-only, full) */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return pt_fail(PT_ERR_IO, "checkpoint.dir %s: cannot create a file in it (%s): %s", run_dir, probe_name,
+                       strerror(errno));
+    close(fd);
+
+    hid_t file = H5I_INVALID_HID;
+    if ((st = create_file(path, &file)) != PT_OK) { /* the shard writer's file access properties */
+        if (st != PT_ERR_LOCK) st = pt_wrap(PT_ERR_IO, "checkpoint.dir %s: ", run_dir);
+        goto done;
+    }
+    int one = 1;
+    if ((st = attr_write_i32(file, path, "probe", one)) != PT_OK) {
+        st = pt_wrap(PT_ERR_IO, "checkpoint.dir %s: ", run_dir);
+        goto done;
+    }
+    herr_t e = H5Fclose(file);
+    file = H5I_INVALID_HID;
+    if (e < 0) {
+        st = h5_fail_file(PT_ERR_IO, path, "checkpoint.dir %s: closing (flushing) %s failed", run_dir, path);
+        goto done;
+    }
+    if ((st = fsync_path(path, 0)) != PT_OK) st = pt_wrap(PT_ERR_IO, "checkpoint.dir %s: ", run_dir);
+done:
+    CLOSE_FILE(file);
+    if (unlink(path) != 0 && errno != ENOENT && st == PT_OK)
+        st = pt_fail(PT_ERR_IO, "checkpoint.dir %s: cannot remove the probe file %s: %s", run_dir, path,
+                     strerror(errno));
+    return st;
+}
+
 /* Moves tmp to final. When final exists (a step written again), the two are
  * swapped atomically where the system can, so `final` is whole at every
  * moment; else the old one is first renamed aside. The old tree is removed. */
@@ -1041,17 +1196,302 @@ static int is_regular(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-/* Opens path read-only: distinguishes a missing file from one HDF5 cannot read. */
+/* ---- the sandbox --------------------------------------------------------- */
+
+/* HDF5 trusts the metadata of the files it reads: damaged metadata (a format
+ * version 1 file has no checksums) can make it crash, loop forever or try to
+ * allocate terabytes. So every function that walks a file's metadata first
+ * runs the same walk in a forked child process: no MPI, bounded memory,
+ * a time limit, and it ends with _exit (no exit handlers, no HDF5 shutdown,
+ * nothing flushed). The parent walks for real only when the child finished
+ * the walk without error; an ordinary error of the child's walk is returned
+ * as is (the parent's walk would give the same error); a child that died
+ * from a signal or ran out of time gives PT_ERR_FORMAT naming the file. */
+
+typedef pt_status (*sandbox_fn)(const char *path, void *arg);
+
+/* What the child sends back through its pipe. */
+typedef struct {
+    int32_t status;
+    char msg[2048];
+} sandbox_result;
+
+/* PIPETRAIN_HDF5_TIMEOUT: seconds, 0 = no sandbox. */
+static pt_status sandbox_timeout(int *seconds)
+{
+    *seconds = CKPT_SANDBOX_TIMEOUT;
+    const char *env = getenv("PIPETRAIN_HDF5_TIMEOUT");
+    if (!env || !*env) return PT_OK;
+    char *end;
+    errno = 0;
+    long v = strtol(env, &end, 10);
+    while (*end == ' ') end++;
+    if (errno != 0 || *end != '\0' || v < 0 || v > 86400)
+        return pt_fail(PT_ERR_INVALID, "PIPETRAIN_HDF5_TIMEOUT='%s': expected whole seconds from 0 (no "
+                       "sandbox) to 86400", env);
+    *seconds = (int)v;
+    return PT_OK;
+}
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGSEGV: return "SIGSEGV";
+    case SIGBUS: return "SIGBUS";
+    case SIGABRT: return "SIGABRT";
+    case SIGFPE: return "SIGFPE";
+    case SIGILL: return "SIGILL";
+    case SIGKILL: return "SIGKILL";
+    case SIGTRAP: return "SIGTRAP";
+    case SIGSYS: return "SIGSYS";
+    case SIGALRM: return "SIGALRM";
+    case SIGXCPU: return "SIGXCPU";
+    case SIGTERM: return "SIGTERM";
+    default: return NULL;
+    }
+}
+
+/* In the child: at most CKPT_SANDBOX_MEMORY more address space than the
+ * parent had, so a huge size read from the file fails to allocate instead of
+ * taking the machine's memory. Not under AddressSanitizer, whose shadow
+ * memory needs terabytes of address space. */
+static void sandbox_limit_memory(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return;
+#endif
+#endif
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (!f) return;
+    int ok = fscanf(f, "%lu", &pages) == 1;
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    if (!ok || page <= 0) return;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0) return;
+    rlim_t want = (rlim_t)pages * (rlim_t)page + CKPT_SANDBOX_MEMORY;
+    if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) want = rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) return;
+    rl.rlim_cur = want;
+    (void)setrlimit(RLIMIT_AS, &rl);
+}
+
+static void sandbox_child(int fd, int seconds, const char *path, sandbox_fn fn, void *arg)
+{
+    /* die from a crash rather than run handlers the parent installed (MPI's, a backtrace printer) */
+    static const int deadly[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGALRM, SIGTERM, SIGPIPE};
+    for (size_t i = 0; i < sizeof deadly / sizeof deadly[0]; i++) signal(deadly[i], SIG_DFL);
+    /* the child prints nothing: what HDF5 (or a sanitizer's report on HDF5's
+     * misbehaviour) would print is the damage the parent reports */
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        if (null > STDERR_FILENO) close(null);
+    }
+    sandbox_limit_memory();
+    alarm((unsigned)seconds + 2); /* in case the parent is gone */
+    sandbox_result res;
+    memset(&res, 0, sizeof res);
+    pt_clear_error();
+    res.status = (int32_t)fn(path, arg);
+    snprintf(res.msg, sizeof res.msg, "%s", pt_last_error());
+    const char *p = (const char *)&res;
+    size_t left = sizeof res;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) _exit(3);
+        p += w;
+        left -= (size_t)w;
+    }
+    _exit(0);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static pt_status sandbox_damaged(const char *path, const char *what)
+{
+    return pt_fail(PT_ERR_FORMAT, "%s: damaged HDF5 metadata: the HDF5 library %s — the file is corrupt; restore "
+                   "it from a copy or use an earlier checkpoint", path, what);
+}
+
+/* Files this thread's sandbox already walked without error, with the walk:
+ * the same unchanged file (device, inode, size, modification and change
+ * times) is not walked in a child again (verify scans a shard and then
+ * reads it). */
+#define SANDBOX_SEEN 64
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+    sandbox_fn fn;
+} sandbox_seen;
+static _Thread_local sandbox_seen seen[SANDBOX_SEEN];
+static _Thread_local int n_seen, next_seen;
+
+static int seen_same(const sandbox_seen *a, const struct stat *sb, sandbox_fn fn)
+{
+    return a->fn == fn && a->dev == sb->st_dev && a->ino == sb->st_ino && a->size == sb->st_size &&
+           a->mtime.tv_sec == sb->st_mtim.tv_sec && a->mtime.tv_nsec == sb->st_mtim.tv_nsec &&
+           a->ctime.tv_sec == sb->st_ctim.tv_sec && a->ctime.tv_nsec == sb->st_ctim.tv_nsec;
+}
+
+static pt_status sandbox_run(const char *path, sandbox_fn fn, void *arg, int seconds);
+
+/* Runs fn(path, arg) in a child process first (see above). PT_OK when the
+ * child's fn returned PT_OK: the caller then does the real work. */
+static pt_status h5_sandboxed(const char *path, sandbox_fn fn, void *arg)
+{
+    int seconds;
+    pt_status st = sandbox_timeout(&seconds);
+    if (st != PT_OK || seconds == 0) return st;
+    struct stat sb;
+    int have = stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+    for (int i = 0; have && i < n_seen; i++)
+        if (seen_same(&seen[i], &sb, fn)) return PT_OK;
+    st = sandbox_run(path, fn, arg, seconds);
+    if (st == PT_OK && have) {
+        seen[next_seen] = (sandbox_seen){sb.st_dev, sb.st_ino, sb.st_size, sb.st_mtim, sb.st_ctim, fn};
+        next_seen = (next_seen + 1) % SANDBOX_SEEN;
+        if (n_seen < SANDBOX_SEEN) n_seen++;
+    }
+    return st;
+}
+
+static pt_status sandbox_run(const char *path, sandbox_fn fn, void *arg, int seconds)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return pt_fail(PT_ERR_IO, "%s: cannot create the pipe to check its HDF5 metadata: %s", path, strerror(errno));
+    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return pt_fail(PT_ERR_IO, "%s: cannot start the process that checks its HDF5 metadata: %s", path,
+                       strerror(e));
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        sandbox_child(fds[1], seconds, path, fn, arg); /* does not return */
+        _exit(4);
+    }
+    close(fds[1]);
+
+    sandbox_result res;
+    size_t got = 0;
+    int timed_out = 0;
+    double deadline = now_seconds() + seconds;
+    for (;;) {
+        double left = deadline - now_seconds();
+        if (left <= 0) {
+            timed_out = 1;
+            break;
+        }
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int n = poll(&pfd, 1, left > 1e6 ? 1000000000 : (int)(left * 1000.0) + 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        if (n == 0) continue; /* the deadline is checked above */
+        ssize_t r = read(fds[0], (char *)&res + got, got < sizeof res ? sizeof res - got : 1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break; /* end of file: the child is done */
+        if (got < sizeof res) got += (size_t)r;
+    }
+    close(fds[0]);
+    if (timed_out) kill(pid, SIGKILL);
+    int ws = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &ws, 0)) < 0 && errno == EINTR) {}
+    if (timed_out) {
+        char what[96];
+        snprintf(what, sizeof what, "did not finish reading it in %d s (PIPETRAIN_HDF5_TIMEOUT)", seconds);
+        return sandbox_damaged(path, what);
+    }
+    int exited_ok = w == pid ? WIFEXITED(ws) && WEXITSTATUS(ws) == 0 : 1; /* SIGCHLD ignored: trust the pipe */
+    if (got == sizeof res && exited_ok) {
+        res.msg[sizeof res.msg - 1] = '\0';
+        if (res.status == PT_OK) return PT_OK;
+        if (res.status < 0 || res.status >= PT_STATUS_COUNT) res.status = PT_ERR_FORMAT;
+        return pt_fail((pt_status)res.status, "%s", res.msg);
+    }
+    char what[96];
+    if (w == pid && WIFSIGNALED(ws)) {
+        int sig = WTERMSIG(ws);
+        const char *name = signal_name(sig);
+        if (sig == SIGALRM || sig == SIGXCPU) {
+            snprintf(what, sizeof what, "did not finish reading it in %d s (PIPETRAIN_HDF5_TIMEOUT)", seconds);
+            return sandbox_damaged(path, what);
+        }
+        if (name) snprintf(what, sizeof what, "crashed (%s) reading it", name);
+        else snprintf(what, sizeof what, "crashed (signal %d) reading it", sig);
+    } else if (w == pid && WIFEXITED(ws)) {
+        snprintf(what, sizeof what, "crashed (exit status %d) reading it", WEXITSTATUS(ws));
+    } else {
+        snprintf(what, sizeof what, "crashed reading it");
+    }
+    return sandbox_damaged(path, what);
+}
+
+/* Opens path read-only: distinguishes a missing file from one HDF5 cannot
+ * read, and a file that cannot be locked from both. */
 static pt_status open_readonly(const char *path, const char *what, hid_t *file)
 {
     struct stat sb;
     if (stat(path, &sb) != 0)
         return pt_fail(PT_ERR_IO, "%s %s is missing: %s", what, path, strerror(errno));
     htri_t ok = H5Fis_hdf5(path);
-    if (ok <= 0) return h5_fail(PT_ERR_FORMAT, "%s %s is not a readable HDF5 file (truncated or damaged?)", what, path);
+    if (ok <= 0)
+        return h5_fail_file(PT_ERR_FORMAT, path, "%s %s is not a readable HDF5 file (truncated or damaged?)", what,
+                            path);
     if ((*file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
-        return h5_fail(PT_ERR_FORMAT, "%s %s is not a readable HDF5 file (truncated or damaged?)", what, path);
+        return h5_fail_file(PT_ERR_FORMAT, path, "%s %s is not a readable HDF5 file (truncated or damaged?)", what,
+                            path);
     return PT_OK;
+}
+
+/* The HDF5 part of check_single_file: which of /index, /layers and the
+ * `stage` attribute the file has (*kind: 1 index, 2 a shard, 0 neither). */
+static pt_status single_file_kind(const char *path, int *kind)
+{
+    *kind = 0;
+    htri_t ok = H5Fis_hdf5(path);
+    if (ok <= 0) {
+        pt_status st = h5_fail_file(PT_ERR_INVALID, path, "not HDF5");
+        if (st == PT_ERR_LOCK) return st;
+        *kind = -1;
+        return PT_OK;
+    }
+    hid_t file = H5I_INVALID_HID;
+    if ((file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
+        return h5_fail_file(PT_ERR_FORMAT, path,
+                            "checkpoint file %s is not a readable HDF5 file (truncated or damaged?)", path);
+    htri_t index = H5Lexists(file, "index", H5P_DEFAULT);
+    htri_t layers = H5Lexists(file, "layers", H5P_DEFAULT);
+    htri_t stage = H5Aexists(file, "stage");
+    CLOSE_FILE(file);
+    *kind = index > 0 ? 1 : layers > 0 && stage > 0 ? 2 : 0;
+    return PT_OK;
+}
+
+static pt_status probe_single_file(const char *path, void *arg)
+{
+    (void)arg;
+    int kind;
+    return single_file_kind(path, &kind);
 }
 
 /* Is the regular file `path` a single-file checkpoint (HDF5 with /index)?
@@ -1061,18 +1501,13 @@ static pt_status check_single_file(const char *path)
     static const char expected[] = "expected a run directory with a 'latest' file, a checkpoint directory "
                                    "with a manifest.h5, or a single-file checkpoint written by "
                                    "pipetrain-ckpt export";
-    htri_t ok = H5Fis_hdf5(path);
-    if (ok <= 0) return pt_fail(PT_ERR_INVALID, "checkpoint path %s is a file but not HDF5 (%s)", path, expected);
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0)
-        return h5_fail(PT_ERR_FORMAT, "checkpoint file %s is not a readable HDF5 file (truncated or damaged?)",
-                       path);
-    htri_t index = H5Lexists(file, "index", H5P_DEFAULT);
-    htri_t layers = H5Lexists(file, "layers", H5P_DEFAULT);
-    htri_t stage = H5Aexists(file, "stage");
-    H5Fclose(file);
-    if (index > 0) return PT_OK;
-    if (layers > 0 && stage > 0)
+    int kind = 0;
+    pt_status st = h5_sandboxed(path, probe_single_file, NULL);
+    if (st == PT_OK) st = single_file_kind(path, &kind);
+    if (st != PT_OK) return st;
+    if (kind < 0) return pt_fail(PT_ERR_INVALID, "checkpoint path %s is a file but not HDF5 (%s)", path, expected);
+    if (kind == 1) return PT_OK;
+    if (kind == 2)
         return pt_fail(PT_ERR_INVALID, "checkpoint path %s is one shard of a checkpoint (it has no /index): give "
                        "the checkpoint directory that holds it and its manifest.h5", path);
     return pt_fail(PT_ERR_INVALID, "checkpoint path %s is an HDF5 file without an /index dataset (%s)", path,
@@ -1159,27 +1594,89 @@ void ckpt_manifest_free(ckpt_manifest *m)
     if (!m) return;
     free(m->cuts);
     free(m->config_text);
+    free(m->history);
     free(m->entries);
     memset(m, 0, sizeof *m);
 }
 
-pt_status ckpt_read_manifest(const char *ckpt_dir, ckpt_manifest *m)
+int ckpt_format_supported(int version)
 {
-    h5_quiet();
-    if (!ckpt_dir || !m) return pt_fail(PT_ERR_INVALID, "ckpt_read_manifest: missing directory or manifest");
-    memset(m, 0, sizeof *m);
-    char path[CKPT_PATH_MAX];
-    int single = ckpt_is_single(ckpt_dir);
-    pt_status st = ckpt_manifest_path(ckpt_dir, path, sizeof path);
-    if (st != PT_OK) return st;
+    return version >= CKPT_FORMAT_VERSION_OLDEST && version <= CKPT_FORMAT_VERSION;
+}
 
+static pt_status unknown_version(const char *path, int version)
+{
+    return pt_fail(PT_ERR_FORMAT, "%s: format version %d, this pipetrain reads version %d or %d", path, version,
+                   CKPT_FORMAT_VERSION_OLDEST, CKPT_FORMAT_VERSION);
+}
+
+/* The file type of /index has the fields the reader converts, each of the
+ * right class and inside the row, and rows of a sane size. */
+static pt_status check_index_type(hid_t ftype, const char *path)
+{
+    static const struct {
+        const char *name;
+        H5T_class_t cls;
+    } fields[] = {{"name", H5T_STRING},  {"layer", H5T_INTEGER}, {"ndim", H5T_INTEGER}, {"shape", H5T_ARRAY},
+                  {"numel", H5T_INTEGER}, {"shard", H5T_INTEGER}, {"crc", H5T_ARRAY}};
+    size_t row = H5Tget_size(ftype);
+    if (row == 0 || row > CKPT_ROW_MAX)
+        return pt_fail(PT_ERR_FORMAT, "%s: /index rows of %zu bytes, expected at most %zu: the file is damaged", path,
+                       row, CKPT_ROW_MAX);
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        int idx = H5Tget_member_index(ftype, fields[i].name);
+        if (idx < 0)
+            return pt_fail(PT_ERR_FORMAT, "%s: /index has no field '%s'", path, fields[i].name);
+        pt_status st = PT_OK;
+        hid_t mt = H5I_INVALID_HID;
+        mt = H5Tget_member_type(ftype, (unsigned)idx);
+        size_t off = H5Tget_member_offset(ftype, (unsigned)idx);
+        size_t msize = mt >= 0 ? H5Tget_size(mt) : 0;
+        if (mt < 0 || H5Tget_class(mt) != fields[i].cls || msize == 0 || msize > row || off > row - msize)
+            st = pt_fail(PT_ERR_FORMAT, "%s: /index field '%s' has the wrong type or lies outside its row of %zu "
+                         "bytes: the file is damaged", path, fields[i].name, row);
+        CLOSE_TYPE(mt);
+        if (st != PT_OK) return st;
+    }
+    return PT_OK;
+}
+
+/* The bytes the index declares per shard fit in the shard file: a damaged
+ * numel must not make a caller allocate terabytes. Deflate shrinks data by at
+ * most ~1032:1; a missing shard is left to the reader to report. */
+static pt_status check_entry_sizes(const ckpt_manifest *m, const char *ckpt_dir, const char *path)
+{
+    for (int s = 0; s < m->n_stages; s++) {
+        char shard[CKPT_PATH_MAX];
+        struct stat sb;
+        if (ckpt_shard_path(ckpt_dir, s, shard, sizeof shard) != PT_OK || stat(shard, &sb) != 0) continue;
+        double bound = (double)sb.st_size * CKPT_DEFLATE_RATIO + (double)(1 << 20), total = 0;
+        for (int k = 0; k < m->n_entries; k++) {
+            const ckpt_entry *e = &m->entries[k];
+            if (e->shard != s) continue;
+            total += (double)e->numel * sizeof(float) * CKPT_ARRAYS;
+            if (total > bound)
+                return pt_fail(PT_ERR_FORMAT, "%s: tensor %.*s declares %lld elements, but its shard %s has only "
+                               "%lld bytes: the manifest (or the shard) is damaged", path, CKPT_NAME_MAX, e->name,
+                               (long long)e->numel, shard, (long long)sb.st_size);
+        }
+    }
+    return PT_OK;
+}
+
+/* Reads and checks the manifest at path (the checkpoint ckpt_dir; single: a
+ * single-file checkpoint) into m. Runs in the sandbox's child, then for real. */
+static pt_status read_manifest_file(const char *ckpt_dir, const char *path, int single, ckpt_manifest *m)
+{
+    pt_status st = PT_OK;
     hid_t file = H5I_INVALID_HID, dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
     hid_t ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID;
+    memset(m, 0, sizeof *m);
     if ((st = open_readonly(path, single ? "checkpoint file" : "checkpoint manifest", &file)) != PT_OK) goto done;
+    hsize_t fsize = loc_file_size(file);
     if ((st = attr_read_i32(file, path, "format_version", &m->format_version)) != PT_OK) goto done;
-    if (m->format_version != CKPT_FORMAT_VERSION) {
-        st = pt_fail(PT_ERR_FORMAT, "%s: format version %d, this pipetrain reads version %d", path,
-                     m->format_version, CKPT_FORMAT_VERSION);
+    if (!ckpt_format_supported(m->format_version)) {
+        st = unknown_version(path, m->format_version);
         goto done;
     }
     int64_t step = 0;
@@ -1190,7 +1687,12 @@ pt_status ckpt_read_manifest(const char *ckpt_dir, ckpt_manifest *m)
         (st = attr_read_i32(file, path, "n_layers", &m->n_layers)) != PT_OK)
         goto done;
     m->step = (long)step;
-    if (m->n_stages < 1 || m->n_stages > 1 << 20) {
+    if (step < 0 || (int64_t)m->step != step) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: step %lld is out of range", path, (long long)step);
+        goto done;
+    }
+    if (m->n_stages < 1 || m->n_stages > CKPT_STAGES_MAX ||
+        (fsize > 0 && ((hsize_t)m->n_stages + 1) * sizeof(int) > fsize)) {
         st = pt_fail(PT_ERR_FORMAT, "%s: n_stages %d is out of range", path, m->n_stages);
         goto done;
     }
@@ -1203,29 +1705,48 @@ pt_status ckpt_read_manifest(const char *ckpt_dir, ckpt_manifest *m)
         st = pt_fail(PT_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
+    /* version 1 stored the config as a variable-length string, version 2 as a fixed-length one */
     if ((st = attr_read_int(file, path, "cuts", H5T_NATIVE_INT, m->n_stages + 1, m->cuts)) != PT_OK ||
-        (st = attr_read_str(file, path, "config", &m->config_text)) != PT_OK)
+        (st = attr_read_str(file, path, "config", m->format_version == 1, &m->config_text)) != PT_OK)
         goto done;
+    /* optional: the history of changes on resume and the data fingerprint (absent before them) */
+    htri_t has = H5Aexists(file, "history");
+    if (has > 0) st = attr_read_str(file, path, "history", 0, &m->history);
+    if (!st && (has = H5Aexists(file, "data_fingerprint")) > 0) {
+        char *fp = NULL;
+        if (!(st = attr_read_str(file, path, "data_fingerprint", 0, &fp)))
+            snprintf(m->data_fingerprint, sizeof m->data_fingerprint, "%s", fp);
+        free(fp);
+    }
+    if (!st && has < 0) st = h5_fail(PT_ERR_FORMAT, "%s: cannot look up its attributes (damaged?)", path);
+    if (st) goto done;
 
     htri_t ex = H5Lexists(file, "index", H5P_DEFAULT);
     if (ex <= 0) {
-        st = ex < 0 ? h5_fail(PT_ERR_HDF5, "%s: cannot look up /index", path)
+        st = ex < 0 ? h5_fail(PT_ERR_FORMAT, "%s: cannot look up /index (damaged?)", path)
                     : pt_fail(PT_ERR_FORMAT, "%s lacks the dataset /index", path);
         goto done;
     }
     if ((dset = H5Dopen2(file, "index", H5P_DEFAULT)) < 0 || (space = H5Dget_space(dset)) < 0 ||
         (ftype = H5Dget_type(dset)) < 0) {
-        st = h5_fail(PT_ERR_HDF5, "%s: cannot open dataset /index", path);
+        st = h5_fail(PT_ERR_FORMAT, "%s: cannot open dataset /index (damaged?)", path);
         goto done;
     }
     if (H5Tget_class(ftype) != H5T_COMPOUND || H5Sget_simple_extent_ndims(space) != 1) {
         st = pt_fail(PT_ERR_FORMAT, "%s: /index is not a 1-D compound dataset", path);
         goto done;
     }
+    if ((st = check_index_type(ftype, path)) != PT_OK) goto done;
     hsize_t n = 0;
-    H5Sget_simple_extent_dims(space, &n, NULL);
-    if (n > (hsize_t)1 << 24) {
-        st = pt_fail(PT_ERR_FORMAT, "%s: /index holds %llu entries", path, (unsigned long long)n);
+    if (H5Sget_simple_extent_dims(space, &n, NULL) < 0) {
+        st = h5_fail(PT_ERR_FORMAT, "%s: cannot read the extent of /index (damaged?)", path);
+        goto done;
+    }
+    size_t row = H5Tget_size(ftype);
+    if (n > CKPT_ENTRIES_MAX || (fsize > 0 && n * (hsize_t)row > fsize)) {
+        st = pt_fail(PT_ERR_FORMAT, "%s: /index declares %llu entries of %zu bytes, more than the file's %llu "
+                     "bytes can hold: the file is damaged", path, (unsigned long long)n, row,
+                     (unsigned long long)fsize);
         goto done;
     }
     m->n_entries = (int)n;
@@ -1244,7 +1765,7 @@ pt_status ckpt_read_manifest(const char *ckpt_dir, ckpt_manifest *m)
             goto done;
         }
     }
-    if ((st = check_manifest(m, path)) != PT_OK) {
+    if ((st = check_manifest(m, path)) != PT_OK || (st = check_entry_sizes(m, ckpt_dir, path)) != PT_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", pt_last_error());
         st = pt_fail(PT_ERR_FORMAT, "%s", msg);
@@ -1257,6 +1778,38 @@ done:
     CLOSE_FILE(file);
     if (st != PT_OK) ckpt_manifest_free(m);
     return st;
+}
+
+typedef struct {
+    const char *ckpt_dir;
+    int single;
+} manifest_probe;
+
+static pt_status probe_manifest(const char *path, void *arg)
+{
+    const manifest_probe *p = arg;
+    ckpt_manifest m;
+    pt_status st = read_manifest_file(p->ckpt_dir, path, p->single, &m);
+    ckpt_manifest_free(&m);
+    return st;
+}
+
+pt_status ckpt_read_manifest(const char *ckpt_dir, ckpt_manifest *m)
+{
+    h5_quiet();
+    if (!ckpt_dir || !m) return pt_fail(PT_ERR_INVALID, "ckpt_read_manifest: missing directory or manifest");
+    memset(m, 0, sizeof *m);
+    char path[CKPT_PATH_MAX];
+    int single = ckpt_is_single(ckpt_dir);
+    pt_status st = ckpt_manifest_path(ckpt_dir, path, sizeof path);
+    if (st != PT_OK) return st;
+    struct stat sb;
+    if (stat(path, &sb) != 0) /* the same message as open_readonly's, without a child */
+        return pt_fail(PT_ERR_IO, "%s %s is missing: %s", single ? "checkpoint file" : "checkpoint manifest", path,
+                       strerror(errno));
+    manifest_probe probe = {ckpt_dir, single};
+    if ((st = h5_sandboxed(path, probe_manifest, &probe)) != PT_OK) return st;
+    return read_manifest_file(ckpt_dir, path, single, m);
 }
 
 int ckpt_find(const ckpt_manifest *m, const char *name)
@@ -1312,7 +1865,10 @@ static pt_status reader_path(const ckpt_reader *r, int s, char *path, size_t len
     return join(path, len, r->dir, name);
 }
 
-/* Opens shard s of r on first use and checks its format version and stage. */
+static pt_status probe_shard(const char *path, void *arg);
+
+/* Opens shard s of r on first use (after walking its metadata in the
+ * sandbox) and checks its format version and stage. */
 static pt_status reader_shard(ckpt_reader *r, int s, const char *tensor, hid_t *out)
 {
     if (r->files[s] >= 0) {
@@ -1331,15 +1887,15 @@ static pt_status reader_shard(ckpt_reader *r, int s, const char *tensor, hid_t *
                        "tensor %s)", r->dir, name, r->n_files, tensor);
     }
     hid_t file = H5I_INVALID_HID;
-    if ((st = open_readonly(path, r->single ? "checkpoint file" : "checkpoint shard", &file)) != PT_OK)
+    if ((st = h5_sandboxed(path, probe_shard, NULL)) != PT_OK ||
+        (st = open_readonly(path, r->single ? "checkpoint file" : "checkpoint shard", &file)) != PT_OK)
         return pt_wrap(st, "tensor %s: ", tensor);
     int version = 0, stage = -1;
     if ((st = attr_read_i32(file, path, "format_version", &version)) != PT_OK ||
         (st = attr_read_i32(file, path, "stage", &stage)) != PT_OK)
         goto fail;
-    if (version != CKPT_FORMAT_VERSION) {
-        st = pt_fail(PT_ERR_FORMAT, "%s: format version %d, this pipetrain reads version %d", path, version,
-                     CKPT_FORMAT_VERSION);
+    if (!ckpt_format_supported(version)) {
+        st = unknown_version(path, version);
         goto fail;
     }
     if (stage != s) {
@@ -1602,10 +2158,9 @@ static pt_status scan_layer(ckpt_shard_info *info, hid_t lg, const char *path, i
     return st;
 }
 
-pt_status ckpt_scan_shard(const char *path, ckpt_shard_info *info)
+/* ckpt_scan_shard without the sandbox. */
+static pt_status scan_shard_file(const char *path, ckpt_shard_info *info)
 {
-    h5_quiet();
-    if (!path || !info) return pt_fail(PT_ERR_INVALID, "ckpt_scan_shard: missing path or output");
     memset(info, 0, sizeof *info);
     hid_t file = H5I_INVALID_HID, layers = H5I_INVALID_HID, lg = H5I_INVALID_HID;
     pt_status st = open_readonly(path, "checkpoint shard", &file);
@@ -1655,4 +2210,29 @@ done:
     CLOSE_FILE(file);
     if (st != PT_OK) ckpt_shard_info_free(info);
     return st;
+}
+
+/* The sandbox's walk of a shard: open it, read its attributes and the shape,
+ * type, storage and crc32 attribute of every dataset under /layers (all the
+ * metadata the reader and the inspection tools use). */
+static pt_status probe_shard(const char *path, void *arg)
+{
+    (void)arg;
+    ckpt_shard_info info;
+    pt_status st = scan_shard_file(path, &info);
+    ckpt_shard_info_free(&info);
+    return st;
+}
+
+pt_status ckpt_scan_shard(const char *path, ckpt_shard_info *info)
+{
+    h5_quiet();
+    if (!path || !info) return pt_fail(PT_ERR_INVALID, "ckpt_scan_shard: missing path or output");
+    memset(info, 0, sizeof *info);
+    struct stat sb;
+    if (stat(path, &sb) != 0) /* the same message as open_readonly's, without a child */
+        return pt_fail(PT_ERR_IO, "checkpoint shard %s is missing: %s", path, strerror(errno));
+    pt_status st = h5_sandboxed(path, probe_shard, NULL);
+    if (st != PT_OK) return st;
+    return scan_shard_file(path, info);
 }

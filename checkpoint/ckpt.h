@@ -19,7 +19,21 @@
  *   ckpt_write_manifest + ckpt_commit (one rank) → ckpt_prune (one rank).
  * A crash at any moment leaves the previous checkpoint and `latest` whole.
  * Every HDF5 id starts invalid and is closed once; errors name the file and
- * the tensor. */
+ * the tensor.
+ *
+ * Files read are untrusted: before a file's metadata is walked for real
+ * (ckpt_resolve of a single file, ckpt_read_manifest, the reader's first use
+ * of a shard, ckpt_scan_shard) the same walk runs in a forked child process
+ * without MPI, with bounded memory and a time limit (PIPETRAIN_HDF5_TIMEOUT
+ * seconds, default 20; 0 turns the check off). When HDF5 crashes or hangs on
+ * damaged metadata the caller gets PT_ERR_FORMAT naming the file, never a
+ * crash or a hang. Sizes read from a file are checked against sane bounds
+ * and the file's size before anything is allocated from them.
+ *
+ * A file system without working file locks (NFS) makes HDF5 fail to open
+ * or create files: every function below then returns PT_ERR_LOCK with a
+ * message naming the file and the fix (export HDF5_USE_FILE_LOCKING=FALSE,
+ * or mpirun -x HDF5_USE_FILE_LOCKING=FALSE), never a damaged-file error. */
 #ifndef PT_CKPT_H
 #define PT_CKPT_H
 
@@ -28,7 +42,12 @@
 
 #include "pt_status.h"
 
-#define CKPT_FORMAT_VERSION 1
+/* The format version written. Readers accept CKPT_FORMAT_VERSION_OLDEST to
+ * CKPT_FORMAT_VERSION (1: metadata without checksums, the config a
+ * variable-length string; 2: HDF5 1.10 file format with checksummed metadata,
+ * fixed-length strings only; see docs/checkpoint-format.md). */
+#define CKPT_FORMAT_VERSION 2
+#define CKPT_FORMAT_VERSION_OLDEST 1
 #define CKPT_NAME_MAX 80
 #define CKPT_PATH_MAX 4096
 
@@ -80,6 +99,9 @@ typedef struct {
     char *config_text; /* the full canonical config of the run */
     int n_entries;
     ckpt_entry *entries;
+    char *history;     /* what changed when the run resumed, one "step N: key = a -> b" line
+                        * each ("" or NULL: none); written when not NULL */
+    char data_fingerprint[33]; /* hash of the data the run read (32 hex digits, "" = unknown) */
 } ckpt_manifest;
 
 /* "<run>/.tmp-step-000200": creates it (and <run>) if needed, removing a
@@ -95,6 +117,25 @@ pt_status ckpt_write_shard(const char *dir, const ckpt_shard *shard, uint32_t *c
 /* Writes <dir>/manifest.h5 (attributes and the /index compound dataset of
  * entries, plus /layers/<i> external links into the shards) and fsyncs it. */
 pt_status ckpt_write_manifest(const char *dir, const ckpt_manifest *m);
+
+/* Checks, before a run starts, that checkpoints can be written to run_dir:
+ * creates run_dir if needed (mkdir -p, mode 0755), creates the HDF5 file
+ * <run_dir>/<probe_name> with exactly the file access properties of the shard
+ * writer (so HDF5's file locking is exercised), writes one small attribute,
+ * closes and fsyncs it and removes it again. probe_name is a plain file name
+ * (no '/'); give each caller its own (e.g. one per rank) when several check
+ * the same directory at once. Nothing is left behind on success or failure.
+ * Errors: PT_ERR_LOCK when the file system cannot lock the file (the message
+ * names the file and the fix: export HDF5_USE_FILE_LOCKING=FALSE before
+ * mpirun, or mpirun -x HDF5_USE_FILE_LOCKING=FALSE); PT_ERR_IO naming the
+ * directory and the reason ("checkpoint.dir X: cannot create directory: Y is
+ * not a directory", permission denied, read-only or full file system);
+ * PT_ERR_INVALID for a missing argument or a probe_name with '/'.
+ * Not collective, uses no MPI. */
+pt_status ckpt_check_dir_writable(const char *run_dir, const char *probe_name);
+
+/* Is `version` a format version this pipetrain reads (OLDEST..CURRENT)? */
+int ckpt_format_supported(int version);
 
 /* Renames <run>/.tmp-step-N to <run>/step-N (fsyncing the directories), then
  * replaces <run>/latest atomically (write latest.tmp, fsync, rename). */
@@ -121,9 +162,15 @@ pt_status ckpt_manifest_path(const char *ckpt, char *out, size_t len);
 pt_status ckpt_shard_path(const char *ckpt, int stage, char *out, size_t len);
 
 /* Reads and checks the manifest of a checkpoint (<ckpt_dir>/manifest.h5, or
- * the single file ckpt_dir): format version known (else the error names both
- * versions), attributes present, index consistent (cuts cover the layers,
- * every shard index in range; a single file has exactly one shard). */
+ * the single file ckpt_dir): format version known (else the error names the
+ * file's version and the ones this pipetrain reads), attributes present with
+ * sizes within bounds and the file's size, index consistent (cuts cover the
+ * layers, every shard index in range, no tensor larger than its shard file
+ * can hold; a single file has exactly one shard). The metadata is first read
+ * in a sandboxed child (see above). Errors: PT_ERR_IO (missing file),
+ * PT_ERR_FORMAT (damaged or inconsistent, naming the file; also when HDF5
+ * crashed or did not finish reading it), PT_ERR_LOCK, PT_ERR_NOMEM.
+ * Not collective. */
 pt_status ckpt_read_manifest(const char *ckpt_dir, ckpt_manifest *m);
 void ckpt_manifest_free(ckpt_manifest *m);
 
@@ -144,7 +191,11 @@ void ckpt_reader_close(ckpt_reader *r);
 /* Reads array `which` of manifest entry e into out (e->numel floats),
  * checking that the dataset exists with e's shape and that its crc32 matches
  * the manifest's; errors name the shard file and the tensor (a missing shard,
- * a truncated or non-HDF5 file, a missing dataset, a shape, a checksum). */
+ * a truncated or non-HDF5 file, a missing dataset, a shape, a checksum). On
+ * first use of a shard its metadata (attributes, every layer dataset's
+ * shape, type and storage) is walked in a sandboxed child first (see above):
+ * PT_ERR_FORMAT when HDF5 crashes or hangs on it, PT_ERR_LOCK when it cannot
+ * be locked. Not collective. */
 pt_status ckpt_read_tensor(ckpt_reader *r, const ckpt_entry *e, int which, float *out);
 
 /* The zlib crc32 of n floats' bytes. */
@@ -194,9 +245,11 @@ typedef struct {
 } ckpt_shard_info;
 
 /* Scans a shard file (or single-file checkpoint) without reading tensor data:
- * fails only when the file is missing or HDF5 cannot open or list it (the
- * message names the file); missing attributes and odd objects are recorded
- * in info for the caller to judge. */
+ * fails only when the file is missing (PT_ERR_IO), HDF5 cannot open or list
+ * it, or crashes or hangs on it in the sandboxed child (PT_ERR_FORMAT), or
+ * it cannot be locked (PT_ERR_LOCK); the message names the file. Missing
+ * attributes and odd objects are recorded in info for the caller to judge.
+ * Not collective. */
 pt_status ckpt_scan_shard(const char *path, ckpt_shard_info *info);
 void ckpt_shard_info_free(ckpt_shard_info *info);
 

@@ -18,6 +18,7 @@ typedef enum {
     PT_ERR_CHECKSUM,  /* stored data does not match its checksum */
     PT_ERR_MISMATCH,  /* a file or peer holds something other than expected */
     PT_ERR_HDF5,      /* an HDF5 call failed */
+    PT_ERR_LOCK,      /* a file could not be locked (file system without working locks) */
     PT_STATUS_COUNT
 } pt_status;
 

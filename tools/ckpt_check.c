@@ -35,11 +35,11 @@ static void dataset_path(char *buf, size_t len, const ckpt_entry *e, int a)
 static void check_shard_attrs(const char *path, const ckpt_shard_info *in, const ckpt_manifest *m, int s,
                               fault_list *f)
 {
-    if (in->format_version != CKPT_FORMAT_VERSION) {
+    if (!ckpt_format_supported(in->format_version)) {
         if (in->format_version < 0) faults_add(f, "%s lacks the attribute 'format_version'", path);
         else
-            faults_add(f, "%s: format version %d, this pipetrain reads version %d", path, in->format_version,
-                       CKPT_FORMAT_VERSION);
+            faults_add(f, "%s: format version %d, this pipetrain reads version %d or %d", path, in->format_version,
+                       CKPT_FORMAT_VERSION_OLDEST, CKPT_FORMAT_VERSION);
     }
     if (in->stage != s) faults_add(f, "%s: the file says it is the shard of stage %d, expected stage %d", path, in->stage, s);
     if (in->n_stages != m->n_stages)
@@ -315,14 +315,19 @@ int cmd_verify(int argc, char **argv)
     memset(&s, 0, sizeof s);
     int n_checked = 0, n_arrays = 0, n_skipped = 0, n_tied = 0;
 
-    if (ckpt_resolve(pos[0], path, sizeof path) != PT_OK) {
+    pt_status st = ckpt_resolve(pos[0], path, sizeof path);
+    if (st != PT_OK) {
         tool_error("%s", pt_last_error());
-        return TOOL_FAIL;
+        return st == PT_ERR_LOCK ? TOOL_ENV : TOOL_FAIL;
     }
     /* manifest */
     rows[0].first = f.n;
-    if (ckpt_read_manifest(path, &m) != PT_OK) faults_add(&f, "%s", pt_last_error());
-    else have_m = 1;
+    if ((st = ckpt_read_manifest(path, &m)) != PT_OK) {
+        if (tool_lock_error(st)) return TOOL_ENV; /* not a fault of the checkpoint */
+        faults_add(&f, "%s", pt_last_error());
+    } else {
+        have_m = 1;
+    }
     rows[0].count = f.n - rows[0].first;
     if (have_m)
         snprintf(rows[0].detail, sizeof rows[0].detail, "format version %d, step %ld, %d stages, %d layers, %d tensors",
@@ -553,10 +558,10 @@ int cmd_diff(int argc, char **argv)
     int tolerant = tol_text || rtol_text;
 
     tool_ckpt A, B;
-    if (tool_open(&A, pos[0])) return TOOL_FAIL;
-    if (tool_open(&B, pos[1])) {
+    if ((rc = tool_open(&A, pos[0]))) return rc;
+    if ((rc = tool_open(&B, pos[1]))) {
         tool_close(&A);
-        return TOOL_FAIL;
+        return rc;
     }
     int n_arr = moments ? CKPT_ARRAYS : 1;
     int match = 1, n_differ = 0, n_err = 0, n_only = 0;

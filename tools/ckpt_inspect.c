@@ -33,7 +33,8 @@ static const char ls_help[] =
     "bytes (each tensor also has two optimizer moments of the same shape).\n"
     "\n"
     "Exit status: 0; 1 when the path cannot be read, when a listed checkpoint is\n"
-    "damaged or when 'latest' names none; 2 for a usage error.\n"
+    "damaged or when 'latest' names none; 2 for a usage error or when HDF5 cannot\n"
+    "lock the files (set HDF5_USE_FILE_LOCKING=FALSE).\n"
     "\n"
     "options:\n"
     "  --json    one JSON document with the same information\n";
@@ -168,7 +169,14 @@ static int ls_run(const char *run, int json)
             bad = 1;
         } else {
             ckpt_manifest m;
-            if (ckpt_read_manifest(dir, &m) != PT_OK) {
+            pt_status st = ckpt_read_manifest(dir, &m);
+            if (tool_lock_error(st)) { /* the file system, not the checkpoint: say so, list nothing */
+                table_free(t);
+                cJSON_Delete(doc);
+                free(ents);
+                return TOOL_ENV;
+            }
+            if (st != PT_OK) {
                 snprintf(status, sizeof status, "damaged: %s", pt_last_error());
                 state = "damaged";
                 bad = 1;
@@ -235,9 +243,10 @@ static int ls_run(const char *run, int json)
 static int ls_ckpt(const char *path, int json)
 {
     ckpt_manifest m;
-    if (ckpt_read_manifest(path, &m) != PT_OK) {
+    pt_status st = ckpt_read_manifest(path, &m);
+    if (st != PT_OK) {
         tool_error("%s", pt_last_error());
-        return TOOL_FAIL;
+        return st == PT_ERR_LOCK ? TOOL_ENV : TOOL_FAIL;
     }
     tool_model tm;
     tool_model_load(&m, &tm);
@@ -439,9 +448,10 @@ int cmd_ls(int argc, char **argv)
     }
     if (S_ISREG(sb.st_mode)) {
         char dir[CKPT_PATH_MAX];
-        if (ckpt_resolve(p, dir, sizeof dir) != PT_OK) { /* says what the file is instead */
+        pt_status st = ckpt_resolve(p, dir, sizeof dir);
+        if (st != PT_OK) { /* says what the file is instead */
             tool_error("%s", pt_last_error());
-            return TOOL_FAIL;
+            return st == PT_ERR_LOCK ? TOOL_ENV : TOOL_FAIL;
         }
         return ls_ckpt(p, json);
     }
@@ -509,7 +519,7 @@ int cmd_show(int argc, char **argv)
             return tool_usage("show", "--array '%s': expected parameter, moment1 or moment2", array_text);
     }
     tool_ckpt c;
-    if (tool_open(&c, pos[0])) return TOOL_FAIL;
+    if ((rc = tool_open(&c, pos[0]))) return rc;
     int k = ckpt_find(&c.m, pos[1]);
     if (k < 0) {
         char names[1024] = "";
@@ -642,7 +652,7 @@ int cmd_stats(int argc, char **argv)
     if (array_text && (sel = array_from_name(array_text)) < 0)
         return tool_usage("stats", "--array '%s': expected parameter, moment1, moment2 or all", array_text);
     tool_ckpt c;
-    if (tool_open(&c, pos[0])) return TOOL_FAIL;
+    if ((rc = tool_open(&c, pos[0]))) return rc;
     const char *hdr[10] = {"TENSOR", "SHAPE", "MIN", "MAX", "MEAN", "STD", "L2 NORM", "NAN", "INF", "ZEROS"};
     tool_table *t = table_new(10, hdr, "llrrrrrrrr");
     cJSON *doc = json ? cJSON_CreateObject() : NULL, *jt = NULL;

@@ -2,7 +2,7 @@
  * A standalone program (no mpirun): git-style subcommands, each with --help
  * and --json. Errors go to stderr as "pipetrain-ckpt: <message>"; the exit
  * status is 0 for success, 1 for a failed check or unreadable input, 2 for a
- * usage error. */
+ * usage error or files that cannot be locked (the environment, not damage). */
 #include <stdio.h>
 #include <string.h>
 
@@ -35,7 +35,8 @@ static const char usage_text[] =
     "for one JSON document on stdout instead of the tables.\n"
     "\n"
     "exit status: 0 success, 1 a failed check (verify, diff) or input that cannot be\n"
-    "read, 2 a usage error.\n"
+    "read, 2 a usage error or files HDF5 cannot lock (a file system without working\n"
+    "locks, such as NFS: export HDF5_USE_FILE_LOCKING=FALSE).\n"
     "\n"
     "examples:\n"
     "  " TOOL_NAME " ls runs/fashion_mlp\n"

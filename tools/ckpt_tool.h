@@ -19,8 +19,11 @@
 #define TOOL_NAME "pipetrain-ckpt"
 
 /* Exit codes: success; a failed check (verify, diff) or input that cannot be
- * read; a usage error (unknown option, wrong arguments). */
-enum { TOOL_OK = 0, TOOL_FAIL = 1, TOOL_USAGE = 2 };
+ * read; a usage error (unknown option, wrong arguments) or an environment
+ * that keeps the tool from reading intact files (HDF5 cannot lock them: a
+ * file system without working locks), which no check of the checkpoint can
+ * judge. */
+enum { TOOL_OK = 0, TOOL_FAIL = 1, TOOL_USAGE = 2, TOOL_ENV = 2 };
 
 /* ---- messages ------------------------------------------------------------ */
 
@@ -28,6 +31,11 @@ enum { TOOL_OK = 0, TOOL_FAIL = 1, TOOL_USAGE = 2 };
 void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "pipetrain-ckpt: note: <message>" on stderr. */
 void tool_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* When st is PT_ERR_LOCK (a file could not be locked: the file system lacks
+ * working locks), prints the library's message (the file and the fix,
+ * HDF5_USE_FILE_LOCKING=FALSE) and returns 1: the caller then exits
+ * TOOL_ENV, never reporting the checkpoint as damaged. Else 0. */
+int tool_lock_error(pt_status st);
 /* "pipetrain-ckpt: CMD: <message> (see 'pipetrain-ckpt CMD --help')"; returns TOOL_USAGE. */
 int tool_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -97,8 +105,8 @@ typedef struct {
 } tool_ckpt;
 
 /* Resolves arg (run directory, checkpoint directory or single file), reads
- * its manifest and opens a reader. TOOL_OK, or TOOL_FAIL after printing the
- * error. */
+ * its manifest and opens a reader. TOOL_OK, or TOOL_FAIL (TOOL_ENV when a
+ * file cannot be locked) after printing the error. */
 int tool_open(tool_ckpt *c, const char *arg);
 void tool_close(tool_ckpt *c);
 /* Reads array a of entry k into a new buffer; NULL with the error recorded

@@ -324,6 +324,13 @@ int json_print(cJSON *doc)
 
 /* ---- an opened checkpoint ------------------------------------------------ */
 
+int tool_lock_error(pt_status st)
+{
+    if (st != PT_ERR_LOCK) return 0;
+    tool_error("%s", pt_last_error());
+    return 1;
+}
+
 int tool_open(tool_ckpt *c, const char *arg)
 {
     memset(c, 0, sizeof *c);
@@ -335,7 +342,7 @@ int tool_open(tool_ckpt *c, const char *arg)
     if (st) {
         tool_error("%s", pt_last_error());
         tool_close(c);
-        return TOOL_FAIL;
+        return st == PT_ERR_LOCK ? TOOL_ENV : TOOL_FAIL;
     }
     return TOOL_OK;
 }

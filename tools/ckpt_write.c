@@ -128,7 +128,7 @@ int cmd_export(int argc, char **argv)
         }
     }
     tool_ckpt c;
-    if (tool_open(&c, pos[0])) return TOOL_FAIL;
+    if ((rc = tool_open(&c, pos[0]))) return rc;
     if (!strcmp(c.path, out)) {
         tool_error("export: %s is the checkpoint being exported", out);
         tool_close(&c);
@@ -281,7 +281,7 @@ int cmd_reshard(int argc, char **argv)
     const char *out = pos[1];
 
     tool_ckpt c;
-    if (tool_open(&c, pos[0])) return TOOL_FAIL;
+    if ((rc = tool_open(&c, pos[0]))) return rc;
     const ckpt_manifest *m = &c.m;
     tool_model tm;
     tool_model_load(m, &tm);

@@ -128,7 +128,7 @@ if /usr/bin/python3 -c "import h5py" 2>/dev/null || python3 -c "import h5py" 2>/
 import sys, zlib
 import h5py
 with h5py.File(sys.argv[1], "r") as f:
-    assert f.attrs["n_stages"] == 1 and f.attrs["format_version"] == 1
+    assert f.attrs["n_stages"] == 1 and f.attrs["format_version"] == 2
     n = 0
     for row in f["index"][:]:
         name = row["name"].decode()
