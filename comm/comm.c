@@ -14,39 +14,42 @@ static pt_status mpi_fail(int rc, const char *fmt_op, int peer, int tag, int cou
                    tag, count, text);
 }
 
-pt_status comm_grid_init(comm_grid *g, MPI_Comm world, int P, int D)
+pt_status comm_start(comm_grid *g, MPI_Comm world)
 {
     memset(g, 0, sizeof *g);
     g->world = g->pipe = g->dp = MPI_COMM_NULL;
-    g->P = P;
-    g->D = D;
+    g->P = g->D = 1;
     int rc = MPI_Comm_dup(world, &g->world);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Comm_dup", -1, -1, 0);
     MPI_Comm_set_errhandler(g->world, MPI_ERRORS_RETURN);
     MPI_Comm_rank(g->world, &g->rank);
     MPI_Comm_size(g->world, &g->size);
-    if (P < 1 || D < 1 || g->size != P * D) {
-        pt_status st = pt_fail(PT_ERR_INVALID,
-                               "the job has %d ranks but the partition needs %d pipeline stages × %d "
-                               "data-parallel replicas = %d ranks: run mpirun -np %d, or change "
-                               "the number of stages",
-                               g->size, P, D, P * D, P * D);
-        comm_grid_free(g);
-        return st;
-    }
-    g->stage = g->rank % P;
-    g->replica = g->rank / P;
-    rc = MPI_Comm_split(g->world, g->replica, g->stage, &g->pipe);
-    if (rc == MPI_SUCCESS) rc = MPI_Comm_split(g->world, g->stage, g->replica, &g->dp);
-    if (rc != MPI_SUCCESS) {
-        comm_grid_free(g);
-        return mpi_fail(rc, "MPI_Comm_split", -1, -1, 0);
-    }
-    MPI_Comm_set_errhandler(g->pipe, MPI_ERRORS_RETURN);
-    MPI_Comm_set_errhandler(g->dp, MPI_ERRORS_RETURN);
+    g->stage = g->rank;
+    int len = 0;
+    if (MPI_Get_processor_name(g->host, &len) != MPI_SUCCESS) snprintf(g->host, sizeof g->host, "?");
     int *ub = NULL, flag = 0;
     MPI_Comm_get_attr(g->world, MPI_TAG_UB, &ub, &flag);
     g->tag_ub = flag && ub ? *ub : 32767;
+    return PT_OK;
+}
+
+pt_status comm_grid_split(comm_grid *g, int P, int D)
+{
+    if (P < 1 || D < 1 || g->size != P * D)
+        return pt_fail(PT_ERR_INVALID,
+                       "the job has %d ranks but the partition needs %d pipeline stages × %d "
+                       "data-parallel replicas = %d ranks: run mpirun -np %d, or change "
+                       "the number of stages",
+                       g->size, P, D, P * D, P * D);
+    g->P = P;
+    g->D = D;
+    g->stage = g->rank % P;
+    g->replica = g->rank / P;
+    int rc = MPI_Comm_split(g->world, g->replica, g->stage, &g->pipe);
+    if (rc == MPI_SUCCESS) rc = MPI_Comm_split(g->world, g->stage, g->replica, &g->dp);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Comm_split", -1, -1, 0);
+    MPI_Comm_set_errhandler(g->pipe, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(g->dp, MPI_ERRORS_RETURN);
     return PT_OK;
 }
 
@@ -188,4 +191,99 @@ void comm_abort(const comm_grid *g, const char *msg)
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
     abort(); /* MPI_Abort does not return */
+}
+
+/* Line `i` of text (0-based) into out, "(no such line)" past the end. */
+static void nth_line(const char *text, int i, char *out, size_t len)
+{
+    for (; i > 0 && text; i--) {
+        text = strchr(text, '\n');
+        if (text) text++;
+    }
+    if (!text || !*text) {
+        snprintf(out, len, "(no such line)");
+        return;
+    }
+    size_t n = strcspn(text, "\n");
+    snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), text);
+}
+
+/* The index of the first line where a and b differ. */
+static int first_diff_line(const char *a, const char *b)
+{
+    int line = 0;
+    for (; *a && *a == *b; a++, b++)
+        if (*a == '\n') line++;
+    return line;
+}
+
+pt_status comm_same_text(const comm_grid *g, const char *what, const char *text, const char *advice,
+                         int *reporter)
+{
+    *reporter = g->rank;
+    long long len = g->rank == 0 ? (long long)strlen(text) + 1 : 0;
+    int rc = MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, g->world);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast of rank 0's start-up text", 0, -1, 1);
+    if (len <= 0 || len > INT_MAX - MPI_MAX_PROCESSOR_NAME)
+        return pt_fail(PT_ERR_INVALID, "%s: rank 0's text has an impossible length %lld", what, len);
+    int n = (int)len + MPI_MAX_PROCESSOR_NAME;
+    char *ref = malloc((size_t)n);
+    if (!ref) comm_abort(g, "out of memory comparing the ranks' start-up texts"); /* others wait in the Bcast */
+    if (g->rank == 0) {
+        memcpy(ref, g->host, MPI_MAX_PROCESSOR_NAME);
+        memcpy(ref + MPI_MAX_PROCESSOR_NAME, text, (size_t)len);
+    }
+    rc = MPI_Bcast(ref, n, MPI_CHAR, 0, g->world);
+    if (rc != MPI_SUCCESS) {
+        free(ref);
+        return mpi_fail(rc, "MPI_Bcast of rank 0's start-up text", 0, -1, n);
+    }
+    ref[len + MPI_MAX_PROCESSOR_NAME - 1] = '\0';
+    const char *ref_host = ref, *ref_text = ref + MPI_MAX_PROCESSOR_NAME;
+    int differs = strcmp(text, ref_text) != 0;
+    int v[2] = {differs, differs ? g->rank : INT_MAX};
+    rc = MPI_Allreduce(MPI_IN_PLACE, &v[0], 1, MPI_INT, MPI_SUM, g->world);
+    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(MPI_IN_PLACE, &v[1], 1, MPI_INT, MPI_MIN, g->world);
+    if (rc != MPI_SUCCESS) {
+        free(ref);
+        return mpi_fail(rc, "MPI_Allreduce comparing start-up texts", -1, -1, 2);
+    }
+    if (v[0] == 0) {
+        free(ref);
+        return PT_OK;
+    }
+    *reporter = v[1];
+    pt_status st;
+    if (g->rank == v[1]) {
+        char mine[512], theirs[512], others[64] = "";
+        int line = first_diff_line(text, ref_text);
+        nth_line(text, line, mine, sizeof mine);
+        nth_line(ref_text, line, theirs, sizeof theirs);
+        if (v[0] > 1) snprintf(others, sizeof others, " and %d other rank%s", v[0] - 1, v[0] > 2 ? "s" : "");
+        st = pt_fail(PT_ERR_MISMATCH,
+                     "rank %d (host %s)%s %s with rank 0 (host %s) on %s: rank %d has '%s' where "
+                     "rank 0 has '%s': %s",
+                     g->rank, g->host, others, v[0] > 1 ? "disagree" : "disagrees", ref_host, what, g->rank,
+                     mine, theirs, advice);
+    } else {
+        st = pt_fail(PT_ERR_MISMATCH, "(rank %d reported the error)", v[1]);
+    }
+    free(ref);
+    return st;
+}
+
+pt_status comm_bcast(void *buf, int bytes, int root, MPI_Comm comm, const char *what)
+{
+    int rc = MPI_Bcast(buf, bytes, MPI_BYTE, root, comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, what, root, -1, bytes);
+    return PT_OK;
+}
+
+void comm_library_version(char *buf, size_t len)
+{
+    char v[MPI_MAX_LIBRARY_VERSION_STRING] = "";
+    int n = 0;
+    MPI_Get_library_version(v, &n);
+    v[strcspn(v, "\n,")] = '\0';
+    snprintf(buf, len, "%s", v);
 }

@@ -22,12 +22,37 @@ typedef struct {
     int P, D;
     int stage, replica;
     int tag_ub; /* largest tag the MPI library allows */
+    char host[MPI_MAX_PROCESSOR_NAME]; /* this rank's host, for messages */
 } comm_grid;
 
-/* Collective over `world`. Fails (on every rank alike) when the world size
- * is not P·D, naming both. */
-pt_status comm_grid_init(comm_grid *g, MPI_Comm world, int P, int D);
+/* Collective over `world`. Starts the grid: duplicates `world` (errors
+ * returned, not fatal), fills rank, size, host and tag_ub; pipe and dp stay
+ * MPI_COMM_NULL until comm_grid_split. comm_agree and comm_same_text work
+ * from here on, so start-up errors can be agreed before the grid exists.
+ * Errors: PT_ERR_MPI. */
+pt_status comm_start(comm_grid *g, MPI_Comm world);
+
+/* Collective over g->world. Splits a started grid into P stages × D
+ * replicas (pipe and dp). Fails (on every rank alike) when the world size is
+ * not P·D, naming both (PT_ERR_INVALID), or PT_ERR_MPI. */
+pt_status comm_grid_split(comm_grid *g, int P, int D);
 void comm_grid_free(comm_grid *g);
+
+/* Collective over g->world. Checks that every rank holds the same `text`
+ * (a config's canonical text, a build identity: lines of "key = value"):
+ * PT_OK when all equal rank 0's. Otherwise every rank returns
+ * PT_ERR_MISMATCH, *reporter is the lowest rank that differs, and its
+ * message names `what`, the first differing line on both sides, the hosts,
+ * how many ranks differ from rank 0, then says `advice`. Errors:
+ * PT_ERR_MISMATCH, PT_ERR_MPI (a failed MPI call: only this rank reports). */
+pt_status comm_same_text(const comm_grid *g, const char *what, const char *text, const char *advice,
+                         int *reporter);
+
+/* Collective over comm: copies `bytes` bytes of root's buf to every rank's. */
+pt_status comm_bcast(void *buf, int bytes, int root, MPI_Comm comm, const char *what);
+
+/* The MPI library's version text, first line (not collective). */
+void comm_library_version(char *buf, size_t len);
 
 typedef enum { COMM_ACT = 0, COMM_GRAD = 1 } comm_dir;
 

@@ -13,6 +13,7 @@
  * handed over in pieces and glued back), and an indented line continues the
  * previous value (joined with one space), as in Python's configparser. */
 #include "config.h"
+#include "data.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -49,6 +51,7 @@ typedef struct {
     size_t aux_offset, aux_size; /* partition: the field holding an explicit list */
     const char *help;
     const char *note;         /* said after a range error */
+    config_resume_rule resume; /* a change of the key on --resume: see config.h */
 } cfg_key;
 
 /* The enums are stored through an int. */
@@ -87,103 +90,103 @@ static const cfg_word fault_words[] = {{"none", FAULT_NONE},
 
 static const cfg_key keys[] = {
     {"model", "layers", T_STRING, FIELD(model_layers), "", ANY, NULL, NO_AUX,
-     "comma-separated layers, e.g. 'linear 1024, relu, dropout 0.2, linear 10'", NULL},
+     "comma-separated layers, e.g. 'linear 1024, relu, dropout 0.2, linear 10'", NULL, RESUME_REFUSE},
 
     {"data", "dataset", T_STRING, FIELD(data_dataset), "fashion-mnist", ANY, dataset_words, NO_AUX,
-     "training data: the Fashion-MNIST IDX files or a generated synthetic set", NULL},
+     "training data: the Fashion-MNIST IDX files or a generated synthetic set", NULL, RESUME_REFUSE},
     {"data", "path", T_STRING, FIELD(data_path), "", ANY, NULL, NO_AUX,
      "fashion-mnist: directory of the IDX files (empty = /usr/share/datasets/fashion-mnist); "
-     "text: a text file or a directory of them (empty = /usr/share/games/fortunes)", NULL},
+     "text: a text file or a directory of them (empty = /usr/share/games/fortunes)", NULL, RESUME_FREE},
     {"data", "context", T_INT, FIELD(data_context), "128", IN(2, 65536), NULL, NO_AUX,
-     "text: tokens (bytes) per training context", NULL},
+     "text: tokens (bytes) per training context", NULL, RESUME_REFUSE},
     {"data", "val_contexts", T_LONG, FIELD(data_val_contexts), "256", GE(1), NULL, NO_AUX,
-     "text: validation contexts evaluated (evenly spaced over the held-out part)", NULL},
+     "text: validation contexts evaluated (evenly spaced over the held-out part)", NULL, RESUME_FREE},
     {"data", "val_fraction", T_FLOAT, FIELD(data_val_fraction), "0.1", IN_HO(0.001, 1), NULL, NO_AUX,
-     "text: fraction of the corpus held out for validation (its end)", NULL},
+     "text: fraction of the corpus held out for validation (its end)", NULL, RESUME_REFUSE},
     {"data", "synthetic_samples", T_LONG, FIELD(data_synthetic_samples), "8192", GE(1), NULL,
-     NO_AUX, "synthetic: samples in the training set", NULL},
+     NO_AUX, "synthetic: samples in the training set", NULL, RESUME_REFUSE},
     {"data", "synthetic_features", T_INT, FIELD(data_synthetic_features), "1024", GE(1), NULL,
-     NO_AUX, "synthetic: features per sample (the input width)", NULL},
+     NO_AUX, "synthetic: features per sample (the input width)", NULL, RESUME_REFUSE},
     {"data", "synthetic_classes", T_INT, FIELD(data_synthetic_classes), "10", GE(2), NULL, NO_AUX,
-     "synthetic: number of classes", NULL},
+     "synthetic: number of classes", NULL, RESUME_REFUSE},
 
     {"model", "tie_embeddings", T_BOOL, FIELD(model_tie_embeddings), "false", ANY, NULL, NO_AUX,
-     "share one matrix between the first embed layer and the last lmhead layer", NULL},
+     "share one matrix between the first embed layer and the last lmhead layer", NULL, RESUME_REFUSE},
 
     {"train", "steps", T_LONG, FIELD(steps), "1000", GE(1), NULL, NO_AUX,
-     "optimizer steps of the run", NULL},
+     "optimizer steps of the run", NULL, RESUME_NOTE},
     {"train", "seed", T_U64, FIELD(seed), "1", ANY, NULL, NO_AUX,
-     "seed of parameter initialisation, data order and dropout", NULL},
+     "seed of parameter initialisation, data order and dropout", NULL, RESUME_REFUSE},
     {"train", "batch_size", T_INT, FIELD(batch_size), "256", GE(1), NULL, NO_AUX,
-     "global batch: samples per optimizer step (a multiple of pipeline.micro_batches)", NULL},
+     "global batch: samples per optimizer step (a multiple of pipeline.micro_batches)", NULL, RESUME_REFUSE},
     {"train", "optimizer", T_ENUM, FIELD(optimizer), "adamw", ANY, optimizer_words, NO_AUX,
-     "optimizer", NULL},
-    {"train", "lr", T_FLOAT, FIELD(lr), "1e-3", GT(0), NULL, NO_AUX, "peak learning rate", NULL},
+     "optimizer", NULL, RESUME_REFUSE},
+    {"train", "lr", T_FLOAT, FIELD(lr), "1e-3", GT(0), NULL, NO_AUX, "peak learning rate", NULL, RESUME_NOTE},
     {"train", "min_lr_ratio", T_FLOAT, FIELD(min_lr_ratio), "0", IN(0, 1), NULL, NO_AUX,
-     "cosine: final learning rate as a fraction of train.lr", NULL},
+     "cosine: final learning rate as a fraction of train.lr", NULL, RESUME_NOTE},
     {"train", "warmup_steps", T_LONG, FIELD(warmup_steps), "0", GE(0), NULL, NO_AUX,
-     "steps of linear learning-rate warm-up (0 = none)", NULL},
+     "steps of linear learning-rate warm-up (0 = none)", NULL, RESUME_NOTE},
     {"train", "lr_schedule", T_ENUM, FIELD(lr_schedule), "cosine", ANY, lr_words, NO_AUX,
-     "learning-rate schedule after the warm-up", NULL},
+     "learning-rate schedule after the warm-up", NULL, RESUME_NOTE},
     {"train", "momentum", T_FLOAT, FIELD(momentum), "0.9", IN_HO(0, 1), NULL, NO_AUX,
-     "sgd: momentum (0 = none)", NULL},
+     "sgd: momentum (0 = none)", NULL, RESUME_NOTE},
     {"train", "nesterov", T_BOOL, FIELD(nesterov), "false", ANY, NULL, NO_AUX,
-     "sgd: Nesterov momentum", NULL},
+     "sgd: Nesterov momentum", NULL, RESUME_NOTE},
     {"train", "beta1", T_FLOAT, FIELD(beta1), "0.9", IN_HO(0, 1), NULL, NO_AUX,
-     "adamw: decay of the first moment", NULL},
+     "adamw: decay of the first moment", NULL, RESUME_NOTE},
     {"train", "beta2", T_FLOAT, FIELD(beta2), "0.999", IN_HO(0, 1), NULL, NO_AUX,
-     "adamw: decay of the second moment", NULL},
+     "adamw: decay of the second moment", NULL, RESUME_NOTE},
     {"train", "eps", T_FLOAT, FIELD(eps), "1e-8", GT(0), NULL, NO_AUX,
-     "adamw: added to the root of the second moment", NULL},
+     "adamw: added to the root of the second moment", NULL, RESUME_NOTE},
     {"train", "weight_decay", T_FLOAT, FIELD(weight_decay), "0", GE(0), NULL, NO_AUX,
-     "decoupled weight decay of matrices", NULL},
+     "decoupled weight decay of matrices", NULL, RESUME_NOTE},
     {"train", "l1", T_FLOAT, FIELD(l1), "0", GE(0), NULL, NO_AUX,
-     "L1 regularisation of matrices", NULL},
+     "L1 regularisation of matrices", NULL, RESUME_NOTE},
     {"train", "l2", T_FLOAT, FIELD(l2), "0", GE(0), NULL, NO_AUX,
-     "L2 regularisation of matrices", NULL},
+     "L2 regularisation of matrices", NULL, RESUME_NOTE},
     {"train", "grad_clip", T_FLOAT, FIELD(grad_clip), "0", GE(0), NULL, NO_AUX,
-     "clip the global gradient norm to this value (0 = off)", NULL},
+     "clip the global gradient norm to this value (0 = off)", NULL, RESUME_NOTE},
     {"train", "nonfinite", T_ENUM, FIELD(nonfinite), "stop", ANY, nonfinite_words, NO_AUX,
-     "on a NaN or Inf loss or gradient: stop the run, or skip the step", NULL},
+     "on a NaN or Inf loss or gradient: stop the run, or skip the step", NULL, RESUME_NOTE},
     {"train", "blas_threads", T_INT, FIELD(blas_threads), "1", IN(1, 1024), NULL, NO_AUX,
-     "BLAS threads per rank", NULL},
+     "BLAS threads per rank", NULL, RESUME_FREE},
     {"train", "eval_every", T_LONG, FIELD(eval_every), "0", GE(0), NULL, NO_AUX,
-     "steps between evaluations on the held-out data (0 = only at the end)", NULL},
+     "steps between evaluations on the held-out data (0 = only at the end)", NULL, RESUME_FREE},
     {"train", "log_every", T_LONG, FIELD(log_every), "50", GE(0), NULL, NO_AUX,
-     "steps between progress lines (0 = none)", NULL},
+     "steps between progress lines (0 = none)", NULL, RESUME_FREE},
 
     {"pipeline", "schedule", T_ENUM, FIELD(schedule), "1f1b", ANY, schedule_words, NO_AUX,
-     "pipeline schedule", NULL},
+     "pipeline schedule", NULL, RESUME_FREE},
     {"pipeline", "micro_batches", T_INT, FIELD(micro_batches), "8", GE(1), NULL, NO_AUX,
-     "micro-batches per step (must divide train.batch_size)", NULL},
+     "micro-batches per step (must divide train.batch_size)", NULL, RESUME_NOTE},
     {"pipeline", "partition", T_PARTITION, FIELD(partition), "uniform", ANY, partition_words,
      offsetof(config, partition_spec), sizeof(((config *)0)->partition_spec),
-     "layers per stage: uniform counts, balanced params or cost, or ranges such as 0-3,4-9", NULL},
+     "layers per stage: uniform counts, balanced params or cost, or ranges such as 0-3,4-9", NULL, RESUME_FREE},
     {"pipeline", "data_parallel", T_INT, FIELD(data_parallel), "1", IN(1, 1), NULL, NO_AUX,
-     "data-parallel replicas", "data parallelism is not supported yet: only 1 is allowed for now"},
+     "data-parallel replicas", "data parallelism is not supported yet: only 1 is allowed for now", RESUME_FREE},
 
     {"log", "metrics", T_STRING, FIELD(log_metrics), "", ANY, NULL, NO_AUX,
-     "path of a CSV file of per-step metrics (empty = none)", NULL},
+     "path of a CSV file of per-step metrics (empty = none)", NULL, RESUME_FREE},
     {"log", "summary", T_STRING, FIELD(log_summary), "", ANY, NULL, NO_AUX,
-     "path of a JSON summary of the run: throughput, accuracy, per-rank times (empty = none)", NULL},
+     "path of a JSON summary of the run: throughput, accuracy, per-rank times (empty = none)", NULL, RESUME_FREE},
 
     {"checkpoint", "dir", T_STRING, FIELD(checkpoint_dir), "", ANY, NULL, NO_AUX,
-     "run directory for checkpoints (empty = no checkpoints)", NULL},
+     "run directory for checkpoints (empty = no checkpoints)", NULL, RESUME_FREE},
     {"checkpoint", "every", T_LONG, FIELD(checkpoint_every), "0", GE(0), NULL, NO_AUX,
-     "steps between checkpoints (0 = only at the end of training)", NULL},
+     "steps between checkpoints (0 = only at the end of training)", NULL, RESUME_FREE},
     {"checkpoint", "keep", T_INT, FIELD(checkpoint_keep), "3", GE(0), NULL, NO_AUX,
-     "newest checkpoints to keep (0 = all)", NULL},
+     "newest checkpoints to keep (0 = all)", NULL, RESUME_FREE},
     {"checkpoint", "compression", T_INT, FIELD(checkpoint_compression), "0", IN(0, 9), NULL, NO_AUX,
-     "deflate level of checkpoint datasets (0 = none)", NULL},
+     "deflate level of checkpoint datasets (0 = none)", NULL, RESUME_FREE},
 
     {"fault", "kind", T_ENUM, FIELD(fault_kind), "none", ANY, fault_words, NO_AUX,
-     "test only: inject an error, a crash or a NaN gradient", NULL},
+     "test only: inject an error, a crash or a NaN gradient", NULL, RESUME_FREE},
     {"fault", "rank", T_INT, FIELD(fault_rank), "-1", GE(-1), NULL, NO_AUX,
-     "test only: rank that fails (-1 = none)", NULL},
+     "test only: rank that fails (-1 = none)", NULL, RESUME_FREE},
     {"fault", "step", T_LONG, FIELD(fault_step), "-1", GE(-1), NULL, NO_AUX,
-     "test only: 0-based step at which it fails (-1 = none)", NULL},
+     "test only: 0-based step at which it fails (-1 = none)", NULL, RESUME_FREE},
     {"fault", "layer", T_INT, FIELD(fault_layer), "-1", GE(-1), NULL, NO_AUX,
-     "test only, nan: global layer whose gradient is poisoned (-1 = none)", NULL},
+     "test only, nan: global layer whose gradient is poisoned (-1 = none)", NULL, RESUME_FREE},
 };
 
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
@@ -522,9 +525,14 @@ static void value_text(const cfg_key *k, const config *c, char *buf, size_t len)
     case T_U64:
         snprintf(buf, len, "%" PRIu64, *(const uint64_t *)f);
         return;
-    case T_FLOAT:
-        snprintf(buf, len, "%.9g", (double)*(const float *)f);
+    case T_FLOAT: { /* the shortest text that reads back as the same float */
+        float v = *(const float *)f;
+        for (int digits = 1; digits <= 9; digits++) {
+            snprintf(buf, len, "%.*g", digits, (double)v);
+            if (strtof(buf, NULL) == v) break;
+        }
         return;
+    }
     case T_BOOL:
         snprintf(buf, len, "%s", *(const int *)f ? "true" : "false");
         return;
@@ -661,16 +669,24 @@ pt_status config_validate(const config *c)
                        "linear 256, relu, linear 10");
     int B = c->batch_size, M = c->micro_batches;
     if (B % M) {
-        int lower = B / M * M, upper = lower + M;
-        int nearest = (lower >= M && B - lower <= upper - B) ? lower : upper;
-        int other = nearest == lower ? upper : lower;
-        char alt[64] = "";
-        if (other >= M) snprintf(alt, sizeof alt, " (or %d)", other);
+        /* the multiples of M either side of B, in wider arithmetic: valid
+         * when in [M, INT_MAX] (B + M can pass INT_MAX) */
+        long long lower = (long long)B / M * M, upper = lower + M;
+        int lower_ok = lower >= M, upper_ok = upper <= INT_MAX;
+        char near[128];
+        if (lower_ok && upper_ok) {
+            long long nearest = B - lower <= upper - B ? lower : upper;
+            snprintf(near, sizeof near, "the nearest valid train.batch_size is %lld (or %lld)", nearest,
+                     nearest == lower ? upper : lower);
+        } else if (lower_ok || upper_ok) {
+            snprintf(near, sizeof near, "the nearest valid train.batch_size is %lld", lower_ok ? lower : upper);
+        } else {
+            snprintf(near, sizeof near, "no valid train.batch_size is near %d", B);
+        }
         return pt_fail(PT_ERR_INVALID,
                        "train.batch_size = %d is not divisible by pipeline.micro_batches = %d: "
-                       "the nearest valid train.batch_size is %d%s, or choose micro_batches "
-                       "dividing %d",
-                       B, M, nearest, alt, B);
+                       "%s, or choose micro_batches dividing %d",
+                       B, M, near, B);
     }
 
     optim_config oc = config_optim(c);
@@ -708,17 +724,54 @@ size_t config_to_text(const config *c, char *buf, size_t len)
     return pos;
 }
 
+size_t config_to_lines(const config *c, config_resume_rule min_rule, char *buf, size_t len)
+{
+    size_t pos = 0;
+    char value[CONFIG_STR_MAX + 32];
+    if (buf && len) buf[0] = '\0';
+    for (int i = 0; i < N_KEYS; i++) {
+        if (keys[i].resume < min_rule) continue;
+        value_text(&keys[i], c, value, sizeof value);
+        appendf(buf, len, &pos, "%s.%s = %s\n", keys[i].section, keys[i].key, value);
+    }
+    return pos;
+}
+
+int config_changes(const config *before, const config *after, config_change *out, int max)
+{
+    int n = 0;
+    char a[CONFIG_STR_MAX + 32], b[CONFIG_STR_MAX + 32];
+    for (int i = 0; i < N_KEYS; i++) {
+        value_text(&keys[i], before, a, sizeof a);
+        value_text(&keys[i], after, b, sizeof b);
+        if (!strcmp(a, b)) continue;
+        if (n < max) {
+            config_change *x = &out[n];
+            snprintf(x->key, sizeof x->key, "%s.%s", keys[i].section, keys[i].key);
+            memcpy(x->before, a, sizeof a);
+            memcpy(x->after, b, sizeof b);
+            x->rule = keys[i].resume;
+        }
+        n++;
+    }
+    return n;
+}
+
 void config_print_help(FILE *out)
 {
     char expect[512];
     fprintf(out, "Configuration keys (INI file sections; override any with --set "
-                 "section.key=value):\n");
+                 "section.key=value).\nOn --resume, keys that define the stored state cannot change; "
+                 "keys that change only the\nfuture are noted and recorded in the checkpoints' history; "
+                 "the others change freely.\n");
     for (int i = 0; i < N_KEYS; i++) {
         const cfg_key *k = &keys[i];
         if (i == 0 || strcmp(keys[i - 1].section, k->section) != 0)
             fprintf(out, "\n[%s]\n", k->section);
         expect_text(k, expect, sizeof expect);
-        fprintf(out, "  %-20s default %s\n", k->key, k->def[0] ? k->def : "(empty)");
+        static const char *const on_resume[] = {"", "; a change on --resume is noted and recorded",
+                                                "; cannot change on --resume"};
+        fprintf(out, "  %-20s default %s%s\n", k->key, k->def[0] ? k->def : "(empty)", on_resume[k->resume]);
         fprintf(out, "      %s; %s%s%s%s\n", k->help, expect, k->note ? " (" : "",
                 k->note ? k->note : "", k->note ? ")" : "");
     }
@@ -985,36 +1038,21 @@ static pt_status read_file(const char *path, char **text, size_t *len)
 {
     *text = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return pt_fail(PT_ERR_IO, "cannot open config file %s: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    pt_status st = PT_OK;
+    /* a regular file only (a FIFO would block, a directory is not text), and
+     * no more than it held when opened */
+    int fd;
+    uint64_t size;
+    pt_status st = data_open_regular(path, "config file", "give the path of an INI file", CONFIG_FILE_MAX, &fd,
+                                     &size);
+    if (st) return st;
+    size_t n = 0;
+    char *buf = malloc((size_t)size + 1);
     if (!buf) {
         st = pt_fail(PT_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
-    for (;;) {
-        if (n == cap) {
-            if (cap >= CONFIG_FILE_MAX) {
-                st = pt_fail(PT_ERR_FORMAT, "config file %s is larger than %u bytes", path,
-                             CONFIG_FILE_MAX);
-                goto done;
-            }
-            char *p = realloc(buf, cap * 2);
-            if (!p) {
-                st = pt_fail(PT_ERR_NOMEM, "%s: out of memory", path);
-                goto done;
-            }
-            buf = p;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        st = pt_fail(PT_ERR_IO, "cannot read config file %s: %s", path, strerror(errno));
+    if ((st = data_read_fd(fd, path, buf, (size_t)size, &n))) {
+        st = pt_wrap(st, "config file: ");
         goto done;
     }
     const char *nul = memchr(buf, '\0', n);
@@ -1025,7 +1063,7 @@ static pt_status read_file(const char *path, char **text, size_t *len)
         goto done;
     }
 done:
-    fclose(f);
+    close(fd);
     if (st) {
         free(buf);
         return st;

@@ -23,6 +23,17 @@ typedef enum { PARTITION_UNIFORM = 0, PARTITION_PARAMS, PARTITION_COST, PARTITIO
 typedef enum { NONFINITE_STOP = 0, NONFINITE_SKIP } nonfinite_policy;
 typedef enum { FAULT_NONE = 0, FAULT_ERROR, FAULT_CRASH, FAULT_NAN, FAULT_CHECKPOINT_CRASH } fault_kind;
 
+/* What a change of a key's value means when a run resumes a checkpoint
+ * (docs/checkpoint-format.md, "Resuming with another config"):
+ *   FREE   the key does not change the numbers (layout, logging, paths):
+ *          allowed silently;
+ *   NOTE   the key changes the future but not the past (learning rate,
+ *          steps, regularisation): allowed, printed, and recorded in the
+ *          history of every checkpoint the resumed run writes;
+ *   REFUSE the key defines what the stored state means (model, data, seed,
+ *          batch, optimizer): refused, naming both values. */
+typedef enum { RESUME_FREE = 0, RESUME_NOTE, RESUME_REFUSE } config_resume_rule;
+
 typedef struct {
     /* [model] */
     char model_layers[CONFIG_STR_MAX]; /* "linear 1024, relu, dropout 0.2, ..." */
@@ -99,6 +110,25 @@ pt_status config_validate(const config *c);
 /* Writes the canonical INI text of every key (sorted by section, as in the
  * table) to buf; returns the length it needs (snprintf-like). */
 size_t config_to_text(const config *c, char *buf, size_t len);
+
+/* Writes every key as one "section.key = value" line (canonical values, in
+ * table order) to buf, or only the keys whose resume rule is at least
+ * `min_rule` (RESUME_NOTE: the keys that define the run's numbers, its
+ * identity). Returns the length it needs (snprintf-like). */
+size_t config_to_lines(const config *c, config_resume_rule min_rule, char *buf, size_t len);
+
+/* One key whose value differs between two configs. */
+typedef struct {
+    char key[64];                    /* "train.lr" */
+    char before[CONFIG_STR_MAX + 32]; /* canonical value in `before` */
+    char after[CONFIG_STR_MAX + 32];  /* canonical value in `after` */
+    config_resume_rule rule;
+} config_change;
+
+/* The keys whose canonical values differ between `before` (a checkpoint's
+ * config) and `after` (the resuming run's), in table order: writes at most
+ * `max` to out and returns how many differ (may exceed max). */
+int config_changes(const config *before, const config *after, config_change *out, int max);
 
 /* Prints every key with its default and description (for --help-config). */
 void config_print_help(FILE *out);

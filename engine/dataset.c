@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
 
 #include "rng.h"
 
@@ -33,36 +36,49 @@ static pt_status synth(float **x, int32_t **y, long n, int f, int classes, uint6
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Appends the bytes of one file to d->text. */
-static pt_status append_file(dataset *d, const char *path, long *cap)
+#define TEXT_INSTEAD "give a text file or a directory of text files"
+
+/* Appends the bytes of one file to d->text: no more than the file held when
+ * it was opened, and no more than DATASET_TEXT_MAX bytes in all. `corpus`
+ * is data.path (the file itself or its directory). */
+static pt_status append_file(dataset *d, const char *corpus, const char *path, long *cap)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return pt_fail(PT_ERR_IO, "data.path: cannot open text file %s: %s", path, strerror(errno));
-    pt_status st = PT_OK;
-    for (;;) {
-        if (d->text_len + 65536 > *cap) {
-            long ncap = *cap ? *cap * 2 : 1 << 20;
-            uint8_t *t = realloc(d->text, (size_t)ncap);
-            if (!t) {
-                st = pt_fail(PT_ERR_NOMEM, "data.path: out of memory reading %s", path);
-                break;
-            }
-            d->text = t;
-            *cap = ncap;
-        }
-        size_t got = fread(d->text + d->text_len, 1, 65536, f);
-        d->text_len += (long)got;
-        if (got < 65536) {
-            if (ferror(f)) st = pt_fail(PT_ERR_IO, "data.path: cannot read %s: %s", path, strerror(errno));
-            break;
-        }
+    int fd;
+    uint64_t size;
+    pt_status st = data_open_regular(path, "data.path", TEXT_INSTEAD, DATASET_TEXT_MAX, &fd, &size);
+    if (st) return st;
+    if (size > DATASET_TEXT_MAX - (uint64_t)d->text_len) {
+        close(fd);
+        return pt_fail(PT_ERR_INVALID,
+                       "data.path %s: the text adds up to more than %llu bytes (%.0f MiB) with %s (%llu bytes): "
+                       "give a smaller file or a directory holding fewer files",
+                       corpus, (unsigned long long)DATASET_TEXT_MAX, DATASET_TEXT_MAX / 1048576.0, path,
+                       (unsigned long long)size);
     }
-    fclose(f);
-    return st;
+    if ((uint64_t)d->text_len + size > (uint64_t)*cap) {
+        uint64_t need = (uint64_t)d->text_len + size, ncap = *cap ? 2 * (uint64_t)*cap : 1 << 20;
+        if (ncap < need) ncap = need;
+        if (ncap > DATASET_TEXT_MAX) ncap = DATASET_TEXT_MAX;
+        uint8_t *t = realloc(d->text, (size_t)ncap);
+        if (!t) {
+            close(fd);
+            return pt_fail(PT_ERR_NOMEM, "data.path: out of memory reading %s (%llu bytes)", path,
+                           (unsigned long long)size);
+        }
+        d->text = t;
+        *cap = (long)ncap;
+    }
+    size_t got = 0;
+    st = data_read_fd(fd, path, d->text + d->text_len, (size_t)size, &got);
+    close(fd);
+    if (st) return pt_wrap(st, "data.path: ");
+    d->text_len += (long)got; /* a file that shrank meanwhile gives what it still held */
+    return PT_OK;
 }
 
 /* A file, or every regular file of a directory in name order (skipping
- * symbolic links and the fortune index files *.dat). */
+ * hidden files, symbolic links, sub-directories and the fortune index files
+ * *.dat; a FIFO, device or socket in the directory is refused, naming it). */
 static pt_status load_text(dataset *d, const config *c)
 {
     const char *path = c->data_path[0] ? c->data_path : DATA_TEXT_DIR;
@@ -87,25 +103,39 @@ static pt_status load_text(dataset *d, const config *c)
             char full[4096];
             struct stat fs;
             snprintf(full, sizeof full, "%s/%s", path, e->d_name);
-            if (lstat(full, &fs) != 0 || !S_ISREG(fs.st_mode)) continue;
+            if (lstat(full, &fs) != 0 || S_ISLNK(fs.st_mode) || S_ISDIR(fs.st_mode)) continue;
+            if (!S_ISREG(fs.st_mode)) {
+                st = pt_fail(PT_ERR_INVALID,
+                             "data.path %s: %s is %s, not a regular file: remove it from the directory, or "
+                             "set data.path to a text file or a directory of text files",
+                             path, full, data_file_kind((unsigned)fs.st_mode));
+                break;
+            }
             if (n == ncap) {
                 ncap = ncap ? 2 * ncap : 64;
                 char **nn = realloc(names, ncap * sizeof *nn);
-                if (!nn) break;
+                if (!nn) {
+                    st = pt_fail(PT_ERR_NOMEM, "data.path %s: out of memory listing the directory", path);
+                    break;
+                }
                 names = nn;
             }
-            names[n++] = strdup(full);
+            if (!(names[n] = strdup(full))) {
+                st = pt_fail(PT_ERR_NOMEM, "data.path %s: out of memory listing the directory", path);
+                break;
+            }
+            n++;
         }
         closedir(dir);
         if (n) qsort(names, n, sizeof *names, by_name);
         for (size_t i = 0; i < n; i++) {
-            if (!st && names[i]) st = append_file(d, names[i], &cap);
+            if (!st) st = append_file(d, path, names[i], &cap);
             free(names[i]);
         }
         free(names);
         files = (int)n;
     } else {
-        st = append_file(d, path, &cap);
+        st = append_file(d, path, path, &cap);
         files = 1;
     }
     if (st) return st;
@@ -235,4 +265,32 @@ void dataset_test_batch(const dataset *d, long first, int rows, float *x, int32_
         if (yk && !valid)
             for (int t = 0; t < d->targets; t++) yk[t] = -1;
     }
+}
+
+void dataset_fingerprint(const dataset *d, char hex[33])
+{
+    XXH3_state_t *h = XXH3_createState();
+    if (!h || XXH3_128bits_reset(h) != XXH_OK) {
+        snprintf(hex, 33, "%032d", 0);
+        XXH3_freeState(h);
+        return;
+    }
+    XXH3_128bits_update(h, &d->kind, sizeof d->kind);
+    if (d->kind == DATASET_TEXT) {
+        XXH3_128bits_update(h, d->text, (size_t)d->text_len);
+    } else if (d->kind == DATASET_FASHION) {
+        const idx_dataset *s[2] = {&d->train, &d->test};
+        for (int i = 0; i < 2; i++) {
+            XXH3_128bits_update(h, s[i]->images, (size_t)s[i]->n * (size_t)s[i]->rows * (size_t)s[i]->cols);
+            XXH3_128bits_update(h, s[i]->labels, (size_t)s[i]->n * sizeof *s[i]->labels);
+        }
+    } else {
+        XXH3_128bits_update(h, d->syn_train, (size_t)d->n_train * (size_t)d->features * sizeof(float));
+        XXH3_128bits_update(h, d->syn_test, (size_t)d->n_test * (size_t)d->features * sizeof(float));
+        XXH3_128bits_update(h, d->syn_train_labels, (size_t)d->n_train * sizeof(int32_t));
+        XXH3_128bits_update(h, d->syn_test_labels, (size_t)d->n_test * sizeof(int32_t));
+    }
+    XXH128_hash_t v = XXH3_128bits_digest(h);
+    XXH3_freeState(h);
+    snprintf(hex, 33, "%016llx%016llx", (unsigned long long)v.high64, (unsigned long long)v.low64);
 }

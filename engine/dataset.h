@@ -15,6 +15,7 @@
 #include "pt_status.h"
 
 #define DATA_TEXT_DIR "/usr/share/games/fortunes"
+#define DATASET_TEXT_MAX (2ull << 30) /* bytes: the largest text corpus read (every rank holds it) */
 
 typedef enum { DATASET_FASHION = 0, DATASET_SYNTHETIC, DATASET_TEXT } dataset_kind;
 
@@ -41,7 +42,13 @@ typedef struct {
 } dataset;
 
 /* Loads (or generates) the data set the config names; every rank that calls
- * it gets the same data. Errors name the file and what to do. */
+ * it gets the same data. Not collective. Errors name the file and what to do.
+ * data.path must name regular files: for fashion-mnist a directory of IDX
+ * files, for text a file or a directory whose regular files are read in name
+ * order (hidden files, *.dat, symbolic links and sub-directories skipped; a
+ * FIFO, device or socket in it is refused). Anything else (a FIFO, a device,
+ * a socket) is refused before any read, and a text corpus of more than
+ * DATASET_TEXT_MAX bytes is refused. */
 pt_status dataset_open(dataset *d, const config *c);
 void dataset_close(dataset *d);
 
@@ -55,5 +62,11 @@ void dataset_train_batch(dataset *d, long step, int mb, float *x, int32_t *y);
  * contexts spread evenly over the held-out part). Rows past the end repeat the last sample with targets -1, which
  * are ignored. */
 void dataset_test_batch(const dataset *d, long first, int rows, float *x, int32_t *y);
+
+/* A hash of the data the run reads (the loaded bytes, not the paths), as 32
+ * hex digits in hex[33]: equal on every rank and every host that reads the
+ * same data, whatever its path. XXH3-128 over the training and test splits
+ * (synthetic data: of the generated rows). Not collective. */
+void dataset_fingerprint(const dataset *d, char hex[33]);
 
 #endif

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
 #include <mpi.h>
+#include <xxhash.h>
 
 #include "comm.h"
 #include "config.h"
@@ -72,6 +74,48 @@ static int parse_number(const char *text, double lo, double hi, int is_real, dou
     return 1;
 }
 
+/* What every rank must agree on before any work, as "key = value" lines:
+ * the command line's options, the canonical config, and the build (a hash of
+ * this executable, the MPI and OpenBLAS libraries). A malloc'ed text, or NULL
+ * when out of memory. */
+static char *run_definition(const config *c, const trainer_options *opt, int argc)
+{
+    size_t need = config_to_lines(c, RESUME_FREE, NULL, 0) + 8192 + (size_t)argc * 64;
+    for (int i = 0; i < opt->n_prompts; i++) need += strlen(opt->prompts[i]) + 32;
+    char *text = malloc(need);
+    if (!text) return NULL;
+    static const char *const modes[] = {"train", "eval", "generate"};
+    size_t pos = (size_t)snprintf(text, need,
+                                  "command = %s\n--resume = %s\n--init = %s\n--stop-after = %ld\n"
+                                  "--tensor-hashes = %s\n--tokens = %d\n--temperature = %.9g\n--top-k = %d\n"
+                                  "--seed = %llu\n",
+                                  modes[opt->mode], opt->resume ? opt->resume : "", opt->init ? opt->init : "",
+                                  opt->stop_after, opt->tensor_hashes ? opt->tensor_hashes : "", opt->gen_tokens,
+                                  (double)opt->temperature, opt->top_k, (unsigned long long)opt->gen_seed);
+    for (int i = 0; i < opt->n_prompts; i++)
+        pos += (size_t)snprintf(text + pos, need - pos, "--prompt %d = %s\n", i + 1, opt->prompts[i]);
+    pos += config_to_lines(c, RESUME_FREE, text + pos, need - pos);
+    /* the build: this executable's bytes and the libraries it runs with */
+    unsigned long long exe = 0;
+    FILE *f = fopen("/proc/self/exe", "rb");
+    if (f) {
+        XXH3_state_t *h = XXH3_createState();
+        char buf[1 << 16];
+        size_t n;
+        if (h && XXH3_64bits_reset(h) == XXH_OK) {
+            while ((n = fread(buf, 1, sizeof buf, f)) > 0) XXH3_64bits_update(h, buf, n);
+            exe = XXH3_64bits_digest(h);
+        }
+        XXH3_freeState(h);
+        fclose(f);
+    }
+    char mpi[256];
+    comm_library_version(mpi, sizeof mpi);
+    snprintf(text + pos, need - pos, "pipetrain binary = %016llx\nMPI library = %s\nOpenBLAS = %s\n", exe, mpi,
+             openblas_get_config());
+    return text;
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -85,9 +129,13 @@ int main(int argc, char **argv)
         }
     }
     MPI_Init(&argc, &argv);
-    int rank = 0, size = 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    comm_grid g;
+    pt_status st = comm_start(&g, MPI_COMM_WORLD);
+    if (st) {
+        fprintf(stderr, "pipetrain: %s\n", pt_last_error());
+        MPI_Finalize();
+        return 2;
+    }
 
     const char *cmd = argc > 1 ? argv[1] : "", *path = argc > 2 ? argv[2] : NULL;
     trainer_options opt = {.mode = TRAINER_TRAIN, .config_path = path, .gen_tokens = 200,
@@ -99,6 +147,7 @@ int main(int argc, char **argv)
         opt.mode = TRAINER_GENERATE;
     else if (strcmp(cmd, "train"))
         bad = 1;
+    if (bad) st = pt_fail(PT_ERR_INVALID, "expected a command (train, eval or generate) and its CONFIG or CKPT");
     const char **sets = calloc((size_t)argc, sizeof *sets), **prompts = calloc((size_t)argc, sizeof *prompts);
     int n_sets = 0;
     for (int i = 3; !bad && i < argc; i++) {
@@ -128,28 +177,20 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seed") && v && parse_number(v, 0, 1.8e19, 0, &num))
             opt.gen_seed = (uint64_t)num;
         else {
-            if (rank == 0)
-                fprintf(stderr, "pipetrain: %s '%s'%s%s\n",
-                        strncmp(a, "--", 2) ? "unexpected argument" : v ? "bad option or value" : "option without a value",
-                        a, v && !strncmp(a, "--", 2) ? " " : "", v && !strncmp(a, "--", 2) ? v : "");
+            st = pt_fail(PT_ERR_INVALID, "%s '%s'%s%s",
+                         strncmp(a, "--", 2) ? "unexpected argument" : v ? "bad option or value" : "option without a value",
+                         a, v && !strncmp(a, "--", 2) ? " " : "", v && !strncmp(a, "--", 2) ? v : "");
             bad = 1;
         }
         i += takes;
     }
     opt.prompts = prompts;
-    if (bad) {
-        if (rank == 0) usage(stderr);
-        free(sets);
-        free(prompts);
-        MPI_Finalize();
-        return 2;
-    }
 
-    /* Every rank reads the same file and reaches the same verdict, so a bad
-     * config ends every rank cleanly before any work. */
+    /* The config (and later the data) may differ between hosts: every rank
+     * reaches its own verdict, the ranks agree on one, then check that they
+     * all run the same thing before any work. */
     config c;
-    pt_status st = PT_OK;
-    if (opt.mode == TRAINER_GENERATE) {
+    if (!bad && opt.mode == TRAINER_GENERATE) {
         /* the checkpoint's own config, one row per prompt, one micro-batch each */
         if (opt.n_prompts == 0) st = pt_fail(PT_ERR_INVALID, "generate needs at least one --prompt TEXT");
         if (!st) st = persist_read_config(path, &c);
@@ -157,27 +198,47 @@ int main(int argc, char **argv)
         c.batch_size = c.micro_batches = opt.n_prompts;
         if (!st) st = config_validate(&c);
         opt.init = path;
-    } else {
+    } else if (!bad) {
         st = config_load(&c, path, sets, n_sets);
     }
     free(sets);
-    if (opt.mode != TRAINER_TRAIN) c.log_metrics[0] = '\0'; /* keep the training run's metrics file */
+    if (!st && opt.mode != TRAINER_TRAIN) c.log_metrics[0] = '\0'; /* keep the training run's metrics file */
     if (!st && opt.resume && opt.init && opt.mode != TRAINER_GENERATE)
         st = pt_fail(PT_ERR_INVALID, "--resume and --init exclude each other: --resume continues a run, "
                      "--init starts a new one from a checkpoint's weights");
     if (!st && opt.stop_after > 0 && !c.checkpoint_dir[0])
         st = pt_fail(PT_ERR_INVALID, "--stop-after %ld needs a place for its checkpoint: set checkpoint.dir "
                      "(for example --set checkpoint.dir=runs/mine)", opt.stop_after);
-    comm_grid g;
-    int D = c.data_parallel;
-    if (!st) st = comm_grid_init(&g, MPI_COMM_WORLD, size / D > 0 ? size / D : 1, D);
+    int reporter = -1;
+    st = comm_agree(&g, st, &reporter);
+    char *what = NULL;
+    if (!st) {
+        what = run_definition(&c, &opt, argc);
+        st = what ? comm_same_text(&g, "the run (command line, config and build)", what,
+                                  "every rank must run the same pipetrain build with the same options and "
+                                  "config file contents (on a cluster: the same files on every host)",
+                                  &reporter)
+                  : comm_agree(&g, pt_fail(PT_ERR_NOMEM, "out of memory"), &reporter);
+        free(what);
+    }
+    if (!st) {
+        reporter = 0; /* the same verdict on every rank */
+        st = comm_grid_split(&g, g.size / c.data_parallel > 0 ? g.size / c.data_parallel : 1, c.data_parallel);
+    }
     if (st) {
-        if (rank == 0) fprintf(stderr, "pipetrain: %s\n", pt_last_error());
+        if (g.rank == reporter) {
+            /* a verdict of rank 0 is every rank's (or the first of them); name any other rank */
+            if (reporter != 0 && strncmp(pt_last_error(), "rank ", 5))
+                fprintf(stderr, "pipetrain: rank %d (host %s): %s\n", g.rank, g.host, pt_last_error());
+            else
+                fprintf(stderr, "pipetrain: %s\n", pt_last_error());
+            if (bad) usage(stderr);
+        }
+        comm_grid_free(&g);
         free(prompts);
         MPI_Finalize();
         return 2;
     }
-    int reporter = -1;
     st = trainer_run(&c, &g, &opt, &reporter);
     if (st && reporter < 0) comm_abort(&g, pt_last_error());
     if (st && g.rank == reporter) fprintf(stderr, "pipetrain: %s\n", pt_last_error());

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "rundir.h"
 
 /* The model's stored tensors in global order, as manifest entries (no crc):
  * a tied copy is not stored (its source is, once). */
@@ -57,16 +58,18 @@ static void step_name(char *buf, size_t len, const char *dir, long step)
     snprintf(buf, len, "%s/step-%06ld", dir, step);
 }
 
-pt_status persist_save(const config *c, const comm_grid *g, const model *m, const int *cuts,
-                       const stage *st, long step, int crash_after, int *reporter)
+pt_status persist_save(const config *c, const comm_grid *g, const persist_run *pr, const model *m,
+                       const int *cuts, const stage *st, long step, int crash_after, int *reporter)
 {
     char tmp[CKPT_PATH_MAX] = "";
     pt_status local = PT_OK, st_all;
     *reporter = 0;
     if (g->rank == 0) local = ckpt_begin(c->checkpoint_dir, step, tmp, sizeof tmp);
     if ((st_all = comm_agree(g, local, reporter))) return st_all;
-    int rc = MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, g->world);
-    if (rc != MPI_SUCCESS) return pt_fail(PT_ERR_MPI, "MPI_Bcast of the checkpoint directory failed");
+    if ((st_all = comm_bcast(tmp, sizeof tmp, 0, g->world, "MPI_Bcast of the checkpoint directory"))) {
+        *reporter = g->rank;
+        return st_all;
+    }
 
     /* every stage writes its shard (one replica writes: replica 0) */
     int n_all = 0;
@@ -104,7 +107,8 @@ pt_status persist_save(const config *c, const comm_grid *g, const model *m, cons
         for (int k = 0; k < n_all; k++)
             for (int a = 0; a < CKPT_ARRAYS; a++) all[k].crc[a] = (uint32_t)crc[k * CKPT_ARRAYS + a];
         ckpt_manifest man = {CKPT_FORMAT_VERSION, step, c->seed, g->P, g->D, m->n_layers, (int *)cuts, text,
-                             n_all, all};
+                             n_all, all, pr->history, ""};
+        snprintf(man.data_fingerprint, sizeof man.data_fingerprint, "%s", pr->data_hash);
         local = ckpt_write_manifest(tmp, &man);
         if (!local) local = ckpt_commit(c->checkpoint_dir, step);
         if (!local) local = ckpt_prune(c->checkpoint_dir, c->checkpoint_keep);
@@ -195,4 +199,212 @@ pt_status persist_read_config(const char *path, config *c)
     if (!st) st = config_load_text(c, man.config_text, dir);
     ckpt_manifest_free(&man);
     return st;
+}
+
+/* ---- start-up: resume rules, the run directory, its history ---------------- */
+
+/* The "section.key = value" lines of the keys of at least resume rule
+ * `min_rule`, then `history`: with RESUME_NOTE and the history, the text that
+ * identifies a run's numbers; with RESUME_REFUSE and NULL, its experiment.
+ * Malloc'ed; NULL when out of memory. */
+static char *identity_text(const config *c, config_resume_rule min_rule, const char *history)
+{
+    size_t n = config_to_lines(c, min_rule, NULL, 0), h = history ? strlen(history) : 0;
+    char *t = malloc(n + h + 1);
+    if (!t) return NULL;
+    config_to_lines(c, min_rule, t, n + 1);
+    memcpy(t + n, history ? history : "", h + 1);
+    return t;
+}
+
+/* The first line where a and b differ, copied into la and lb. */
+static void first_difference(const char *a, const char *b, char *la, char *lb, size_t len)
+{
+    const char *sa = a, *sb = b;
+    for (; *a && *a == *b; a++, b++)
+        if (*a == '\n') sa = a + 1, sb = b + 1;
+    snprintf(la, len, "%.*s", (int)strcspn(sa, "\n"), sa);
+    snprintf(lb, len, "%.*s", (int)strcspn(sb, "\n"), sb);
+    if (!la[0]) snprintf(la, len, "(nothing)");
+    if (!lb[0]) snprintf(lb, len, "(nothing)");
+}
+
+/* Every rank: the checkpoint's config against c. Fills *history with the
+ * history the resumed run records; prints the notes on rank 0. */
+static pt_status resume_rules(const char *path, const config *c, const comm_grid *g, const char *data_hash,
+                              char **history)
+{
+    char dir[CKPT_PATH_MAX];
+    ckpt_manifest man;
+    memset(&man, 0, sizeof man);
+    config before;
+    enum { MAX_CHANGES = 64 };
+    config_change *ch = calloc(MAX_CHANGES, sizeof *ch);
+    pt_status st = ch ? ckpt_resolve(path, dir, sizeof dir) : pt_fail(PT_ERR_NOMEM, "out of memory");
+    if (!st) st = ckpt_read_manifest(dir, &man);
+    if (!st) st = config_load_text(&before, man.config_text, dir);
+    if (st) goto done;
+    if (man.data_fingerprint[0] && strcmp(man.data_fingerprint, data_hash)) {
+        st = pt_fail(PT_ERR_MISMATCH,
+                     "checkpoint %s was trained on other data than this run reads (data.path = %s): its data "
+                     "fingerprint is %s, this run's is %s; resume with the data it was trained on, or start a "
+                     "new run from its weights with --init %s",
+                     dir, c->data_path[0] ? c->data_path : "(the default)", man.data_fingerprint, data_hash, path);
+        goto done;
+    }
+    int n = config_changes(&before, c, ch, MAX_CHANGES);
+    if (n > MAX_CHANGES) n = MAX_CHANGES;
+    char refused[2048] = "";
+    size_t pos = 0, extra = 0;
+    for (int i = 0; i < n; i++) {
+        if (ch[i].rule != RESUME_REFUSE) continue;
+        int w = snprintf(refused + pos, sizeof refused - pos, "%s%s = %s (the checkpoint's run has %s)",
+                         pos ? ", " : "", ch[i].key, ch[i].after, ch[i].before);
+        if (w > 0 && pos + (size_t)w < sizeof refused) pos += (size_t)w; else extra++;
+    }
+    if (pos) {
+        st = pt_fail(PT_ERR_MISMATCH,
+                     "cannot resume checkpoint %s with %s%s: these keys define the stored state (the model, "
+                     "the data and its order, initialisation, dropout) of its %ld steps. Resume with the "
+                     "checkpoint's values (pipetrain-ckpt ls %s shows its config), or start a new run from its "
+                     "weights with --init %s and another checkpoint.dir",
+                     dir, refused, extra ? " and more" : "", man.step, dir, path);
+        goto done;
+    }
+    size_t old = man.history ? strlen(man.history) : 0, need = old + 1;
+    for (int i = 0; i < n; i++)
+        if (ch[i].rule == RESUME_NOTE) need += strlen(ch[i].key) + strlen(ch[i].before) + strlen(ch[i].after) + 64;
+    *history = malloc(need);
+    if (!*history) {
+        st = pt_fail(PT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    memcpy(*history, man.history ? man.history : "", old + 1);
+    for (int i = 0; i < n; i++) {
+        if (ch[i].rule != RESUME_NOTE) continue;
+        old += (size_t)snprintf(*history + old, need - old, "step %ld: %s = %s -> %s\n", man.step, ch[i].key,
+                                ch[i].before, ch[i].after);
+        if (g->rank == 0)
+            printf("note: resuming step %ld with %s = %s (the checkpoint's run had %s); its checkpoints record "
+                   "the change\n", man.step, ch[i].key, ch[i].after, ch[i].before);
+    }
+    fflush(stdout);
+done:
+    ckpt_manifest_free(&man);
+    free(ch);
+    return st;
+}
+
+/* Rank 0, holding the lock: refuses a run directory that holds checkpoints
+ * this run must not mix with or replace. resume_step < 0 for a fresh run. */
+static pt_status check_run_dir(const config *c, const char *history, long resume_step)
+{
+    long *steps = NULL;
+    int n = 0;
+    char *mine = identity_text(c, RESUME_NOTE, history), *mine_refuse = identity_text(c, RESUME_REFUSE, NULL);
+    pt_status st = mine && mine_refuse ? rundir_list_steps(c->checkpoint_dir, &steps, &n)
+                                       : pt_fail(PT_ERR_NOMEM, "out of memory");
+    for (int i = 0; !st && i < n; i++) {
+        char dir[CKPT_PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/step-%06ld", c->checkpoint_dir, steps[i]);
+        ckpt_manifest man;
+        memset(&man, 0, sizeof man);
+        config theirs;
+        /* an unreadable checkpoint is no run's: verify reports it, prune removes it in time */
+        if (ckpt_read_manifest(dir, &man) || config_load_text(&theirs, man.config_text, dir)) {
+            ckpt_manifest_free(&man);
+            pt_clear_error();
+            continue;
+        }
+        int past = resume_step >= 0 && steps[i] <= resume_step;
+        char *their_refuse = identity_text(&theirs, RESUME_REFUSE, NULL);
+        char *their_id = past ? NULL : identity_text(&theirs, RESUME_NOTE, man.history);
+        if (!their_refuse || (!past && !their_id)) st = pt_fail(PT_ERR_NOMEM, "out of memory");
+        int same_experiment = !st && !strcmp(their_refuse, mine_refuse);
+        const char *other = past ? their_refuse : their_id, *ours = past ? mine_refuse : mine;
+        if (!st && strcmp(other, ours)) {
+            char la[512], lb[512];
+            first_difference(other, ours, la, lb, sizeof la);
+            st = pt_fail(PT_ERR_MISMATCH,
+                         "checkpoint.dir %s holds %s, a checkpoint of %s ('%s' there, '%s' in this run)%s: "
+                         "choose another checkpoint.dir, %sor remove %s",
+                         c->checkpoint_dir, dir,
+                         same_experiment && resume_step >= 0 ? "this run's history before this resume's changes"
+                                                             : "another run",
+                         la, lb, past ? "" : "; this run would replace it",
+                         resume_step < 0 && !same_experiment ? "resume that run with --resume, " : "", dir);
+        }
+        free(their_refuse);
+        free(their_id);
+        ckpt_manifest_free(&man);
+    }
+    free(steps);
+    free(mine_refuse);
+    free(mine);
+    return st;
+}
+
+pt_status persist_start(persist_run *pr, const config *c, const comm_grid *g, const char *resume,
+                        const char *init, const char *data_hash, const char *command, int *reporter)
+{
+    memset(pr, 0, sizeof *pr);
+    snprintf(pr->data_hash, sizeof pr->data_hash, "%s", data_hash);
+    long resume_step = -1;
+    pt_status local = PT_OK, st;
+    if (resume) {
+        local = resume_rules(resume, c, g, data_hash, &pr->history);
+        if (!local) {
+            char dir[CKPT_PATH_MAX];
+            ckpt_manifest man;
+            memset(&man, 0, sizeof man);
+            if (!(local = ckpt_resolve(resume, dir, sizeof dir)) && !(local = ckpt_read_manifest(dir, &man)))
+                resume_step = man.step;
+            ckpt_manifest_free(&man);
+        }
+    } else {
+        char line[CKPT_PATH_MAX + 64] = "";
+        if (init) snprintf(line, sizeof line, "step 0: initialised from the weights of %s\n", init);
+        pr->history = strdup(line);
+        if (!pr->history) local = pt_fail(PT_ERR_NOMEM, "out of memory");
+    }
+    if ((st = comm_agree(g, local, reporter)) || !c->checkpoint_dir[0]) return st;
+
+    /* rank 0 makes the directory, checks HDF5 can write there, takes the lock */
+    char note[2048] = "", probe[64];
+    if (g->rank == 0) {
+        local = ckpt_check_dir_writable(c->checkpoint_dir, ".probe-rank-0.h5");
+        if (local == PT_ERR_LOCK) pt_wrap(local, "checkpoint.dir %s cannot hold checkpoints: ", c->checkpoint_dir);
+        if (!local) local = rundir_lock_take(c->checkpoint_dir, command, &pr->lock, note, sizeof note);
+    }
+    if ((st = comm_agree(g, local, reporter))) return st;
+    if (g->rank == 0 && note[0]) printf("note: %s\n", note);
+
+    /* every other rank: the same directory (rank 0's lock file), writable */
+    char lock[RUNDIR_LOCK_MAX];
+    if (g->rank == 0) snprintf(lock, sizeof lock, "%s", pr->lock.text);
+    if ((st = comm_bcast(lock, sizeof lock, 0, g->world, "MPI_Bcast of the run directory's lock"))) {
+        *reporter = g->rank;
+        return st;
+    }
+    if (g->rank != 0) {
+        char seen[RUNDIR_LOCK_MAX];
+        if (rundir_lock_read(c->checkpoint_dir, seen, sizeof seen) || strcmp(seen, lock))
+            local = pt_fail(PT_ERR_IO,
+                            "checkpoint.dir %s: rank %d (host %s) does not see the run directory that rank 0 "
+                            "made (its lock file is %s there): checkpoint.dir must be on a file system that "
+                            "every host shares, at the same path",
+                            c->checkpoint_dir, g->rank, g->host, seen[0] ? "different" : "missing");
+        snprintf(probe, sizeof probe, ".probe-rank-%d.h5", g->rank);
+        if (!local) local = ckpt_check_dir_writable(c->checkpoint_dir, probe);
+        if (local) local = pt_wrap(local, "rank %d (host %s): ", g->rank, g->host);
+    }
+    if (!local && g->rank == 0) local = check_run_dir(c, pr->history, resume_step);
+    return comm_agree(g, local, reporter);
+}
+
+void persist_finish(persist_run *pr)
+{
+    rundir_lock_release(&pr->lock);
+    free(pr->history);
+    pr->history = NULL;
 }

@@ -1,11 +1,15 @@
 #include "trainer.h"
 
 #include <cblas.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 #include <xxhash.h>
@@ -32,10 +36,13 @@ typedef struct {
     double *gen_probs; /* generate: sampling weights over the vocabulary */
     int tied_src, tied_copy; /* this stage's tensor indices of the two, -1: absent */
     FILE *metrics;
+    char data_hash[33]; /* dataset_fingerprint of the data read */
+    persist_run pr;     /* train: the run directory's lock, the history checkpoints record */
 } run;
 
 static void run_free(run *r)
 {
+    persist_finish(&r->pr);
     if (r->metrics) fclose(r->metrics);
     free(r->gen_probs);
     if (r->tied != MPI_COMM_NULL) MPI_Comm_free(&r->tied);
@@ -49,16 +56,39 @@ static void run_free(run *r)
     model_free(&r->m);
 }
 
-static void fmt_duration(char *buf, size_t len, double s)
+/* Every duration printed: "0 s", "4.3 ms", "0.04 s", "12.3 s", "2m03s",
+ * "1h05m"; with `exact`, a duration of a minute or more also gets its
+ * seconds: "2m03s (123.4 s)". */
+static void fmt_duration(char *buf, size_t len, double s, int exact)
 {
     if (s < 0 || !isfinite(s)) s = 0;
+    if (s == 0) {
+        snprintf(buf, len, "0 s");
+        return;
+    }
+    if (s < 0.01) {
+        snprintf(buf, len, "%.2g ms", s * 1e3);
+        return;
+    }
+    if (s < 59.95) {
+        snprintf(buf, len, s < 9.995 ? "%.2f s" : "%.1f s", s);
+        return;
+    }
     long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, len, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    else if (t >= 60)
-        snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
-    else
-        snprintf(buf, len, "%.1fs", s);
+    int n = t >= 3600 ? snprintf(buf, len, "%ldh%02ldm", t / 3600, (t / 60) % 60)
+                      : snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+    if (exact && n > 0 && (size_t)n < len) snprintf(buf + n, len - (size_t)n, " (%.1f s)", s);
+}
+
+/* The throughput unit of a run, the same in the progress lines, the metrics
+ * CSV, the summary and the closing line: tokens for a language model (text:
+ * data.targets tokens per sample), samples otherwise. *per_sample is the
+ * number of units in one sample. */
+static const char *rate_unit(const run *r, double *per_sample)
+{
+    int lm = r->data.kind == DATASET_TEXT;
+    *per_sample = lm ? (double)r->data.targets : 1.0;
+    return lm ? "tokens" : "samples";
 }
 
 /* Model, partition and schedules: the same on every rank, so an error here
@@ -225,6 +255,9 @@ static pt_status write_summary(const run *r, const config *c, const comm_grid *g
     cJSON_AddNumberToObject(j, "steps", (double)c->steps);
     cJSON_AddNumberToObject(j, "train_seconds", train_time);
     cJSON_AddNumberToObject(j, "throughput_samples_per_s", throughput);
+    double per_sample;
+    if (!strcmp(rate_unit(r, &per_sample), "tokens"))
+        cJSON_AddNumberToObject(j, "throughput_tokens_per_s", throughput * per_sample);
     cJSON_AddNumberToObject(j, "test_loss", test_loss);
     cJSON_AddNumberToObject(j, "test_accuracy", test_acc);
     cJSON_AddNumberToObject(j, "theoretical_bubble", theoretical_bubble(g, c));
@@ -354,9 +387,16 @@ static pt_status sync_tied(run *r)
 
 static pt_status setup(run *r, const config *c, const comm_grid *g, int *reporter)
 {
-    *reporter = 0; /* the plan is the same on every rank: rank 0 reports */
-    pt_status st = plan(r, c, g);
+    /* hosts may see different files: the ranks agree on one verdict, then
+     * check that they all read the same data */
+    pt_status st = comm_agree(g, plan(r, c, g), reporter);
     if (st) return st;
+    char data_line[64];
+    dataset_fingerprint(&r->data, r->data_hash);
+    snprintf(data_line, sizeof data_line, "data = %s\n", r->data_hash);
+    if ((st = comm_same_text(g, "the data set (a hash of the bytes read from data.path)", data_line,
+                             "every host must read the same data: copy the same files to every host, or put "
+                             "data.path on a shared file system", reporter))) return st;
     *reporter = -1;
     int s = g->stage;
     int slots = schedule_stash_bound(c->schedule, g->P, c->micro_batches, s);
@@ -384,12 +424,45 @@ static pt_status setup(run *r, const config *c, const comm_grid *g, int *reporte
     }
     r->reduce = calloc((size_t)r->m.n_layers + 2, sizeof *r->reduce);
     if (!r->reduce) return pt_fail(PT_ERR_NOMEM, "out of memory");
-    if (g->rank == 0 && c->log_metrics[0]) {
-        r->metrics = fopen(c->log_metrics, "w");
-        if (!r->metrics) return pt_fail(PT_ERR_IO, "log.metrics: cannot create '%s'", c->log_metrics);
-        fprintf(r->metrics, "step,loss,lr,grad_norm,samples_per_s,elapsed_s\n");
-    }
     return PT_OK;
+}
+
+/* Can the file that `key` names be written at the end of the run? It must
+ * be a regular file or not exist yet, in a directory where it can be
+ * created. Leaves an existing file as it is and removes one it created. */
+static pt_status check_output(const char *key, const char *path)
+{
+    struct stat sb;
+    int existed = stat(path, &sb) == 0;
+    if (existed && !S_ISREG(sb.st_mode))
+        return pt_fail(PT_ERR_INVALID, "%s %s is %s, not a regular file: give the path of a file to write",
+                       key, path, data_file_kind(sb.st_mode));
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK, 0644);
+    if (fd < 0) return pt_fail(PT_ERR_IO, "%s: cannot create %s: %s", key, path, strerror(errno));
+    close(fd);
+    if (!existed) unlink(path);
+    return PT_OK;
+}
+
+/* Rank 0 checks every file the run writes (log.metrics, log.summary,
+ * --tensor-hashes) before step 1 and opens the metrics CSV; the ranks agree. */
+static pt_status open_outputs(run *r, const config *c, const comm_grid *g, const trainer_options *opt,
+                              int *reporter)
+{
+    pt_status st = PT_OK;
+    if (g->rank == 0) {
+        if (c->log_metrics[0]) st = check_output("log.metrics", c->log_metrics);
+        if (!st && c->log_summary[0]) st = check_output("log.summary", c->log_summary);
+        if (!st && opt->tensor_hashes) st = check_output("--tensor-hashes", opt->tensor_hashes);
+        if (!st && c->log_metrics[0]) {
+            r->metrics = fopen(c->log_metrics, "w");
+            if (!r->metrics)
+                st = pt_fail(PT_ERR_IO, "log.metrics: cannot create %s: %s", c->log_metrics, strerror(errno));
+            double per_sample;
+            if (!st) fprintf(r->metrics, "step,loss,lr,grad_norm,%s_per_s,elapsed_s\n", rate_unit(r, &per_sample));
+        }
+    }
+    return comm_agree(g, st, reporter);
 }
 
 static void print_plan(const run *r, const config *c, const comm_grid *g)
@@ -445,18 +518,19 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
             return st;
         }
         (*trained)++;
-        double now = MPI_Wtime(), elapsed = now - t_start;
+        double now = MPI_Wtime(), elapsed = now - t_start, per_sample;
+        const char *unit = rate_unit(r, &per_sample);
         if (r->metrics)
             fprintf(r->metrics, "%ld,%.6f,%.6g,%.6f,%.1f,%.3f\n", step + 1, loss, lr_at(&ls, step + 1), norm,
-                    (double)(step + 1 - first) * c->batch_size / elapsed, elapsed);
+                    (double)(step + 1 - first) * c->batch_size * per_sample / elapsed, elapsed);
         if (g->rank == 0 && c->log_every > 0 &&
             ((step + 1) % c->log_every == 0 || step + 1 == stop || step == first)) {
             char eta[32], el[32];
-            fmt_duration(el, sizeof el, elapsed);
-            fmt_duration(eta, sizeof eta, elapsed / (step + 1 - first) * (stop - step - 1));
-            printf("step %6ld/%ld  loss %.4f  lr %.2e  grad-norm %.3f  %8.0f samples/s  elapsed %s  eta %s\n",
+            fmt_duration(el, sizeof el, elapsed, 0);
+            fmt_duration(eta, sizeof eta, elapsed / (step + 1 - first) * (stop - step - 1), 0);
+            printf("step %6ld/%ld  loss %.4f  lr %.2e  grad-norm %.3f  %8.0f %s/s  elapsed %s  eta %s\n",
                    step + 1, c->steps, loss, lr_at(&ls, step + 1), norm,
-                   (double)(step + 1 - last_step) * c->batch_size / (now - last_t), el, eta);
+                   (double)(step + 1 - last_step) * c->batch_size * per_sample / (now - last_t), unit, el, eta);
             fflush(stdout);
             last_t = now;
             last_step = step + 1;
@@ -478,7 +552,7 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
             double t0 = MPI_Wtime();
             int crash = c->fault_kind == FAULT_CHECKPOINT_CRASH && c->fault_rank == g->rank &&
                         c->fault_step == step + 1 ? 1 : -1;
-            if ((st = persist_save(c, g, &r->m, r->cuts, &r->st, step + 1, crash, reporter))) return st;
+            if ((st = persist_save(c, g, &r->pr, &r->m, r->cuts, &r->st, step + 1, crash, reporter))) return st;
             t_start += MPI_Wtime() - t0; /* checkpoint time is not training time */
         }
     }
@@ -588,8 +662,10 @@ static pt_status generate(run *r, const comm_grid *g, const trainer_options *opt
             fwrite(s.seq[i], 1, (size_t)s.len[i], stdout);
             printf("\n");
         }
-        printf("---\ngenerated %d bytes for %d prompt%s in %.2f s (%.0f tokens/s)\n", opt->gen_tokens, n,
-               n == 1 ? "" : "s", dt, dt > 0 ? (double)opt->gen_tokens * n / dt : 0.0);
+        char took[48];
+        fmt_duration(took, sizeof took, dt, 1);
+        printf("---\ngenerated %d bytes for %d prompt%s in %s (%.0f tokens/s)\n", opt->gen_tokens, n,
+               n == 1 ? "" : "s", took, dt > 0 ? (double)opt->gen_tokens * n / dt : 0.0);
         fflush(stdout);
     }
     for (int i = 0; s.seq && i < n; i++) free(s.seq[i]);
@@ -606,16 +682,29 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     openblas_set_num_threads(c->blas_threads);
     r.tied = MPI_COMM_NULL;
     pt_status st = setup(&r, c, g, reporter);
+    if (!st) st = open_outputs(&r, c, g, opt, reporter);
     if (st) goto done;
     print_plan(&r, c, g);
+    if (opt->mode == TRAINER_TRAIN) {
+        char command[CONFIG_STR_MAX + 64];
+        snprintf(command, sizeof command, "pipetrain train %s", opt->config_path ? opt->config_path : "");
+        if ((st = persist_start(&r.pr, c, g, opt->resume, opt->init, r.data_hash, command, reporter))) goto done;
+    }
 
     long first = 0;
     const char *from = opt->resume ? opt->resume : opt->init;
     if (from) {
         if ((st = persist_load(from, g, &r.m, &r.st, opt->resume != NULL, &first, reporter))) goto done;
+        long saved = first; /* the checkpoint's own step */
         if (!opt->resume) first = 0; /* --init: weights only, a new run from step 0 */
-        if (g->rank == 0)
-            printf("%s %s: step %ld\n", opt->resume ? "resumed from" : "initialised from", from, first);
+        if (g->rank == 0) {
+            if (opt->mode == TRAINER_GENERATE)
+                printf("generating with %s (step %ld)\n", from, saved);
+            else if (opt->resume)
+                printf("resumed from %s: step %ld\n", from, first);
+            else
+                printf("initialised from %s: step 0, with the weights of step %ld\n", from, saved);
+        }
     }
     long stop = c->steps;
     if (opt->stop_after > 0 && opt->stop_after < stop) stop = opt->stop_after;
@@ -646,16 +735,15 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     if (!(st = evaluate(&r, g, &test_loss, &test_acc))) st = fingerprint(&r, g, opt->tensor_hashes, fp);
     double throughput = train_time > 0 ? trained * (double)c->batch_size / train_time : 0.0;
     if (!st && g->rank == 0) {
-        char took[32];
-        fmt_duration(took, sizeof took, MPI_Wtime() - t_start);
+        char took[48];
+        fmt_duration(took, sizeof took, MPI_Wtime() - t_start, 1);
         int text = r.data.kind == DATASET_TEXT;
         printf("\n");
         if (!text) printf("test loss: %.4f\n", test_loss);
-        printf("time: %s (%.1f s)\n", took, MPI_Wtime() - t_start);
-        if (opt->mode == TRAINER_TRAIN && text)
-            printf("throughput: %.0f tokens/s\n", throughput * r.data.targets);
-        else if (opt->mode == TRAINER_TRAIN)
-            printf("throughput: %.0f samples/s\n", throughput);
+        printf("time: %s\n", took);
+        double per_sample;
+        const char *unit = rate_unit(&r, &per_sample);
+        if (opt->mode == TRAINER_TRAIN) printf("throughput: %.0f %s/s\n", throughput * per_sample, unit);
         if (text)
             printf("validation loss: %.4f (unigram entropy of the corpus: %.4f nats/byte)\n", test_loss,
                    r.data.unigram_entropy);

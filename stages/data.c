@@ -2,10 +2,13 @@
 #include "data.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "rng.h"
@@ -17,8 +20,86 @@
 #define IDX_GZ_BUFFER (128u * 1024u) /* zlib's own buffer; its default 8 KiB is slow */
 #define IDX_FIRST_ALLOC (16u << 20)  /* payloads grow from here as the data arrives */
 #define IDX_MAX_READ (1u << 30)      /* largest single gzread */
+#define IDX_MAX_EXTRA (1u << 20)     /* trailing bytes counted exactly; past this "more than" */
 
 #define FASHION_HINT "install the Debian package dataset-fashion-mnist or set data.path"
+#define FASHION_NOT_FILE "set data.path to a directory holding the Fashion-MNIST files as regular files"
+
+/* ---- reading files without surprises ---------------------------------- */
+
+const char *data_file_kind(unsigned mode)
+{
+    if (S_ISREG(mode)) return "a regular file";
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISLNK(mode)) return "a symbolic link";
+    return "a special file";
+}
+
+static pt_status not_regular(const char *path, const char *what, const char *instead, unsigned mode)
+{
+    return pt_fail(PT_ERR_INVALID, "%s %s is %s, not a regular file: %s", what, path, data_file_kind(mode),
+                   instead);
+}
+
+/* stat first, so that nothing but a regular file is ever opened (opening a
+ * FIFO blocks until a writer comes; opening a device may act on it); then
+ * open without blocking and check the opened file again, in case the name
+ * changed in between. */
+pt_status data_open_regular(const char *path, const char *what, const char *instead, uint64_t max_bytes,
+                            int *fd, uint64_t *size)
+{
+    struct stat sb;
+    *fd = -1;
+    *size = 0;
+    if (stat(path, &sb) != 0) return pt_fail(PT_ERR_IO, "cannot open %s %s: %s", what, path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return not_regular(path, what, instead, (unsigned)sb.st_mode);
+    int f = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (f < 0) return pt_fail(PT_ERR_IO, "cannot open %s %s: %s", what, path, strerror(errno));
+    if (fstat(f, &sb) != 0) {
+        int e = errno;
+        close(f);
+        return pt_fail(PT_ERR_IO, "cannot open %s %s: fstat: %s", what, path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(f);
+        return not_regular(path, what, instead, (unsigned)sb.st_mode);
+    }
+    if (sb.st_size < 0 || (uint64_t)sb.st_size > max_bytes) {
+        close(f);
+        return pt_fail(PT_ERR_INVALID, "%s %s is %lld bytes, more than the %llu bytes (%.1f MiB) it may have: "
+                       "give a smaller file",
+                       what, path, (long long)sb.st_size, (unsigned long long)max_bytes,
+                       (double)max_bytes / 1048576.0);
+    }
+    int fl = fcntl(f, F_GETFL);
+    if (fl < 0 || fcntl(f, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(f);
+        return pt_fail(PT_ERR_IO, "cannot open %s %s: fcntl: %s", what, path, strerror(e));
+    }
+    *fd = f;
+    *size = (uint64_t)sb.st_size;
+    return PT_OK;
+}
+
+pt_status data_read_fd(int fd, const char *path, void *buf, size_t len, size_t *got)
+{
+    *got = 0;
+    while (*got < len) {
+        size_t want = len - *got;
+        if (want > IDX_MAX_READ) want = IDX_MAX_READ;
+        ssize_t r = read(fd, (uint8_t *)buf + *got, want);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return pt_fail(PT_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        if (r == 0) break;
+        *got += (size_t)r;
+    }
+    return PT_OK;
+}
 
 /* ---- one IDX file ------------------------------------------------------ */
 
@@ -51,8 +132,9 @@ static pt_status gz_fail(gzFile f, const char *path)
 }
 
 /* Reads up to len bytes into buf; *got says how many. Stops early only at
- * the end of the data; a read error or damaged stream is returned. */
-static pt_status gz_read_full(gzFile f, const char *path, void *buf, size_t len, size_t *got)
+ * the end of the data; a read error or damaged stream is returned, and so is
+ * a file that grew past `limit` bytes (its size at open) while being read. */
+static pt_status gz_read_full(gzFile f, const char *path, uint64_t limit, void *buf, size_t len, size_t *got)
 {
     *got = 0;
     while (*got < len) {
@@ -60,6 +142,10 @@ static pt_status gz_read_full(gzFile f, const char *path, void *buf, size_t len,
         if (want > IDX_MAX_READ) want = IDX_MAX_READ;
         int r = gzread(f, (uint8_t *)buf + *got, (unsigned)want);
         if (r < 0) return gz_fail(f, path);
+        long long at = (long long)gzoffset(f);
+        if (at > 0 && (uint64_t)at > limit)
+            return pt_fail(PT_ERR_IO, "file %s grew while being read (it had %llu bytes when opened): "
+                           "give a file that is complete", path, (unsigned long long)limit);
         if (r == 0) break;
         *got += (size_t)r;
     }
@@ -73,7 +159,8 @@ static pt_status gz_read_full(gzFile f, const char *path, void *buf, size_t len,
  * dimensions, then that exactly dims[0]·…·dims[ndims-1] bytes follow the
  * header. On success *data (malloc'ed) holds the payload and dims[] the
  * sizes; on failure nothing is left allocated. hint, when not NULL, is
- * appended to the message of a file that cannot be opened. */
+ * appended to the message of a file that cannot be opened, and says that
+ * the file belongs to data.path's Fashion-MNIST directory. */
 static pt_status idx_read_file(const char *path, const idx_kind *k, const char *hint,
                                uint32_t dims[3], uint8_t **data)
 {
@@ -84,12 +171,22 @@ static pt_status idx_read_file(const char *path, const idx_kind *k, const char *
     size_t hdr_len = 4 + 4 * (size_t)k->ndims, got = 0;
 
     *data = NULL;
-    errno = 0;
-    f = gzopen(path, "rb");
+    char what[32];
+    snprintf(what, sizeof what, "IDX %s file", k->kind);
+    int fd = -1;
+    uint64_t size = 0;
+    st = data_open_regular(path, what, hint ? FASHION_NOT_FILE : "give a gzip (or plain) IDX file",
+                           DATA_IDX_MAX_FILE, &fd, &size);
+    if (st == PT_ERR_IO && hint) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", pt_last_error());
+        st = pt_fail(st, "%s; %s", msg, hint);
+    }
+    if (st) goto done;
+    f = gzdopen(fd, "rb");
     if (!f) {
-        int e = errno;
-        st = pt_fail(e ? PT_ERR_IO : PT_ERR_NOMEM, "cannot open IDX %s file %s: %s%s%s", k->kind,
-                     path, e ? strerror(e) : "out of memory", hint ? "; " : "", hint ? hint : "");
+        close(fd);
+        st = pt_fail(PT_ERR_NOMEM, "cannot open %s %s: out of memory", what, path);
         goto done;
     }
     if (gzbuffer(f, IDX_GZ_BUFFER) != 0) {
@@ -98,7 +195,7 @@ static pt_status idx_read_file(const char *path, const idx_kind *k, const char *
     }
 
     /* header: magic, then ndims big-endian 32-bit sizes */
-    if ((st = gz_read_full(f, path, hdr, hdr_len, &got)) != PT_OK) goto done;
+    if ((st = gz_read_full(f, path, size, hdr, hdr_len, &got)) != PT_OK) goto done;
     if (got < 4) {
         st = pt_fail(PT_ERR_FORMAT, "file %s: truncated: expected %zu bytes of IDX %s header, found %zu",
                      path, hdr_len, k->kind, got);
@@ -142,7 +239,7 @@ static pt_status idx_read_file(const char *path, const idx_kind *k, const char *
         goto done;
     }
     for (;;) {
-        if ((st = gz_read_full(f, path, buf + have, cap - have, &got)) != PT_OK) goto done;
+        if ((st = gz_read_full(f, path, size, buf + have, cap - have, &got)) != PT_OK) goto done;
         have += got;
         if (have < cap) {
             st = pt_fail(PT_ERR_FORMAT, "file %s: truncated: expected %zu bytes of %s, found %zu", path,
@@ -164,9 +261,14 @@ static pt_status idx_read_file(const char *path, const idx_kind *k, const char *
     uint8_t scratch[4096];
     size_t extra = 0;
     do {
-        if ((st = gz_read_full(f, path, scratch, sizeof scratch, &got)) != PT_OK) goto done;
+        if ((st = gz_read_full(f, path, size, scratch, sizeof scratch, &got)) != PT_OK) goto done;
         extra += got;
-    } while (got == sizeof scratch);
+    } while (got == sizeof scratch && extra <= IDX_MAX_EXTRA);
+    if (extra > IDX_MAX_EXTRA) {
+        st = pt_fail(PT_ERR_FORMAT, "file %s: trailing data: expected %zu bytes of %s, found more than %zu "
+                     "(over %u extra)", path, expected, k->what, expected + IDX_MAX_EXTRA, IDX_MAX_EXTRA);
+        goto done;
+    }
     if (extra > 0) {
         st = pt_fail(PT_ERR_FORMAT, "file %s: trailing data: expected %zu bytes of %s, found %zu (%zu extra)",
                      path, expected, k->what, expected + extra, extra);
@@ -242,6 +344,15 @@ pt_status idx_load_fashion(idx_dataset *ds, const char *dir, int train)
     char ipath[4096], lpath[4096];
     const char *split = train ? "train" : "t10k";
     if (!dir || !dir[0]) dir = DATA_FASHION_DIR;
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        if (ds) memset(ds, 0, sizeof *ds);
+        return pt_fail(PT_ERR_INVALID,
+                       "data.path %s is %s, not a directory: give the directory that holds "
+                       "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
+                       "and t10k-labels-idx1-ubyte.gz (default " DATA_FASHION_DIR ")",
+                       dir, data_file_kind((unsigned)sb.st_mode));
+    }
     int a = snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, split);
     int b = snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, split);
     if (a < 0 || b < 0 || (size_t)a >= sizeof ipath || (size_t)b >= sizeof lpath) {

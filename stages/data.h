@@ -14,6 +14,37 @@
 #include "pt_status.h"
 
 #define DATA_FASHION_DIR "/usr/share/datasets/fashion-mnist"
+#define DATA_IDX_MAX_FILE (4ull << 30) /* bytes: the largest IDX file (as stored) read */
+
+/* ---- reading files without surprises ------------------------------------
+ * Every file pipetrain reads goes through data_open_regular: anything that
+ * is not a regular file (a FIFO, a device, a socket, a directory) is refused
+ * without blocking on it, a file over a bound is refused, and the reader
+ * reads no more than the size the file had at open. */
+
+/* What the stat mode `mode` says a file is, for messages: "a regular file",
+ * "a directory", "a FIFO", "a character device", "a block device",
+ * "a socket", "a symbolic link" or "a special file". */
+const char *data_file_kind(unsigned mode);
+
+/* Opens `path` for reading (not collective). `what` names it in messages
+ * ("data.path", "config file", "IDX images file") and `instead` says what to
+ * give instead of something that is not a regular file. Errors (nothing is
+ * left open):
+ *   PT_ERR_IO       "cannot open <what> <path>: <reason>"
+ *   PT_ERR_INVALID  "<what> <path> is a FIFO, not a regular file: <instead>"
+ *                   (without opening it, so a FIFO never blocks)
+ *   PT_ERR_INVALID  "<what> <path> is N bytes, more than the M bytes ..." when
+ *                   the file is larger than max_bytes.
+ * On success *fd is a descriptor with blocking reads that the caller closes
+ * and *size the file's size in bytes at open: read no more than that. */
+pt_status data_open_regular(const char *path, const char *what, const char *instead, uint64_t max_bytes,
+                            int *fd, uint64_t *size);
+
+/* Reads up to len bytes of fd into buf (short reads and EINTR retried);
+ * *got says how many, fewer than len only at the end of the file. A read
+ * error is PT_ERR_IO "cannot read <path>: <reason>". Not collective. */
+pt_status data_read_fd(int fd, const char *path, void *buf, size_t len, size_t *got);
 
 typedef struct {
     long n;          /* samples */
@@ -25,12 +56,15 @@ typedef struct {
 /* Loads a pair of gzip (or plain) IDX files: images (magic 0x00000803,
  * dims n×rows×cols) and labels (magic 0x00000801, dim n). Checks magics,
  * that the two n agree, that the files hold exactly the bytes the header
- * promises, and that labels are < 10. */
+ * promises, and that labels are < 10. Each file must be a regular file of
+ * at most DATA_IDX_MAX_FILE bytes (see data_open_regular); no more than the
+ * size it had at open is read. Not collective. */
 pt_status idx_load(idx_dataset *ds, const char *images_path, const char *labels_path);
 
 /* Loads Fashion-MNIST's train (train = 1) or test (train = 0) split from dir
  * (DATA_FASHION_DIR when dir is NULL or empty). The error says to install
- * dataset-fashion-mnist or set data.path when the files are missing. */
+ * dataset-fashion-mnist or set data.path when the files are missing, and
+ * names data.path when dir exists but is not a directory. */
 pt_status idx_load_fashion(idx_dataset *ds, const char *dir, int train);
 
 void idx_free(idx_dataset *ds);

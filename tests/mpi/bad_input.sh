@@ -29,3 +29,23 @@ check 2 "a language model ends with 'lmhead V'" train "$GPT" --set "model.layers
 check 2 "model.tie_embeddings" train "$GPT" --set "model.layers=embed 256 32, posembed, block 2 causal, layernorm, meanpool, linear 256"
 echo "only a few bytes" > "$TMP/small.txt"
 check 2 "too few for contexts of data.context = 16" train "$GPT" --set data.path="$TMP/small.txt"
+# Paths that are not regular files are refused at start-up, before any read:
+# a FIFO would block the open forever, a device would be read without end.
+# (run's timeout turns a hang into a failure.)
+mkfifo "$TMP/fifo"
+mkdir "$TMP/fm" "$TMP/corpus"
+mkfifo "$TMP/fm/train-images-idx3-ubyte.gz"
+head -c 4096 "$(dirname "$0")/../configs/tiny_gpt.ini" > "$TMP/corpus/a.txt"
+cat "$(dirname "$0")"/*.sh >> "$TMP/corpus/a.txt"
+mkfifo "$TMP/corpus/pipe"
+check 2 "data.path $TMP/fifo is a FIFO, not a directory" train "$CONFIG" --set data.dataset=fashion-mnist --set data.path="$TMP/fifo"
+check 2 "IDX images file $TMP/fm/train-images-idx3-ubyte.gz is a FIFO, not a regular file" train "$CONFIG" --set data.dataset=fashion-mnist --set data.path="$TMP/fm"
+check 2 "data.path $TMP/fifo is a FIFO, not a regular file" train "$GPT" --set data.path="$TMP/fifo"
+check 2 "data.path /dev/zero is a character device, not a regular file" train "$GPT" --set data.path=/dev/zero
+check 2 "data.path $TMP/corpus: $TMP/corpus/pipe is a FIFO, not a regular file" train "$GPT" --set data.path="$TMP/corpus"
+check 2 "config file $TMP/fifo is a FIFO, not a regular file" train "$TMP/fifo"
+check 2 "config file $TMP/corpus is a directory, not a regular file" train "$TMP/corpus"
+rm "$TMP/corpus/pipe"
+run 2 train "$GPT" --set data.path="$TMP/corpus" --set train.steps=3
+[ $RC -eq 0 ] || { cat "$TMP/out"; fail "a directory of regular text files was refused"; }
+echo "ok: paths that are not regular files"

@@ -40,5 +40,13 @@ d=$(damage truncated); truncate -s $(( $(stat -c %s "$d/stage-01.h5") / 2 )) "$d
 refused "truncated shard" "$d" "stage-01.h5"
 
 d=$(damage model)
-refused "different model" "$d" "layers.0.w.*\[64, 784\].*\[32, 784\]" \
-    --set "model.layers=linear 32, relu, dropout 0.1, linear 48, layernorm, gelu, linear 10"
+other=(--set "model.layers=linear 32, relu, dropout 0.1, linear 48, layernorm, gelu, linear 10")
+# --resume refuses the changed key itself; --init (weights only) checks every tensor's shape
+refused "different model" "$d" "cannot resume checkpoint $d with model.layers = linear 32" "${other[@]}"
+before=$(cd "$d" && md5sum ./*)
+run 2 train "$CONFIG" "${base[@]}" --set checkpoint.dir="$TMP/fresh" --init "$d" "${other[@]}"
+[ $RC -ne 0 ] || fail "--init of a different model: accepted"
+grep -q "layers.0.w.*\[64, 784\].*\[32, 784\]" "$TMP/out" || { cat "$TMP/out"; fail "--init of a different model: no shapes"; }
+[ "$(grep -c '^pipetrain: ' "$TMP/out")" -eq 1 ] || { cat "$TMP/out"; fail "--init of a different model: not one error line"; }
+[ "$before" = "$(cd "$d" && md5sum ./*)" ] || fail "--init of a different model modified the checkpoint"
+echo "different model (--init): $(grep -m1 '^pipetrain: ' "$TMP/out")"

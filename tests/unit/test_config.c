@@ -7,10 +7,12 @@
  * config → text → config must reproduce every bit. */
 #include <criterion/criterion.h>
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -398,6 +400,64 @@ Test(config, batch_must_divide_into_micro_batches)
                  "train.batch_size = 100", "pipeline.micro_batches = 3", "99");
 }
 
+/* The suggestion near INT_MAX: B + M passes INT_MAX, so only the multiple
+ * below is valid; no suggestion ever wraps round to a negative number. */
+Test(config, nearest_valid_batch_size_never_overflows)
+{
+    config c = valid_config();
+    const struct {
+        int B, M;
+        const char *want;
+    } cases[] = {
+        {INT_MAX, 8, "the nearest valid train.batch_size is 2147483640, or"},
+        {INT_MAX, 2, "the nearest valid train.batch_size is 2147483646, or"},
+        {INT_MAX - 1, INT_MAX, "the nearest valid train.batch_size is 2147483647, or"},
+        {INT_MAX, INT_MAX - 1, "the nearest valid train.batch_size is 2147483646, or"},
+        {INT_MAX - 3, 1000, "the nearest valid train.batch_size is 2147483000, or"},
+        {2147483001, 1000, "the nearest valid train.batch_size is 2147483000, or"},
+        {INT_MAX / 2 + 1, INT_MAX / 2, "the nearest valid train.batch_size is 1073741823 (or 2147483646)"},
+        {1, INT_MAX, "the nearest valid train.batch_size is 2147483647, or"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        c.batch_size = cases[i].B;
+        c.micro_batches = cases[i].M;
+        pt_status st = config_validate(&c);
+        const char *msg = pt_last_error();
+        cr_assert_eq(st, PT_ERR_INVALID, "B = %d, M = %d: %s", cases[i].B, cases[i].M, msg);
+        cr_expect(strstr(msg, cases[i].want) != NULL, "B = %d, M = %d: '%s' lacks '%s'", cases[i].B,
+                  cases[i].M, msg, cases[i].want);
+        cr_expect(strstr(msg, "is -") == NULL && strstr(msg, "(or -") == NULL, "a negative suggestion: %s", msg);
+    }
+    /* through --set, as a user types it */
+    EXPECT_ERROR(load_text(&c, MINIMAL, (const char *[]){"train.batch_size=2147483647"}, 1),
+                 "train.batch_size = 2147483647", "is 2147483640");
+    cr_expect(strstr(pt_last_error(), "-2147483648") == NULL, "%s", pt_last_error());
+}
+
+/* CONFIG must be a regular file: a FIFO would block the open forever, a
+ * directory is not text. Each is refused at once, naming the path and what
+ * it is. */
+Test(config, config_file_that_is_not_a_regular_file, .timeout = 20)
+{
+    char dir[] = "/tmp/pt_test_config_dir_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "%s/pipe.ini", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    config c;
+    EXPECT_ERROR(config_load(&c, fifo, NULL, 0), "config file", fifo, "is a FIFO, not a regular file");
+    EXPECT_ERROR(config_load(&c, dir, NULL, 0), "config file", dir, "is a directory, not a regular file");
+    EXPECT_ERROR(config_load(&c, "/dev/null", NULL, 0), "/dev/null", "is a character device");
+    unlink(fifo);
+    rmdir(dir);
+    /* larger than the bound: refused by its size, before any read */
+    char *big = temp_ini("");
+    cr_assert_eq(truncate(big, (off_t)(5 << 20)), 0);
+    EXPECT_ERROR(config_load(&c, big, NULL, 0), big, "bytes, more than");
+    unlink(big);
+    free(big);
+}
+
 Test(config, validate_ranges_of_fields_set_in_code)
 {
     config c = valid_config();
@@ -597,7 +657,7 @@ Test(config, text_is_canonical_ini)
               "%s", text);
     cr_expect(strstr(text, "\n[train]\nsteps = 1000\nseed = 1\nbatch_size = 256\n") != NULL, "%s",
               text);
-    cr_expect(strstr(text, "lr = 0.00100000005\n") != NULL, "%s", text); /* %.9g of 1e-3f */
+    cr_expect(strstr(text, "lr = 0.001\n") != NULL, "%s", text); /* the shortest text that reads back as 1e-3f */
     cr_expect(strstr(text, "schedule = 1f1b\n") != NULL, "%s", text);
     cr_expect(strstr(text, "[log]\nmetrics =\n") != NULL, "%s", text);
     cr_expect(strstr(text, "nesterov = false\n") != NULL, "%s", text);
@@ -638,4 +698,62 @@ Test(config, help_lists_every_key_with_default_and_description)
         cr_expect(strstr(buf, pat) != NULL, "help lacks key '%s'", key);
     }
     free(buf);
+}
+
+/* Every float key's canonical text reads back as the same float, and is the
+ * shortest that does: what checkpoints store and resume compares. */
+Test(config, float_text_round_trips)
+{
+    const float values[] = {1e-3f, 0.1f, 2.5e-4f, 3.0f, 1.0f / 3.0f, 9.99999975e-05f, 1e-30f, 0.999f};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        config c = valid_config();
+        c.lr = values[i];
+        char text[8192], want[64];
+        config_to_text(&c, text, sizeof text);
+        const char *p = strstr(text, "\nlr = ");
+        cr_assert(p, "%s", text);
+        float back = strtof(p + 6, NULL);
+        cr_expect(back == values[i], "lr %.9g printed as %.20s", (double)values[i], p + 6);
+        snprintf(want, sizeof want, "%.9g", (double)values[i]);
+        cr_expect(strcspn(p + 6, "\n") <= strlen(want), "lr %.9g printed longer than %%.9g: %.20s",
+                  (double)values[i], p + 6);
+    }
+}
+
+/* The resume rules: every key has one, and config_changes reports the
+ * changed keys with both canonical values and their rule. */
+Test(config, resume_rules_of_changes)
+{
+    config a = valid_config(), b = valid_config();
+    b.seed = a.seed + 1;
+    b.lr = 5e-4f;
+    b.schedule = a.schedule == SCHED_GPIPE ? SCHED_1F1B : SCHED_GPIPE;
+    config_change ch[8];
+    int n = config_changes(&a, &b, ch, 8);
+    cr_assert_eq(n, 3);
+    int seen = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(ch[i].key, "train.seed")) {
+            seen |= 1;
+            cr_expect_eq(ch[i].rule, RESUME_REFUSE);
+        }
+        if (!strcmp(ch[i].key, "train.lr")) {
+            seen |= 2;
+            cr_expect_eq(ch[i].rule, RESUME_NOTE);
+            cr_expect_str_eq(ch[i].after, "0.0005");
+        }
+        if (!strcmp(ch[i].key, "pipeline.schedule")) {
+            seen |= 4;
+            cr_expect_eq(ch[i].rule, RESUME_FREE);
+        }
+    }
+    cr_expect_eq(seen, 7);
+    cr_expect_eq(config_changes(&a, &a, ch, 8), 0);
+    /* the identity lines hold the NOTE and REFUSE keys only */
+    char lines[8192];
+    config_to_lines(&a, RESUME_NOTE, lines, sizeof lines);
+    cr_expect(strstr(lines, "train.seed = ") && strstr(lines, "train.lr = "), "%s", lines);
+    cr_expect(!strstr(lines, "pipeline.schedule") && !strstr(lines, "checkpoint.dir"), "%s", lines);
+    config_to_lines(&a, RESUME_REFUSE, lines, sizeof lines);
+    cr_expect(strstr(lines, "model.layers = ") && !strstr(lines, "train.lr"), "%s", lines);
 }

@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "data.h"
+#include "dataset.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -419,6 +420,190 @@ Test(data_idx, missing_file)
     write_good_pair();
     expect_fail(tpath("good-images.gz"), tpath("absent-labels.gz"), PT_ERR_IO, "absent-labels.gz", "No such file");
     expect_fail(tpath("absent-images.gz"), tpath("good-labels.gz"), PT_ERR_IO, "absent-images.gz", "cannot open");
+}
+
+/* ---- paths that are not regular files ---------------------------------- */
+
+/* Each of these would block forever (a FIFO) or read without end (a device)
+ * if opened and read: a timeout fails the test instead of hanging it. */
+
+Test(data_idx, file_kinds_are_named)
+{
+    cr_expect_str_eq(data_file_kind(S_IFREG | 0644), "a regular file");
+    cr_expect_str_eq(data_file_kind(S_IFDIR | 0755), "a directory");
+    cr_expect_str_eq(data_file_kind(S_IFIFO | 0600), "a FIFO");
+    cr_expect_str_eq(data_file_kind(S_IFCHR | 0666), "a character device");
+    cr_expect_str_eq(data_file_kind(S_IFBLK | 0660), "a block device");
+    cr_expect_str_eq(data_file_kind(S_IFSOCK | 0777), "a socket");
+    cr_expect_str_eq(data_file_kind(S_IFLNK | 0777), "a symbolic link");
+}
+
+Test(data_idx, open_regular_refuses_other_kinds_and_large_files, .timeout = 20)
+{
+    int fd = 7;
+    uint64_t size = 7;
+    cr_assert_eq(mkfifo(tpath("pipe"), 0600), 0);
+    cr_assert_eq(data_open_regular(tpath("pipe"), "data.path", "give a file", 100, &fd, &size), PT_ERR_INVALID);
+    cr_expect_eq(fd, -1);
+    const char *msg = pt_last_error();
+    cr_expect_not_null(strstr(msg, "data.path"), "%s", msg);
+    cr_expect_not_null(strstr(msg, tpath("pipe")), "%s", msg);
+    cr_expect_not_null(strstr(msg, "is a FIFO, not a regular file: give a file"), "%s", msg);
+    cr_assert_eq(data_open_regular(tmpdir, "data.path", "give a file", 100, &fd, &size), PT_ERR_INVALID);
+    cr_expect_not_null(strstr(pt_last_error(), "is a directory"), "%s", pt_last_error());
+    cr_assert_eq(data_open_regular("/dev/zero", "data.path", "give a file", 100, &fd, &size), PT_ERR_INVALID);
+    cr_expect_not_null(strstr(pt_last_error(), "/dev/zero is a character device"), "%s", pt_last_error());
+    cr_assert_eq(data_open_regular(tpath("absent"), "data.path", "give a file", 100, &fd, &size), PT_ERR_IO);
+    cr_expect_not_null(strstr(pt_last_error(), "cannot open data.path"), "%s", pt_last_error());
+
+    /* the size bound, and reads stop at the size the file had when opened */
+    write_plain(tpath("ten"), (const uint8_t *)"0123456789", 10);
+    cr_assert_eq(data_open_regular(tpath("ten"), "data.path", "give a file", 9, &fd, &size), PT_ERR_INVALID);
+    cr_expect_not_null(strstr(pt_last_error(), "is 10 bytes, more than the 9 bytes"), "%s", pt_last_error());
+    cr_assert_eq(data_open_regular(tpath("ten"), "data.path", "give a file", 10, &fd, &size), PT_OK, "%s",
+                 pt_last_error());
+    cr_assert_eq(size, 10);
+    FILE *more = fopen(tpath("ten"), "ab");
+    cr_assert_not_null(more);
+    cr_assert_eq(fwrite("abcdef", 1, 6, more), 6);
+    cr_assert_eq(fclose(more), 0);
+    char buf[64];
+    size_t got = 0;
+    cr_assert_eq(data_read_fd(fd, tpath("ten"), buf, (size_t)size, &got), PT_OK, "%s", pt_last_error());
+    cr_expect_eq(got, 10);
+    cr_expect_eq(memcmp(buf, "0123456789", 10), 0);
+    close(fd);
+}
+
+Test(data_idx, idx_file_that_is_not_a_regular_file, .timeout = 20)
+{
+    write_good_pair();
+    cr_assert_eq(mkfifo(tpath("fifo-images.gz"), 0600), 0);
+    expect_fail(tpath("fifo-images.gz"), tpath("good-labels.gz"), PT_ERR_INVALID, "fifo-images.gz",
+                "IDX images file");
+    cr_expect_not_null(strstr(pt_last_error(), "is a FIFO, not a regular file"), "%s", pt_last_error());
+    expect_fail(tpath("good-images.gz"), tpath("fifo-images.gz"), PT_ERR_INVALID, "fifo-images.gz",
+                "IDX labels file");
+    expect_fail(tmpdir, tpath("good-labels.gz"), PT_ERR_INVALID, tmpdir, "is a directory");
+    expect_fail("/dev/zero", tpath("good-labels.gz"), PT_ERR_INVALID, "/dev/zero", "is a character device");
+}
+
+Test(data_idx, fashion_dir_that_is_not_a_directory, .timeout = 20)
+{
+    idx_dataset ds;
+    cr_assert_eq(mkfifo(tpath("fifo"), 0600), 0);
+    cr_assert_eq(idx_load_fashion(&ds, tpath("fifo"), 1), PT_ERR_INVALID);
+    const char *msg = pt_last_error();
+    cr_expect_not_null(strstr(msg, "data.path"), "%s", msg);
+    cr_expect_not_null(strstr(msg, tpath("fifo")), "%s", msg);
+    cr_expect_not_null(strstr(msg, "is a FIFO, not a directory"), "%s", msg);
+    cr_expect_not_null(strstr(msg, "train-images-idx3-ubyte.gz"), "%s", msg);
+    cr_assert_null(ds.images);
+    write_plain(tpath("plain"), (const uint8_t *)"x", 1);
+    cr_assert_eq(idx_load_fashion(&ds, tpath("plain"), 0), PT_ERR_INVALID);
+    cr_expect_not_null(strstr(pt_last_error(), "is a regular file, not a directory"), "%s", pt_last_error());
+
+    /* a directory whose images file is a FIFO: refused, naming the file */
+    cr_assert_eq(mkdir(tpath("fm"), 0700), 0);
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s/train-images-idx3-ubyte.gz", tpath("fm"));
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    pt_status st = idx_load_fashion(&ds, tpath("fm"), 1);
+    msg = pt_last_error();
+    cr_expect_eq(st, PT_ERR_INVALID, "%s", msg);
+    cr_expect_not_null(strstr(msg, "fm/train-images-idx3-ubyte.gz is a FIFO"), "%s", msg);
+    cr_expect_not_null(strstr(msg, "data.path"), "%s", msg);
+    unlink(fifo);
+    rmdir(tpath("fm"));
+}
+
+Test(data_idx, trailing_data_is_counted_up_to_a_bound)
+{
+    write_good_pair();
+    size_t len;
+    size_t extra = 3u << 20;
+    uint8_t *im = make_images(0x00000803u, GN, GR, GC, GN * GR * GC + extra, &len);
+    write_gz(tpath("bomb-images.gz"), im, len);
+    free(im);
+    expect_fail(tpath("bomb-images.gz"), tpath("good-labels.gz"), PT_ERR_FORMAT, "bomb-images.gz", "trailing");
+    cr_expect_not_null(strstr(pt_last_error(), "more than"), "%s", pt_last_error());
+}
+
+/* ---- text: data.path as a file or a directory of files ------------------ */
+
+TestSuite(data_text, .init = tmp_setup, .fini = tmp_teardown);
+
+static pt_status open_text(dataset *d, const char *path)
+{
+    config c;
+    config_defaults(&c);
+    strcpy(c.data_dataset, "text");
+    snprintf(c.data_path, sizeof c.data_path, "%s", path);
+    c.data_context = 8;
+    c.batch_size = 8;
+    c.micro_batches = 2;
+    return dataset_open(d, &c);
+}
+
+static void write_text(const char *path, size_t n)
+{
+    uint8_t *b = malloc(n);
+    cr_assert_not_null(b);
+    for (size_t i = 0; i < n; i++) b[i] = (uint8_t)('a' + (i * 7) % 26);
+    write_plain(path, b, n);
+    free(b);
+}
+
+Test(data_text, path_that_is_not_a_file_or_directory, .timeout = 20)
+{
+    dataset d;
+    cr_assert_eq(mkfifo(tpath("pipe"), 0600), 0);
+    cr_assert_eq(open_text(&d, tpath("pipe")), PT_ERR_INVALID);
+    const char *msg = pt_last_error();
+    cr_expect_not_null(strstr(msg, "data.path"), "%s", msg);
+    cr_expect_not_null(strstr(msg, tpath("pipe")), "%s", msg);
+    cr_expect_not_null(strstr(msg, "is a FIFO, not a regular file"), "%s", msg);
+    cr_expect_not_null(strstr(msg, "text file or a directory of text files"), "%s", msg);
+    cr_expect_null(d.text);
+    /* a device would be read without end */
+    cr_assert_eq(open_text(&d, "/dev/zero"), PT_ERR_INVALID);
+    cr_expect_not_null(strstr(pt_last_error(), "/dev/zero is a character device"), "%s", pt_last_error());
+}
+
+Test(data_text, directory_with_a_fifo_sub_directory_and_link, .timeout = 20)
+{
+    char dir[512], file[600], sub[600], subfile[700], link[600], fifo[600];
+    snprintf(dir, sizeof dir, "%s", tpath("corpus"));
+    snprintf(file, sizeof file, "%s/a.txt", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    snprintf(subfile, sizeof subfile, "%s/b.txt", sub);
+    snprintf(link, sizeof link, "%s/c.txt", dir);
+    snprintf(fifo, sizeof fifo, "%s/pipe", dir);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    cr_assert_eq(mkdir(sub, 0700), 0);
+    write_text(file, 4096);
+    write_text(subfile, 1000);
+    cr_assert_eq(symlink(file, link), 0);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+
+    dataset d;
+    cr_assert_eq(open_text(&d, dir), PT_ERR_INVALID);
+    const char *msg = pt_last_error();
+    cr_expect_not_null(strstr(msg, "data.path"), "%s", msg);
+    cr_expect_not_null(strstr(msg, "corpus/pipe is a FIFO"), "%s", msg);
+    cr_expect_not_null(strstr(msg, "remove it from the directory"), "%s", msg);
+
+    /* without the FIFO: the one regular file; the sub-directory and the link are skipped */
+    unlink(fifo);
+    cr_assert_eq(open_text(&d, dir), PT_OK, "%s", pt_last_error());
+    cr_expect_eq(d.text_len, 4096);
+    cr_expect_not_null(strstr(d.source, "(1 file, 4096 bytes)"), "%s", d.source);
+    dataset_close(&d);
+    unlink(link);
+    unlink(subfile);
+    rmdir(sub);
+    unlink(file);
+    rmdir(dir);
 }
 
 /* ---- sampler ----------------------------------------------------------- */
