@@ -542,6 +542,25 @@ done:
  * all metadata it writes (superblock, object headers, chunk indexes, heaps of
  * dense attributes and groups), and a reader detects damaged metadata instead
  * of trusting it. HDF5 1.10 and later (h5py, h5dump) read it. */
+/* A creation property list of class cls (H5P_GROUP_CREATE, H5P_DATASET_CREATE
+ * or H5P_FILE_CREATE) that records no object times, so that the same state
+ * gives the same checkpoint bytes. Made once per class and kept for the
+ * process (H5P_DEFAULT if HDF5 cannot make it). */
+static hid_t untimed(hid_t cls)
+{
+    static hid_t made[3] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
+    int i = cls == H5P_GROUP_CREATE ? 0 : cls == H5P_DATASET_CREATE ? 1 : 2;
+    if (made[i] < 0) {
+        hid_t p = H5Pcreate(cls);
+        if (p >= 0 && H5Pset_obj_track_times(p, 0) < 0) {
+            H5Pclose(p);
+            p = H5I_INVALID_HID;
+        }
+        made[i] = p;
+    }
+    return made[i] >= 0 ? made[i] : H5P_DEFAULT;
+}
+
 static pt_status create_file(const char *path, hid_t *file)
 {
     pt_status st = PT_OK;
@@ -551,7 +570,7 @@ static pt_status create_file(const char *path, hid_t *file)
         st = h5_fail(PT_ERR_HDF5, "%s: cannot set up the file access properties", path);
         goto done;
     }
-    if ((*file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0) {
+    if ((*file = H5Fcreate(path, H5F_ACC_TRUNC, untimed(H5P_FILE_CREATE), fapl)) < 0) {
         st = h5_fail_file(PT_ERR_HDF5, path, "cannot create %s", path);
         goto done;
     }
@@ -565,7 +584,8 @@ static pt_status open_or_create_group(hid_t loc, const char *name, const char *f
 {
     htri_t ex = H5Lexists(loc, name, H5P_DEFAULT);
     if (ex < 0) return h5_fail(PT_ERR_HDF5, "%s: cannot look up group %s", file, name);
-    *grp = ex ? H5Gopen2(loc, name, H5P_DEFAULT) : H5Gcreate2(loc, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    *grp = ex ? H5Gopen2(loc, name, H5P_DEFAULT)
+              : H5Gcreate2(loc, name, H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT);
     if (*grp < 0) return h5_fail(PT_ERR_HDF5, "%s: cannot %s group %s", file, ex ? "open" : "create", name);
     return PT_OK;
 }
@@ -578,7 +598,8 @@ static pt_status write_dataset(hid_t grp, const char *dsname, const ckpt_tensor 
     pt_status st = PT_OK;
     hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t dims[2] = {(hsize_t)t->shape[0], t->ndim == 2 ? (hsize_t)t->shape[1] : 1};
-    if ((space = H5Screate_simple(t->ndim, dims, NULL)) < 0 || (dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0) {
+    if ((space = H5Screate_simple(t->ndim, dims, NULL)) < 0 || (dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0 ||
+        H5Pset_obj_track_times(dcpl, 0) < 0) {
         st = h5_fail(PT_ERR_HDF5, "%s: tensor %s (%s): cannot create its dataspace", path, t->name,
                      array_label[a]);
         goto done;
@@ -689,7 +710,7 @@ static pt_status write_shard_body(hid_t file, const char *path, const ckpt_shard
         (st = attr_write_i32(file, path, "first_layer", sh->first_layer)) != PT_OK ||
         (st = attr_write_i32(file, path, "last_layer", sh->last_layer)) != PT_OK)
         goto done;
-    if ((layers = H5Gcreate2(file, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+    if ((layers = H5Gcreate2(file, "layers", H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT)) < 0) {
         st = h5_fail(PT_ERR_HDF5, "%s: cannot create group /layers", path);
         goto done;
     }
@@ -872,7 +893,8 @@ static pt_status write_manifest_body(hid_t file, const char *path, const ckpt_ma
     }
     hsize_t n = (hsize_t)m->n_entries;
     if ((space = H5Screate_simple(1, &n, NULL)) < 0 ||
-        (dset = H5Dcreate2(file, "index", ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        (dset = H5Dcreate2(file, "index", ftype, space, H5P_DEFAULT, untimed(H5P_DATASET_CREATE),
+                           H5P_DEFAULT)) < 0) {
         st = h5_fail(PT_ERR_HDF5, "%s: cannot create dataset /index", path);
         goto done;
     }
@@ -881,7 +903,7 @@ static pt_status write_manifest_body(hid_t file, const char *path, const ckpt_ma
         goto done;
     }
     if (single) goto done;
-    if ((layers = H5Gcreate2(file, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+    if ((layers = H5Gcreate2(file, "layers", H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT)) < 0) {
         st = h5_fail(PT_ERR_HDF5, "%s: cannot create group /layers", path);
         goto done;
     }

@@ -92,6 +92,9 @@ static const cfg_key keys[] = {
     {"model", "layers", T_STRING, FIELD(model_layers), "", ANY, NULL, NO_AUX,
      "comma-separated layers, e.g. 'linear 1024, relu, dropout 0.2, linear 10'", NULL, RESUME_REFUSE},
 
+    {"model", "tie_embeddings", T_BOOL, FIELD(model_tie_embeddings), "false", ANY, NULL, NO_AUX,
+     "share one matrix between the first embed layer and the last lmhead layer", NULL, RESUME_REFUSE},
+
     {"data", "dataset", T_STRING, FIELD(data_dataset), "fashion-mnist", ANY, dataset_words, NO_AUX,
      "training data: the Fashion-MNIST IDX files or a generated synthetic set", NULL, RESUME_REFUSE},
     {"data", "path", T_STRING, FIELD(data_path), "", ANY, NULL, NO_AUX,
@@ -109,9 +112,6 @@ static const cfg_key keys[] = {
      NO_AUX, "synthetic: features per sample (the input width)", NULL, RESUME_REFUSE},
     {"data", "synthetic_classes", T_INT, FIELD(data_synthetic_classes), "10", GE(2), NULL, NO_AUX,
      "synthetic: number of classes", NULL, RESUME_REFUSE},
-
-    {"model", "tie_embeddings", T_BOOL, FIELD(model_tie_embeddings), "false", ANY, NULL, NO_AUX,
-     "share one matrix between the first embed layer and the last lmhead layer", NULL, RESUME_REFUSE},
 
     {"train", "steps", T_LONG, FIELD(steps), "1000", GE(1), NULL, NO_AUX,
      "optimizer steps of the run", NULL, RESUME_NOTE},

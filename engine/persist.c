@@ -266,7 +266,7 @@ static pt_status resume_rules(const char *path, const config *c, const comm_grid
         st = pt_fail(PT_ERR_MISMATCH,
                      "cannot resume checkpoint %s with %s%s: these keys define the stored state (the model, "
                      "the data and its order, initialisation, dropout) of its %ld steps. Resume with the "
-                     "checkpoint's values (pipetrain-ckpt ls %s shows its config), or start a new run from its "
+                     "checkpoint's values (pipetrain-ckpt config %s prints its config), or start a new run from its "
                      "weights with --init %s and another checkpoint.dir",
                      dir, refused, extra ? " and more" : "", man.step, dir, path);
         goto done;

@@ -204,6 +204,11 @@ void check_structure(const char *ckpt, const ckpt_manifest *m, const tool_model 
         free(mt);
     } else if (tm && tm->have_config && !tm->have_model) {
         faults_add(f, "%s: %s", ckpt, tm->why);
+    } else if (tm && !tm->have_config) {
+        /* every pipetrain writes a config it can read back: one that does not parse is damaged
+         * (format 1 has no metadata checksums to catch it) or from a newer pipetrain */
+        faults_add(f, "%s: the stored config cannot be read (damaged, or written by a newer pipetrain): %s", ckpt,
+                   tm->why);
     }
     s->faults[2] = f->n - start;
 }

@@ -275,6 +275,8 @@ static int ls_ckpt(const char *path, int json)
         cJSON *cuts = cJSON_AddArrayToObject(doc, "cuts");
         for (int st = 0; st <= m.n_stages; st++) cJSON_AddItemToArray(cuts, cJSON_CreateNumber(m.cuts[st]));
         cJSON_AddNumberToObject(doc, "n_tensors", m.n_entries);
+        cJSON_AddStringToObject(doc, "data_fingerprint", m.data_fingerprint);
+        cJSON_AddStringToObject(doc, "history", m.history ? m.history : "");
         json_i64(doc, "parameters", params);
         json_i64(doc, "parameter_bytes", pbytes);
         json_i64(doc, "bytes_with_moments", pbytes * CKPT_ARRAYS);
@@ -408,6 +410,15 @@ static int ls_ckpt(const char *path, int json)
         printf("files       %d, %s\n", single ? 1 : m.n_stages + 1, b3);
         if (!tm.have_config) printf("model       unknown: %s\n", tm.why);
         if (tied[0]) printf("tied        %s\n", tied);
+        printf("data        %s\n", m.data_fingerprint[0] ? m.data_fingerprint : "(fingerprint not recorded)");
+        /* what changed when the run resumed: one "step N: key = a -> b" line each */
+        const char *h = m.history && m.history[0] ? m.history : NULL;
+        printf("history     %s", h ? "" : "none (every step ran with the stored config)\n");
+        for (int first = 1; h && *h; first = 0) {
+            size_t n = strcspn(h, "\n");
+            printf("%s%.*s\n", first ? "" : "            ", (int)n, h);
+            h += n + (h[n] == '\n');
+        }
         printf("\n");
         table_print(pt, stdout);
         printf("\n");
@@ -715,4 +726,54 @@ int cmd_stats(int argc, char **argv)
     tool_close(&c);
     if (rc) return rc;
     return failed ? TOOL_FAIL : TOOL_OK;
+}
+
+/* ---- config ---------------------------------------------------------------- */
+
+static const char config_help[] =
+    "usage: " TOOL_NAME " config CKPT [--json]\n"
+    "\n"
+    "Prints the config a checkpoint's run trained with, as the INI file pipetrain\n"
+    "reads (every key, canonical values), followed by the history of what changed\n"
+    "when the run resumed, as comments. Save it to rerun or to resume with the same\n"
+    "keys: " TOOL_NAME " config runs/x > x.ini. With --json: {\"config\", \"history\"}.\n";
+
+int cmd_config(int argc, char **argv)
+{
+    int json = 0;
+    const char *pos[1];
+    int np = 0;
+    tool_opt opts[] = {{"--json", NULL, &json}};
+    int rc = tool_parse(argc, argv, config_help, opts, 1, pos, 1, 1, &np);
+    if (rc) return rc < 0 ? TOOL_OK : rc;
+    char dir[CKPT_PATH_MAX];
+    ckpt_manifest m;
+    memset(&m, 0, sizeof m);
+    pt_status st = ckpt_resolve(pos[0], dir, sizeof dir);
+    if (!st) st = ckpt_read_manifest(dir, &m);
+    if (st) {
+        tool_error("%s", pt_last_error());
+        ckpt_manifest_free(&m);
+        return st == PT_ERR_LOCK ? TOOL_ENV : TOOL_FAIL;
+    }
+    const char *h = m.history ? m.history : "";
+    if (json) {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddStringToObject(doc, "checkpoint", dir);
+        cJSON_AddStringToObject(doc, "config", m.config_text ? m.config_text : "");
+        cJSON_AddStringToObject(doc, "history", h);
+        rc = json_print(doc);
+    } else {
+        printf("; the config of %s (step %ld)\n", dir, m.step);
+        fputs(m.config_text ? m.config_text : "", stdout);
+        if (*h) printf("\n; history: changed when the run resumed\n");
+        while (*h) {
+            size_t n = strcspn(h, "\n");
+            printf("; %.*s\n", (int)n, h);
+            h += n + (h[n] == '\n');
+        }
+        rc = TOOL_OK;
+    }
+    ckpt_manifest_free(&m);
+    return rc;
 }

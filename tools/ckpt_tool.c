@@ -16,7 +16,9 @@ static const char usage_text[] =
     "commands:\n"
     "  ls RUN_DIR                 the checkpoints of a run: step, time, size, stages,\n"
     "                             complete or not, which one 'latest' names\n"
-    "  ls CKPT                    one checkpoint: the partition and every tensor\n"
+    "  ls CKPT                    one checkpoint: the partition and every tensor,\n"
+    "                             its data fingerprint and history\n"
+    "  config CKPT                the config its run trained with, as an INI file\n"
     "  show CKPT TENSOR           statistics of one tensor [--values N] [--array A]\n"
     "  stats CKPT                 the same statistics for every tensor, as a table\n"
     "  verify CKPT                completeness, layout, shapes and every checksum;\n"
@@ -52,7 +54,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"ls", cmd_ls},         {"show", cmd_show},     {"stats", cmd_stats},     {"verify", cmd_verify},
+    {"ls", cmd_ls},         {"config", cmd_config}, {"show", cmd_show},     {"stats", cmd_stats},     {"verify", cmd_verify},
     {"diff", cmd_diff},     {"export", cmd_export}, {"reshard", cmd_reshard},
 };
 

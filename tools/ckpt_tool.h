@@ -208,6 +208,7 @@ void tied_groups_free(tied_groups *t);
 /* ---- commands ------------------------------------------------------------ */
 
 int cmd_ls(int argc, char **argv);
+int cmd_config(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
