@@ -9,6 +9,7 @@
 #define _GNU_SOURCE /* renameat2(RENAME_EXCHANGE) */
 
 #include "ckpt.h"
+#include "data.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -248,18 +249,20 @@ static long parse_step_name(const char *name)
 }
 
 /* Reads <run>/latest into name ("step-000200"); PT_ERR_IO when absent. */
-static pt_status read_latest(const char *run_dir, char *name, size_t len)
+pt_status ckpt_read_latest(const char *run_dir, char *name, size_t len)
 {
     char path[CKPT_PATH_MAX];
     pt_status st = join(path, sizeof path, run_dir, "latest");
     if (st != PT_OK) return st;
-    FILE *f = fopen(path, "r");
-    if (!f) return pt_fail(PT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    int fd = -1;
+    uint64_t size = 0;
     char buf[256];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    int err = ferror(f);
-    fclose(f);
-    if (err) return pt_fail(PT_ERR_IO, "cannot read %s", path);
+    size_t n = 0;
+    st = data_open_regular(path, "the run directory's file", "it holds the name of the newest checkpoint", 4096,
+                           &fd, &size);
+    if (!st) st = data_read_fd(fd, path, buf, size < sizeof buf - 1 ? (size_t)size : sizeof buf - 1, &n);
+    if (fd >= 0) close(fd);
+    if (st) return st;
     buf[n] = '\0';
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) buf[--n] = '\0';
     if (parse_step_name(buf) < 0)
@@ -550,7 +553,7 @@ static hid_t untimed(hid_t cls)
 {
     static hid_t made[3] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
     int i = cls == H5P_GROUP_CREATE ? 0 : cls == H5P_DATASET_CREATE ? 1 : 2;
-    if (made[i] < 0) {
+    if (made[i] < 0 || H5Iis_valid(made[i]) <= 0) { /* (again after the library was closed) */
         hid_t p = H5Pcreate(cls);
         if (p >= 0 && H5Pset_obj_track_times(p, 0) < 0) {
             H5Pclose(p);
@@ -1166,7 +1169,7 @@ pt_status ckpt_prune(const char *run_dir, int keep)
 {
     if (!run_dir) return pt_fail(PT_ERR_INVALID, "ckpt_prune: missing run directory");
     char latest[64] = "";
-    if (read_latest(run_dir, latest, sizeof latest) != PT_OK) latest[0] = '\0'; /* none: keep by age only */
+    if (ckpt_read_latest(run_dir, latest, sizeof latest) != PT_OK) latest[0] = '\0'; /* none: keep by age only */
 
     DIR *d = opendir(run_dir);
     if (!d) return pt_fail(PT_ERR_IO, "cannot open run directory %s: %s", run_dir, strerror(errno));
@@ -1566,7 +1569,7 @@ pt_status ckpt_resolve(const char *path, char *ckpt_dir, size_t len)
         return st;
     if (access(latest_path, F_OK) == 0) {
         char name[64], dir[CKPT_PATH_MAX], man[CKPT_PATH_MAX];
-        if ((st = read_latest(p, name, sizeof name)) != PT_OK) return st;
+        if ((st = ckpt_read_latest(p, name, sizeof name)) != PT_OK) return st;
         if ((st = join(dir, sizeof dir, p, name)) != PT_OK || (st = join(man, sizeof man, dir, "manifest.h5")) != PT_OK)
             return st;
         if (access(man, F_OK) != 0)

@@ -145,6 +145,12 @@ pt_status ckpt_commit(const char *run_dir, long step);
  * one `latest` names) and any stale .tmp-* directory. keep ≤ 0 keeps all. */
 pt_status ckpt_prune(const char *run_dir, int keep);
 
+/* The checkpoint name `<run>/latest` holds ("step-000200"), into name (len
+ * bytes). Not collective. Errors: PT_ERR_IO (missing or unreadable),
+ * PT_ERR_INVALID (not a regular file: never blocks on a FIFO; too long),
+ * PT_ERR_FORMAT (not a checkpoint name). */
+pt_status ckpt_read_latest(const char *run_dir, char *name, size_t len);
+
 /* Resolves a --resume or --init argument: a run directory (one with a
  * `latest` file) gives the checkpoint `latest` names; a checkpoint directory
  * (one with a manifest.h5) gives itself; a regular file that is HDF5 with an

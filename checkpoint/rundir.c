@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data.h"
+
 /* The first line of a small file (boot id), "" when unreadable. */
 static void read_first_line(const char *path, char *out, size_t len)
 {
@@ -68,19 +70,14 @@ pt_status rundir_lock_read(const char *run_dir, char *out, size_t len)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", run_dir, RUNDIR_LOCK_NAME);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) return pt_fail(PT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return pt_fail(PT_ERR_IO, "%s is not a regular file", path);
-    }
-    ssize_t n = read(fd, out, len - 1);
-    int e = errno;
-    close(fd);
-    if (n < 0) return pt_fail(PT_ERR_IO, "cannot read %s: %s", path, strerror(e));
-    out[n] = '\0';
-    return PT_OK;
+    int fd = -1;
+    uint64_t size = 0;
+    size_t n = 0;
+    pt_status st = data_open_regular(path, "run directory lock", "remove it", RUNDIR_LOCK_MAX, &fd, &size);
+    if (!st) st = data_read_fd(fd, path, out, size < len - 1 ? (size_t)size : len - 1, &n);
+    if (fd >= 0) close(fd);
+    out[st ? 0 : n] = '\0';
+    return st;
 }
 
 enum { HOLDER_ALIVE, HOLDER_DEAD, HOLDER_UNKNOWN };

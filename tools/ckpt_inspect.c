@@ -115,20 +115,19 @@ static int ls_run(const char *run, int json)
     /* what latest names */
     char latest[256] = "", lpath[CKPT_PATH_MAX + 16], latest_problem[CKPT_PATH_MAX + 600] = "";
     snprintf(lpath, sizeof lpath, "%s/latest", run);
-    FILE *lf = fopen(lpath, "r");
-    if (lf) {
-        size_t got = fread(latest, 1, sizeof latest - 1, lf);
-        latest[got] = '\0';
-        fclose(lf);
-        size_t len = strlen(latest);
-        while (len && (latest[len - 1] == '\n' || latest[len - 1] == '\r' || latest[len - 1] == ' ')) latest[--len] = '\0';
+    struct stat lsb;
+    int has_latest = lstat(lpath, &lsb) == 0;
+    if (has_latest && ckpt_read_latest(run, latest, sizeof latest) != PT_OK) {
+        snprintf(latest_problem, sizeof latest_problem, "%s", pt_last_error());
+        latest[0] = '\0';
+    } else if (has_latest) {
         int found = 0;
         for (int i = 0; i < n; i++) found |= !ents[i].tmp && !strcmp(ents[i].name, latest);
         if (!found) snprintf(latest_problem, sizeof latest_problem, "'latest' names %s, which is not in %s", latest, run);
     } else if (n > 0) {
         snprintf(latest_problem, sizeof latest_problem, "%s has no 'latest' file", run);
     }
-    if (n == 0 && !lf) {
+    if (n == 0 && !has_latest) {
         free(ents);
         tool_error("%s is neither a run directory (no 'latest', no step-* checkpoints) nor a checkpoint "
                    "(no manifest.h5)", run);

@@ -120,7 +120,11 @@ static void teardown(void) { nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
 
 TestSuite(ckpt, .init = setup, .fini = teardown);
 
-static void path_in(char *out, size_t len, const char *a, const char *b) { snprintf(out, len, "%s/%s", a, b); }
+static void path_in(char *out, size_t len, const char *a, const char *b)
+{
+    int n = snprintf(out, len, "%s/%s", a, b);
+    cr_assert(n >= 0 && (size_t)n < len, "path %s/%s is too long for the test", a, b);
+}
 
 static int exists(const char *path)
 {
