@@ -454,6 +454,26 @@ void patch_backward(float *din, float *dw, float *db, float *work, const float *
     if (din) patch_col2im(din, dcols, B, S, P);
 }
 
+/* din = col2im(dout · w): the input half of patch_backward; work: B·S·S */
+void patch_backward_input(float *din, float *work, const float *dout, const float *w, int B,
+                          int S, int P, int C)
+{
+    if (!din || B <= 0 || S <= 0 || P <= 0) return;
+    int G = S / P;
+    linear_backward(work, NULL, NULL, dout, NULL, w, B * G * G, P * P, C);
+    patch_col2im(din, work, B, S, P);
+}
+
+/* dw += doutᵀ · im2col(img);  db += Σ dout: the weight half; work: B·S·S */
+void patch_backward_weight(float *dw, float *db, float *work, const float *dout,
+                           const float *img, int B, int S, int P, int C)
+{
+    if (B <= 0 || S <= 0 || P <= 0) return;
+    int G = S / P;
+    patch_im2col(work, img, B, S, P);
+    linear_backward(NULL, dw, db, dout, work, NULL, B * G * G, P * P, C);
+}
+
 /* -------------------------------------------------------------- attention */
 
 /* out[B,T,C], att[B,H,T,T] from qkv[B,T,3C]; see kernels.h */

@@ -15,7 +15,12 @@
 void linear_forward(float *out, const float *in, const float *w, const float *b,
                     int B, int IN, int OUT);
 /* din[B,IN] = dout[B,OUT] · w[OUT,IN];  dw[OUT,IN] += doutᵀ · in;
- * db[OUT] += Σ_rows dout   (din and db may be NULL) */
+ * db[OUT] += Σ_rows dout   (din, dw and db may be NULL; `in` is read only
+ * for dw, `w` only for din). The three results are computed independently,
+ * so the B/W split of Zero Bubble (Qi et al., "Zero Bubble Pipeline
+ * Parallelism", ICLR 2024) is two calls: (din, NULL, NULL) for the input
+ * gradient, then (NULL, dw, db) for the weight gradient; together they give
+ * the same bits as one call with all three. */
 void linear_backward(float *din, float *dw, float *db, const float *dout,
                      const float *in, const float *w, int B, int IN, int OUT);
 
@@ -29,7 +34,10 @@ void gelu_backward(float *din, const float *dout, const float *in, size_t N);
 
 /* LayerNorm over the last axis, eps = 1e-5:
  * out[B,C] = (in − mean)·rstd·w[C] + b[C];  mean[B], rstd[B] are saved for
- * backward. dw[C] and db[C] accumulate. */
+ * backward. dw[C] and db[C] accumulate. din, dw and db may each be NULL;
+ * each is computed on its own (the normalised input is recomputed from in,
+ * mean and rstd where needed), so (din, NULL, NULL) then (NULL, dw, db) is
+ * the B/W split (Qi et al. 2024) with the same bits as one call. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
                        const float *w, const float *b, int B, int C);
 void layernorm_backward(float *din, float *dw, float *db, const float *dout,
@@ -96,6 +104,18 @@ void patch_forward(float *out, float *work, const float *img, const float *w, co
  * db[C] += Σ_rows dout */
 void patch_backward(float *din, float *dw, float *db, float *work, const float *dout,
                     const float *img, const float *w, int B, int S, int P, int C);
+/* The B/W split of patch_backward (Qi et al., "Zero Bubble Pipeline
+ * Parallelism", ICLR 2024), each part the same bits as patch_backward's:
+ *   patch_backward_input:  din[B,S,S] = col2im(dout[B·T,C] · w[C,P·P])
+ *                          (overwritten); work: B·S·S floats.
+ *   patch_backward_weight: dw[C,P·P] += doutᵀ · im2col(img),
+ *                          db[C] += Σ_rows dout (db may be NULL); the columns
+ *                          are recomputed from img (a copy, exact) into work,
+ *                          B·S·S floats. */
+void patch_backward_input(float *din, float *work, const float *dout, const float *w, int B,
+                          int S, int P, int C);
+void patch_backward_weight(float *dw, float *db, float *work, const float *dout,
+                           const float *img, int B, int S, int P, int C);
 
 /* Multi-head self-attention core, H heads of hs = C/H channels, scale
  * 1/√hs. qkv[B,T,3C] holds, per position, q (channels 0..C), k (C..2C) and

@@ -24,6 +24,20 @@ static int no_params(const layer_desc *d, layer_param out[LAYER_MAX_PARAMS])
     return 0;
 }
 
+static double no_flops(const layer_desc *d)
+{
+    (void)d;
+    return 0.0;
+}
+
+/* backward_weight of a kind without parameters: nothing to accumulate */
+static void no_bwd_weight(const layer_desc *d, const float *p, float *g, const float *dout,
+                          const float *in, const float *saved, const float *wsave, int B,
+                          const layer_ctx *ctx)
+{
+    (void)d, (void)p, (void)g, (void)dout, (void)in, (void)saved, (void)wsave, (void)B, (void)ctx;
+}
+
 static void set_param(layer_param *p, const char *name, int rows, int cols, layer_init init,
                       float scale, int decay)
 {
@@ -72,6 +86,30 @@ static double linear_flops(const layer_desc *d)
     return 2.0 * d->in * d->out + (d->bias ? d->out : 0);
 }
 
+/* B/W split (Qi et al. 2024): B is din = dout·w, W is dw += doutᵀ·in and
+ * db += Σ dout. They share nothing: W reads dout and the stashed input, B
+ * keeps nothing for it (wsaved 0). */
+static void linear_bwd_in(const layer_desc *d, const float *p, float *din, const float *dout,
+                          const float *in, const float *saved, float *wsave, int B,
+                          const layer_ctx *ctx)
+{
+    (void)saved, (void)wsave, (void)ctx;
+    linear_backward(din, NULL, NULL, dout, in, p, B, d->in, d->out);
+}
+
+static void linear_bwd_w(const layer_desc *d, const float *p, float *g, const float *dout,
+                         const float *in, const float *saved, const float *wsave, int B,
+                         const layer_ctx *ctx)
+{
+    (void)saved, (void)wsave, (void)ctx;
+    size_t nw = (size_t)d->out * d->in;
+    linear_backward(NULL, g, d->bias ? g + nw : NULL, dout, in, p, B, d->in, d->out);
+}
+
+/* B: one product; W: one product and the bias column sums */
+static double linear_flops_in(const layer_desc *d) { return 2.0 * d->in * d->out; }
+static double linear_flops_w(const layer_desc *d) { return linear_flops(d); }
+
 /* ---- element-wise activations ----------------------------------------- */
 
 static void relu_fwd(const layer_desc *d, const float *p, float *out, const float *in,
@@ -116,6 +154,24 @@ static void gelu_bwd(const layer_desc *d, const float *p, float *g, float *din,
 
 static double elementwise_flops(const layer_desc *d) { return (double)d->in; }
 
+/* relu, gelu: no parameters, so B is the whole backward and W nothing.
+ * GELU's derivative is computed in B only (W has nothing to use it for). */
+static void relu_bwd_in(const layer_desc *d, const float *p, float *din, const float *dout,
+                        const float *in, const float *saved, float *wsave, int B,
+                        const layer_ctx *ctx)
+{
+    (void)wsave;
+    relu_bwd(d, p, NULL, din, dout, in, saved, B, ctx);
+}
+
+static void gelu_bwd_in(const layer_desc *d, const float *p, float *din, const float *dout,
+                        const float *in, const float *saved, float *wsave, int B,
+                        const layer_ctx *ctx)
+{
+    (void)wsave;
+    gelu_bwd(d, p, NULL, din, dout, in, saved, B, ctx);
+}
+
 /* ---- dropout ---------------------------------------------------------- */
 
 static dropout_key dkey(const layer_ctx *ctx)
@@ -152,6 +208,16 @@ static void dropout_bwd(const layer_desc *d, const float *p, float *g, float *di
         dropout_backward(din, dout, n, d->p, dkey(ctx));
 }
 
+/* no parameters: B is the whole backward (the mask recomputed from the
+ * micro-batch's key in ctx), W nothing */
+static void dropout_bwd_in(const layer_desc *d, const float *p, float *din, const float *dout,
+                           const float *in, const float *saved, float *wsave, int B,
+                           const layer_ctx *ctx)
+{
+    (void)wsave;
+    dropout_bwd(d, p, NULL, din, dout, in, saved, B, ctx);
+}
+
 /* ---- layernorm: w[C], b[C]; saves mean and rstd per row ---------------- */
 
 static int layernorm_params(const layer_desc *d, layer_param out[LAYER_MAX_PARAMS])
@@ -181,6 +247,33 @@ static void layernorm_bwd(const layer_desc *d, const float *p, float *g, float *
 }
 
 static double layernorm_flops(const layer_desc *d) { return 8.0 * d->in; }
+
+/* B/W split (Qi et al. 2024): B is din, W is dw and db. Both need the
+ * normalised input n = (in − mean)·rstd; W recomputes it from the stashed
+ * input and the saved mean and rstd (two operations per element, the same
+ * code as in backward), so B keeps nothing for W (wsaved 0). */
+static void layernorm_bwd_in(const layer_desc *d, const float *p, float *din, const float *dout,
+                             const float *in, const float *saved, float *wsave, int B,
+                             const layer_ctx *ctx)
+{
+    (void)wsave, (void)ctx;
+    int rows = B * (d->in / d->width);
+    layernorm_backward(din, NULL, NULL, dout, in, p, saved, saved + rows, rows, d->width);
+}
+
+static void layernorm_bwd_w(const layer_desc *d, const float *p, float *g, const float *dout,
+                            const float *in, const float *saved, const float *wsave, int B,
+                            const layer_ctx *ctx)
+{
+    (void)wsave, (void)ctx;
+    int rows = B * (d->in / d->width);
+    layernorm_backward(NULL, g, g + d->width, dout, in, p, saved, saved + rows, rows, d->width);
+}
+
+/* per element, B: n and g = dout·w twice (6), the two row sums (3), din (4);
+ * W: n (2), dw's multiply-add (2), db's add (1) */
+static double layernorm_flops_in(const layer_desc *d) { return 13.0 * d->in; }
+static double layernorm_flops_w(const layer_desc *d) { return 5.0 * d->in; }
 
 /* ---- embed V C: w[V,C]; input: T token ids per sample ----------------- */
 
@@ -217,6 +310,27 @@ static double embed_flops(const layer_desc *d)
     return 0.0;
 }
 
+/* B/W split: B only zero-fills din (ids have no gradient); W is the
+ * scatter-add of dout into dw. Nothing kept (wsaved 0). */
+static void embed_bwd_in(const layer_desc *d, const float *p, float *din, const float *dout,
+                         const float *in, const float *saved, float *wsave, int B,
+                         const layer_ctx *ctx)
+{
+    (void)p, (void)dout, (void)in, (void)saved, (void)wsave, (void)ctx;
+    if (din) memset(din, 0, (size_t)B * (size_t)d->in * sizeof *din);
+}
+
+static void embed_bwd_w(const layer_desc *d, const float *p, float *g, const float *dout,
+                        const float *in, const float *saved, const float *wsave, int B,
+                        const layer_ctx *ctx)
+{
+    (void)p, (void)saved, (void)wsave, (void)ctx;
+    embedding_backward(g, dout, in, B, d->seq, d->vocab, d->chan);
+}
+
+/* W: one addition per output element */
+static double embed_flops_w(const layer_desc *d) { return (double)d->seq * d->chan; }
+
 /* ---- posembed: w[T,C] added to every sample --------------------------- */
 
 static int posembed_params(const layer_desc *d, layer_param out[LAYER_MAX_PARAMS])
@@ -242,6 +356,24 @@ static void posembed_bwd(const layer_desc *d, const float *p, float *g, float *d
     (void)saved;
     (void)ctx;
     posembed_backward(din, g, dout, B, d->seq, d->chan);
+}
+
+/* B/W split: B copies dout to din, W sums dout over the samples into dw.
+ * Nothing kept (wsaved 0). */
+static void posembed_bwd_in(const layer_desc *d, const float *p, float *din, const float *dout,
+                            const float *in, const float *saved, float *wsave, int B,
+                            const layer_ctx *ctx)
+{
+    (void)p, (void)in, (void)saved, (void)wsave, (void)ctx;
+    posembed_backward(din, NULL, dout, B, d->seq, d->chan);
+}
+
+static void posembed_bwd_w(const layer_desc *d, const float *p, float *g, const float *dout,
+                           const float *in, const float *saved, const float *wsave, int B,
+                           const layer_ctx *ctx)
+{
+    (void)p, (void)in, (void)saved, (void)wsave, (void)ctx;
+    posembed_backward(NULL, g, dout, B, d->seq, d->chan);
 }
 
 /* ---- patch P C: w[C,P·P], b[C]; image S×S -> (S/P)² tokens ------------ */
@@ -278,6 +410,33 @@ static double patch_flops(const layer_desc *d)
 {
     return 2.0 * d->seq * d->patch * d->patch * d->chan + (double)d->seq * d->chan;
 }
+
+/* B/W split (Qi et al. 2024): B is din = col2im(dout·w), W is dw and db
+ * from the patch columns, which W recomputes from the stashed image (a
+ * copy, exact) rather than B keeping them: wsaved 0. Both use the scratch
+ * patch_scratch declares. */
+static void patch_bwd_in(const layer_desc *d, const float *p, float *din, const float *dout,
+                         const float *in, const float *saved, float *wsave, int B,
+                         const layer_ctx *ctx)
+{
+    (void)in, (void)saved, (void)wsave;
+    patch_backward_input(din, ctx->scratch, dout, p, B, d->side, d->patch, d->chan);
+}
+
+static void patch_bwd_w(const layer_desc *d, const float *p, float *g, const float *dout,
+                        const float *in, const float *saved, const float *wsave, int B,
+                        const layer_ctx *ctx)
+{
+    (void)p, (void)saved, (void)wsave;
+    size_t nw = (size_t)d->chan * d->patch * d->patch;
+    patch_backward_weight(g, g + nw, ctx->scratch, dout, in, B, d->side, d->patch, d->chan);
+}
+
+static double patch_flops_in(const layer_desc *d)
+{
+    return 2.0 * d->seq * d->patch * d->patch * d->chan;
+}
+static double patch_flops_w(const layer_desc *d) { return patch_flops(d); }
 
 /* ---- block H [causal]: pre-LayerNorm Transformer block on [T, C] -------
  *
@@ -418,6 +577,116 @@ static void block_bwd(const layer_desc *d, const float *p, float *g, float *din,
         for (size_t i = 0; i < n; i++) din[i] += dres[i];
 }
 
+/* B/W split of the block (Qi et al., "Zero Bubble Pipeline Parallelism",
+ * ICLR 2024). The weight gradients need the gradients of the block's
+ * intermediate activations, which only the input-gradient pass computes:
+ *   dfc  [rows,4C]  of the fc pre-activation  -> mlp.w_fc, mlp.b_fc
+ *   dln2 [rows,C]   of ln2's output           -> ln2.w, ln2.b
+ *   dres [rows,C]   of the attention residual -> attn.w_proj, attn.b_proj
+ *   dqkv [rows,3C]  of qkv                    -> attn.w_qkv, attn.b_qkv
+ *   dln1 [rows,C]   of ln1's output           -> ln1.w, ln1.b
+ * (mlp.w_proj and mlp.b_proj need only dout). Recomputing them in W would
+ * repeat B's matrix products and attention backward (W would cost B + W),
+ * so B keeps them: dfc, dln2, dqkv and dln1 go to the micro-batch's wsave,
+ * 9·T·C floats per sample. dres is not kept: W recomputes it from dln2 and
+ * dout (ln2's input-gradient formula plus the residual, about 14 operations
+ * per element against 24·C for the products), by the same kernel call with
+ * the same values as B, so the bits agree. Scratch: B uses dres, datty
+ * [rows,C] and T·T for the attention scores of one (sample, head); W uses
+ * dres. Both fit in block_scratch. */
+typedef struct {
+    float *dfc, *dln2, *dqkv, *dln1;
+} block_wsave;
+
+static size_t block_wsaved_floats(const layer_desc *d) { return 9 * (size_t)d->seq * d->chan; }
+
+static block_wsave block_wsave_at(const layer_desc *d, float *s, int B)
+{
+    size_t n = (size_t)B * d->seq * d->chan;
+    block_wsave v;
+    v.dfc = s, s += 4 * n;
+    v.dln2 = s, s += n;
+    v.dqkv = s, s += 3 * n;
+    v.dln1 = s;
+    return v;
+}
+
+static void block_bwd_in(const layer_desc *d, const float *p, float *din, const float *dout,
+                         const float *in, const float *saved, float *wsave, int B,
+                         const layer_ctx *ctx)
+{
+    const int T = d->seq, C = d->chan, rows = B * T;
+    const size_t n = (size_t)rows * C;
+    float *w[BP_COUNT];
+    block_tensors(d, (float *)p, w);
+    block_saved s = block_saved_at(d, (float *)saved, B);
+    block_wsave v = block_wsave_at(d, wsave, B);
+    float *dres = ctx->scratch, *datty = dres + n, *datt = datty + n;
+
+    /* MLP: dfc = gelu'(fch) ⊙ (dout · mlp.w_proj), dln2 = dfc · w_fc */
+    linear_backward(v.dfc, NULL, NULL, dout, s.fcg, w[BP_WFC2], rows, 4 * C, C);
+    gelu_backward(v.dfc, v.dfc, s.fch, 4 * n);
+    linear_backward(v.dln2, NULL, NULL, v.dfc, s.ln2, w[BP_WFC], rows, C, 4 * C);
+    layernorm_backward(dres, NULL, NULL, v.dln2, s.res, w[BP_LN2W], s.mean2, s.rstd2, rows, C);
+    for (size_t i = 0; i < n; i++) dres[i] += dout[i];
+
+    /* attention */
+    linear_backward(datty, NULL, NULL, dres, s.atty, w[BP_WPROJ], rows, C, C);
+    attention_backward(v.dqkv, datt, datty, s.qkv, s.att, B, T, C, d->heads, d->causal);
+    linear_backward(v.dln1, NULL, NULL, v.dqkv, s.ln1, w[BP_WQKV], rows, C, 3 * C);
+    if (din) {
+        layernorm_backward(din, NULL, NULL, v.dln1, in, w[BP_LN1W], s.mean1, s.rstd1, rows, C);
+        for (size_t i = 0; i < n; i++) din[i] += dres[i];
+    }
+}
+
+static void block_bwd_w(const layer_desc *d, const float *p, float *g, const float *dout,
+                        const float *in, const float *saved, const float *wsave, int B,
+                        const layer_ctx *ctx)
+{
+    const int T = d->seq, C = d->chan, rows = B * T;
+    const size_t n = (size_t)rows * C;
+    float *w[BP_COUNT], *dw[BP_COUNT];
+    block_tensors(d, (float *)p, w);
+    block_tensors(d, g, dw);
+    block_saved s = block_saved_at(d, (float *)saved, B);
+    block_wsave v = block_wsave_at(d, (float *)wsave, B);
+    float *dres = ctx->scratch;
+
+    linear_backward(NULL, dw[BP_WFC2], dw[BP_BFC2], dout, s.fcg, w[BP_WFC2], rows, 4 * C, C);
+    linear_backward(NULL, dw[BP_WFC], dw[BP_BFC], v.dfc, s.ln2, w[BP_WFC], rows, C, 4 * C);
+    /* ln2's parameter gradients, and dres recomputed as B computed it */
+    layernorm_backward(dres, dw[BP_LN2W], dw[BP_LN2B], v.dln2, s.res, w[BP_LN2W], s.mean2,
+                       s.rstd2, rows, C);
+    for (size_t i = 0; i < n; i++) dres[i] += dout[i];
+    linear_backward(NULL, dw[BP_WPROJ], dw[BP_BPROJ], dres, s.atty, w[BP_WPROJ], rows, C, C);
+    linear_backward(NULL, dw[BP_WQKV], dw[BP_BQKV], v.dqkv, s.ln1, w[BP_WQKV], rows, C, 3 * C);
+    layernorm_backward(NULL, dw[BP_LN1W], dw[BP_LN1B], v.dln1, in, w[BP_LN1W], s.mean1, s.rstd1,
+                       rows, C);
+}
+
+/* FLOPs per sample of the two halves (conventions of block_flops).
+ * B: the four input-gradient products 2·T·C·(4C + 4C + C + 3C) = 24·T·C²;
+ *    attention backward dV, dP, dQ, dK, 2·T·T·C each = 8·T²·C; element-wise
+ *    the gelu derivative (one per element, as forward counts gelu: 4·T·C),
+ *    two layernorm input gradients (13·T·C each), two residual adds and
+ *    4 per attention score (row dot product and dS: 4·H·T²).
+ * W: the four weight-gradient products, 24·T·C²; the bias column sums
+ *    (9·T·C), the layernorm parameter gradients (5·T·C each) and dres
+ *    recomputed (13·T·C + T·C for the residual). */
+static double block_flops_in(const layer_desc *d)
+{
+    double T = d->seq, C = d->chan, H = d->heads;
+    return 24.0 * T * C * C + 8.0 * T * T * C + 4.0 * T * C + 26.0 * T * C + 2.0 * T * C +
+           4.0 * H * T * T;
+}
+
+static double block_flops_w(const layer_desc *d)
+{
+    double T = d->seq, C = d->chan;
+    return 24.0 * T * C * C + 9.0 * T * C + 10.0 * T * C + 14.0 * T * C;
+}
+
 /* Forward FLOPs per sample. Matrix products count 2·m·n·k: the four linears
  * 2·T·C·(3C + C + 4C + 4C) = 24·T·C², Q·Kᵀ and att·V 2·T·T·C each — the full
  * T×T also when causal (the products are computed whole and then masked).
@@ -459,6 +728,24 @@ static void lmhead_bwd(const layer_desc *d, const float *p, float *g, float *din
 
 static double lmhead_flops(const layer_desc *d) { return 2.0 * d->seq * d->chan * d->vocab; }
 
+/* B/W split as for linear: B is din = dout·w, W is dw += doutᵀ·in; nothing
+ * kept (wsaved 0). Each is one product of the forward's size. */
+static void lmhead_bwd_in(const layer_desc *d, const float *p, float *din, const float *dout,
+                          const float *in, const float *saved, float *wsave, int B,
+                          const layer_ctx *ctx)
+{
+    (void)saved, (void)wsave, (void)ctx;
+    linear_backward(din, NULL, NULL, dout, in, p, B * d->seq, d->chan, d->vocab);
+}
+
+static void lmhead_bwd_w(const layer_desc *d, const float *p, float *g, const float *dout,
+                         const float *in, const float *saved, const float *wsave, int B,
+                         const layer_ctx *ctx)
+{
+    (void)saved, (void)wsave, (void)ctx;
+    linear_backward(NULL, g, NULL, dout, in, p, B * d->seq, d->chan, d->vocab);
+}
+
 /* ---- meanpool: [T,C] -> [C] -------------------------------------------- */
 
 static void meanpool_fwd(const layer_desc *d, const float *p, float *out, const float *in,
@@ -482,28 +769,63 @@ static void meanpool_bwd(const layer_desc *d, const float *p, float *g, float *d
     meanpool_backward(din, dout, B, d->seq, d->chan);
 }
 
+/* no parameters: B is the whole backward, W nothing */
+static void meanpool_bwd_in(const layer_desc *d, const float *p, float *din, const float *dout,
+                            const float *in, const float *saved, float *wsave, int B,
+                            const layer_ctx *ctx)
+{
+    (void)wsave;
+    meanpool_bwd(d, p, NULL, din, dout, in, saved, B, ctx);
+}
+
 /* ---- the registry ------------------------------------------------------ */
 
+/* B/W split entries: kinds without parameters have backward_input = the
+ * whole backward and backward_weight = nothing; no kind but block keeps
+ * anything from B for W (wsaved). */
+#define KIND(kname, par, sav, scr, fwd, bwd, fl, wsav, bin, bw, flin, flw)                        \
+    {.kind_name = kname, .params = par, .saved = sav, .scratch = scr, .forward = fwd,             \
+     .backward = bwd, .flops = fl, .wsaved = wsav, .backward_input = bin,                         \
+     .backward_weight = bw, .flops_backward_input = flin, .flops_backward_weight = flw}
+
 static const layer_ops registry[LAYER_KIND_COUNT] = {
-    [LAYER_LINEAR] = {"linear", linear_params, no_saved, no_saved, linear_fwd, linear_bwd, linear_flops},
-    [LAYER_RELU] = {"relu", no_params, no_saved, no_saved, relu_fwd, relu_bwd, elementwise_flops},
-    [LAYER_GELU] = {"gelu", no_params, no_saved, no_saved, gelu_fwd, gelu_bwd, elementwise_flops},
-    [LAYER_LAYERNORM] = {"layernorm", layernorm_params, layernorm_saved, no_saved, layernorm_fwd,
-                         layernorm_bwd, layernorm_flops},
-    [LAYER_DROPOUT] = {"dropout", no_params, no_saved, no_saved, dropout_fwd, dropout_bwd,
-                       elementwise_flops},
-    [LAYER_EMBED] = {"embed", embed_params, no_saved, no_saved, embed_fwd, embed_bwd, embed_flops},
-    [LAYER_POSEMBED] = {"posembed", posembed_params, no_saved, no_saved, posembed_fwd,
-                        posembed_bwd, elementwise_flops},
-    [LAYER_PATCH] = {"patch", patch_params, no_saved, patch_scratch, patch_fwd, patch_bwd,
-                     patch_flops},
-    [LAYER_BLOCK] = {"block", block_params, block_saved_floats, block_scratch, block_fwd,
-                     block_bwd, block_flops},
-    [LAYER_LMHEAD] = {"lmhead", lmhead_params, no_saved, no_saved, lmhead_fwd, lmhead_bwd,
-                      lmhead_flops},
-    [LAYER_MEANPOOL] = {"meanpool", no_params, no_saved, no_saved, meanpool_fwd, meanpool_bwd,
-                        elementwise_flops},
+    [LAYER_LINEAR] = KIND("linear", linear_params, no_saved, no_saved, linear_fwd, linear_bwd,
+                          linear_flops, no_saved, linear_bwd_in, linear_bwd_w, linear_flops_in,
+                          linear_flops_w),
+    [LAYER_RELU] = KIND("relu", no_params, no_saved, no_saved, relu_fwd, relu_bwd,
+                        elementwise_flops, no_saved, relu_bwd_in, no_bwd_weight,
+                        elementwise_flops, no_flops),
+    [LAYER_GELU] = KIND("gelu", no_params, no_saved, no_saved, gelu_fwd, gelu_bwd,
+                        elementwise_flops, no_saved, gelu_bwd_in, no_bwd_weight,
+                        elementwise_flops, no_flops),
+    [LAYER_LAYERNORM] = KIND("layernorm", layernorm_params, layernorm_saved, no_saved,
+                             layernorm_fwd, layernorm_bwd, layernorm_flops, no_saved,
+                             layernorm_bwd_in, layernorm_bwd_w, layernorm_flops_in,
+                             layernorm_flops_w),
+    [LAYER_DROPOUT] = KIND("dropout", no_params, no_saved, no_saved, dropout_fwd, dropout_bwd,
+                           elementwise_flops, no_saved, dropout_bwd_in, no_bwd_weight,
+                           elementwise_flops, no_flops),
+    [LAYER_EMBED] = KIND("embed", embed_params, no_saved, no_saved, embed_fwd, embed_bwd,
+                         embed_flops, no_saved, embed_bwd_in, embed_bwd_w, no_flops,
+                         embed_flops_w),
+    [LAYER_POSEMBED] = KIND("posembed", posembed_params, no_saved, no_saved, posembed_fwd,
+                            posembed_bwd, elementwise_flops, no_saved, posembed_bwd_in,
+                            posembed_bwd_w, no_flops, elementwise_flops),
+    [LAYER_PATCH] = KIND("patch", patch_params, no_saved, patch_scratch, patch_fwd, patch_bwd,
+                         patch_flops, no_saved, patch_bwd_in, patch_bwd_w, patch_flops_in,
+                         patch_flops_w),
+    [LAYER_BLOCK] = KIND("block", block_params, block_saved_floats, block_scratch, block_fwd,
+                         block_bwd, block_flops, block_wsaved_floats, block_bwd_in, block_bwd_w,
+                         block_flops_in, block_flops_w),
+    [LAYER_LMHEAD] = KIND("lmhead", lmhead_params, no_saved, no_saved, lmhead_fwd, lmhead_bwd,
+                          lmhead_flops, no_saved, lmhead_bwd_in, lmhead_bwd_w, lmhead_flops,
+                          lmhead_flops),
+    [LAYER_MEANPOOL] = KIND("meanpool", no_params, no_saved, no_saved, meanpool_fwd,
+                            meanpool_bwd, elementwise_flops, no_saved, meanpool_bwd_in,
+                            no_bwd_weight, elementwise_flops, no_flops),
 };
+
+#undef KIND
 
 const layer_ops *layer_get(layer_kind kind)
 {

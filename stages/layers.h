@@ -2,7 +2,10 @@
  *
  * A layer kind knows its parameter tensors (names, shapes, initialisation,
  * whether weight decay applies), how many floats per sample its forward saves
- * for backward besides its input, its forward and backward, and its FLOPs.
+ * for backward besides its input, its forward and backward, the two halves
+ * of its backward for zero-bubble schedules (the B/W split: backward_input
+ * and backward_weight, with what the first keeps for the second), and its
+ * FLOPs for each of forward, backward_input and backward_weight.
  * A model is an ordered list of layers addressed by global index; parameter
  * names are global ("layers.7.w"), so nothing depends on the partition. */
 #ifndef PT_LAYERS_H
@@ -89,8 +92,39 @@ typedef struct {
     void (*backward)(const layer_desc *d, const float *params, float *grads, float *din,
                      const float *dout, const float *in, const float *saved, int B,
                      const layer_ctx *ctx);
-    /* Forward FLOPs per sample (backward is counted as twice forward). */
+    /* Forward FLOPs per sample. */
     double (*flops)(const layer_desc *d);
+
+    /* ---- the B/W split (Qi et al., "Zero Bubble Pipeline Parallelism",
+     * ICLR 2024): backward as two calls per micro-batch, B (backward_input,
+     * the input gradient the previous stage waits for) and W
+     * (backward_weight, the parameter gradients, which a schedule may delay
+     * to fill pipeline bubbles, after B of later micro-batches). B then W
+     * gives din and grads bit for bit equal to backward's: each part runs
+     * the same kernels on the same values in the same order. */
+
+    /* Floats per sample that backward_input writes to `wsave` for the
+     * backward_weight of the same micro-batch (0 for most kinds). It belongs
+     * to the micro-batch, like `saved`: a stage running W late holds one per
+     * micro-batch in flight. */
+    size_t (*wsaved)(const layer_desc *d);
+    /* B: din[B,d->in] (overwritten; may be NULL) from dout[B,d->out], `in`
+     * and `saved` of forward; writes wsave[B·wsaved(d)] (even when din is
+     * NULL) and touches no parameter gradient. */
+    void (*backward_input)(const layer_desc *d, const float *params, float *din,
+                           const float *dout, const float *in, const float *saved,
+                           float *wsave, int B, const layer_ctx *ctx);
+    /* W: grads (accumulated, +=) from the same dout, in and saved and the
+     * wsave its backward_input wrote; writes no input gradient. Scratch
+     * contents left by other calls are not relied on. */
+    void (*backward_weight)(const layer_desc *d, const float *params, float *grads,
+                            const float *dout, const float *in, const float *saved,
+                            const float *wsave, int B, const layer_ctx *ctx);
+    /* FLOPs per sample of backward_input and of backward_weight (same
+     * conventions as flops: 2·m·n·k per matrix product, elements counted
+     * as stated at each kind). Their sum is the cost of backward. */
+    double (*flops_backward_input)(const layer_desc *d);
+    double (*flops_backward_weight)(const layer_desc *d);
 } layer_ops;
 
 const layer_ops *layer_get(layer_kind kind);

@@ -107,6 +107,9 @@ void stage_free(stage *s)
     free(s->gbuf[0]);
     free(s->gbuf[1]);
     free(s->scratch);
+    free(s->wstash);
+    free(s->wsave_off);
+    free(s->gout_off);
     memset(s, 0, sizeof *s);
 }
 
@@ -141,6 +144,101 @@ void stage_backward(stage *s, int slot, const float *dout, float *din, uint64_t 
                                      s->rows, &ctx);
         g = dst;
     }
+}
+
+pt_status stage_split_backward_init(stage *s)
+{
+    if (s->wstash) return PT_OK;
+    int n = s->last - s->first;
+    size_t off = 0;
+    s->wsave_off = calloc((size_t)n + 1, sizeof *s->wsave_off);
+    s->gout_off = calloc((size_t)n + 1, sizeof *s->gout_off);
+    if (!s->wsave_off || !s->gout_off) goto nomem;
+    for (int i = 0; i < n; i++) {
+        const layer_desc *d = &s->model->layers[s->first + i];
+        s->wsave_off[i] = off;
+        off += (size_t)s->rows * layer_get(d->kind)->wsaved(d);
+        s->gout_off[i] = STAGE_NO_GOUT;
+        if (i + 1 < n && s->layer_off[i + 1] > s->layer_off[i]) {
+            s->gout_off[i] = off;
+            off += (size_t)s->rows * d->out;
+        }
+    }
+    s->wslot_floats = off;
+    s->wstash = falloc(off * (size_t)s->slots);
+    if (!s->wstash) goto nomem;
+    return PT_OK;
+nomem:;
+    pt_status st = pt_fail(PT_ERR_NOMEM,
+                           "stage layers [%d, %d): out of memory for the %.0f MiB that the B/W "
+                           "split keeps between backward_input and backward_weight (%d "
+                           "micro-batches of %d samples)",
+                           s->first, s->last, (double)off * s->slots * sizeof(float) / 1048576.0,
+                           s->slots, s->rows);
+    free(s->wstash);
+    free(s->wsave_off);
+    free(s->gout_off);
+    s->wstash = NULL;
+    s->wsave_off = s->gout_off = NULL;
+    s->wslot_floats = 0;
+    return st;
+}
+
+static pt_status split_check(const stage *s, int slot, const char *fn)
+{
+    if (!s->wstash)
+        return pt_fail(PT_ERR_INVALID,
+                       "stage layers [%d, %d): %s needs the W stash of "
+                       "stage_split_backward_init, which was not called",
+                       s->first, s->last, fn);
+    if (slot < 0 || slot >= s->slots)
+        return pt_fail(PT_ERR_INVALID, "stage layers [%d, %d): %s of slot %d, expected 0..%d",
+                       s->first, s->last, fn, slot, s->slots - 1);
+    return PT_OK;
+}
+
+pt_status stage_backward_input(stage *s, int slot, const float *dout, float *din, uint64_t seed,
+                               uint32_t step, uint32_t micro_batch)
+{
+    pt_status st = split_check(s, slot, "stage_backward_input");
+    if (st) return st;
+    float *base = stage_input(s, slot), *wbase = s->wstash + (size_t)slot * s->wslot_floats;
+    int n = s->last - s->first;
+    const float *g = dout;
+    for (int i = n - 1; i >= 0; i--) {
+        const layer_desc *d = &s->model->layers[s->first + i];
+        layer_ctx ctx = {seed, step, micro_batch, (uint32_t)(s->first + i), 1, s->scratch};
+        /* the input gradient of layer i is the output gradient of layer i-1:
+         * written where W of layer i-1 will find it when it keeps one */
+        float *dst = din;
+        if (i > 0)
+            dst = s->gout_off[i - 1] != STAGE_NO_GOUT ? wbase + s->gout_off[i - 1] : s->gbuf[i & 1];
+        layer_get(d->kind)->backward_input(d, s->params + s->layer_off[i], dst, g,
+                                           base + s->in_off[i], base + s->saved_off[i],
+                                           wbase + s->wsave_off[i], s->rows, &ctx);
+        g = dst;
+    }
+    return PT_OK;
+}
+
+pt_status stage_backward_weight(stage *s, int slot, const float *dout, uint64_t seed,
+                                uint32_t step, uint32_t micro_batch)
+{
+    pt_status st = split_check(s, slot, "stage_backward_weight");
+    if (st) return st;
+    float *base = stage_input(s, slot), *wbase = s->wstash + (size_t)slot * s->wslot_floats;
+    int n = s->last - s->first;
+    for (int i = n - 1; i >= 0; i--) {
+        if (s->layer_off[i + 1] == s->layer_off[i]) continue; /* no parameters: no W */
+        const layer_desc *d = &s->model->layers[s->first + i];
+        layer_ctx ctx = {seed, step, micro_batch, (uint32_t)(s->first + i), 1, s->scratch};
+        const float *g = i == n - 1 ? dout : wbase + s->gout_off[i];
+        layer_get(d->kind)->backward_weight(d, s->params + s->layer_off[i],
+                                            s->grads + s->layer_off[i], g, base + s->in_off[i],
+                                            base + s->saved_off[i], wbase + s->wsave_off[i],
+                                            s->rows, &ctx);
+    }
+    return PT_OK;
 }
 
 void stage_zero_grad(stage *s) { memset(s->grads, 0, s->n_params * sizeof *s->grads); }
@@ -183,4 +281,7 @@ int stage_find_tensor(const stage *s, const char *name)
     return -1;
 }
 
-size_t stage_stash_bytes(const stage *s) { return s->slot_floats * (size_t)s->slots * sizeof(float); }
+size_t stage_stash_bytes(const stage *s)
+{
+    return (s->slot_floats + s->wslot_floats) * (size_t)s->slots * sizeof(float);
+}
