@@ -4,14 +4,14 @@
 # The model is examples/gpt_bytes.ini (embed 256 256, posembed, 4 × block 4
 # causal, layernorm, lmhead 256, tied embeddings; context 128; the fortunes
 # text). It trains with P = 1 and 2 pipeline stages, M = 4, 8, 16
-# micro-batches, the 1F1B and GPipe schedules (1F1B first), one BLAS thread
+# micro-batches, the 1F1B, GPipe and ZB-H1 schedules (1F1B first), one BLAS thread
 # per rank, and P = 1 with 2 BLAS threads as the second baseline. Every run
 # has the same global batch, so a given M means the same micro-batch at every
 # P. From each run's JSON summary (log.summary) it reports tokens/s, GFLOP/s
 # per rank (the registry's FLOPs: attention's Q·Kᵀ and A·V count the full
 # T×T) as a fraction of the cblas_sgemm rate on the model's own matrix shapes
 # (bench/sgemm_peak --shape; 1 thread, and 2 threads for the 2-thread runs),
-# speedups, and the measured bubble beside (P-1)/(M+P-1). With --profile it
+# speedups, and the measured bubble beside the schedule's theoretical one. With --profile it
 # also runs P = 1 once under `perf record` and splits the compute time into
 # sgemm, attention softmax, LayerNorm, GELU and the other element-wise work.
 #
@@ -76,10 +76,10 @@ if [ "$PROFILE" = 1 ]; then bench_setup perf; else bench_setup; fi
 
 # ---- the plan ----------------------------------------------------------------
 if [ "$QUICK" = 1 ]; then
-  BATCH=16; PS=(1 2); MS=(4 8); SCHEDS=(1f1b gpipe); STEPS=2; PROF_M=4; PROF_STEPS=2
+  BATCH=16; PS=(1 2); MS=(4 8); SCHEDS=(1f1b gpipe zbh1); STEPS=2; PROF_M=4; PROF_STEPS=2
 else
   # P = 1 takes about 2.5 s a step; P = 2 (the fastest runs) still 10 s or more
-  BATCH=64; PS=(1 2); MS=(4 8 16); SCHEDS=(1f1b gpipe); STEPS=8; PROF_M=8; PROF_STEPS=4
+  BATCH=64; PS=(1 2); MS=(4 8 16); SCHEDS=(1f1b gpipe zbh1); STEPS=8; PROF_M=8; PROF_STEPS=4
 fi
 CONTEXT=$(sed -n 's/^[[:space:]]*context[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p' "$REPO/$CONFIG" | sed -n 1p)
 [ -n "$CONTEXT" ] || { echo "$BENCH: no 'context =' line in $CONFIG" >&2; exit 1; }

@@ -4,12 +4,13 @@
 # For two models, the balanced model (bench/configs/balanced.ini) and the
 # example MLP (examples/fashion_mlp.ini), it trains with P = 1, 2 and 4
 # pipeline stages (P = 4 oversubscribes a 2-core machine and is kept only for
-# the record), M = 4, 8, 16, 32 micro-batches, the GPipe and 1F1B schedules,
+# the record), M = 4, 8, 16, 32 micro-batches, the GPipe, 1F1B and ZB-H1 schedules,
 # one BLAS thread per rank, and P = 1 with 2 BLAS threads as a second
 # baseline. Every run has the same global batch, so a given M means the same
 # micro-batch rows at every P. From each run's JSON summary (log.summary) it
 # reports throughput, each stage's share of the work, the measured bubble
-# beside the theoretical (P-1)/(M+P-1), GFLOP/s per rank as a fraction of the
+# beside the schedule's theoretical one (unit-cost timing of its lists:
+# (P-1)/(M+P-1) for GPipe and 1F1B), GFLOP/s per rank as a fraction of the
 # 1-thread cblas_sgemm rate on the same matrix shapes (bench/sgemm_peak
 # --shape), stash and peak RSS, speedups and the 1F1B/GPipe stash ratio.
 #
@@ -68,10 +69,10 @@ bench_setup
 
 # ---- the plan ----------------------------------------------------------------
 if [ "$QUICK" = 1 ]; then
-  BATCH=256; PS=(1 2); MS=(4 8); SCHEDS=(gpipe 1f1b)
+  BATCH=256; PS=(1 2); MS=(4 8); SCHEDS=(gpipe 1f1b zbh1)
   declare -A STEPS=([balanced]=2 [mlp]=2)
 else
-  BATCH=2048; PS=(1 2 4); MS=(4 8 16 32); SCHEDS=(gpipe 1f1b)
+  BATCH=2048; PS=(1 2 4); MS=(4 8 16 32); SCHEDS=(gpipe 1f1b zbh1)
   # about 5 s or more for the fastest run (P = 2, M = 32) of each model
   declare -A STEPS=([balanced]=8 [mlp]=24)
 fi

@@ -9,7 +9,7 @@
 #define _GNU_SOURCE /* renameat2(RENAME_EXCHANGE) */
 
 #include "ckpt.h"
-#include "data.h"
+#include "safefile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -128,6 +128,13 @@ static pt_status join(char *out, size_t len, const char *dir, const char *name)
 static void step_name(char *out, size_t len, const char *prefix, long step)
 {
     snprintf(out, len, "%sstep-%06ld", prefix, step);
+}
+
+void ckpt_step_dir(char *out, size_t len, const char *run_dir, long step)
+{
+    char name[32];
+    step_name(name, sizeof name, "", step);
+    snprintf(out, len, "%s/%s", run_dir, name);
 }
 
 static void shard_name(char *out, size_t len, int stage) { snprintf(out, len, "stage-%02d.h5", stage); }
@@ -258,9 +265,9 @@ pt_status ckpt_read_latest(const char *run_dir, char *name, size_t len)
     uint64_t size = 0;
     char buf[256];
     size_t n = 0;
-    st = data_open_regular(path, "the run directory's file", "it holds the name of the newest checkpoint", 4096,
-                           &fd, &size);
-    if (!st) st = data_read_fd(fd, path, buf, size < sizeof buf - 1 ? (size_t)size : sizeof buf - 1, &n);
+    st = safefile_open(path, "the run directory's file", "it holds the name of the newest checkpoint", 4096,
+                       &fd, &size);
+    if (!st) st = safefile_read(fd, path, buf, size < sizeof buf - 1 ? (size_t)size : sizeof buf - 1, &n);
     if (fd >= 0) close(fd);
     if (st) return st;
     buf[n] = '\0';

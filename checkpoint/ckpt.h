@@ -104,6 +104,11 @@ typedef struct {
     char data_fingerprint[33]; /* hash of the data the run read (32 hex digits, "" = unknown) */
 } ckpt_manifest;
 
+/* The path of the checkpoint of step `step` in run_dir: "<run_dir>/step-000200"
+ * (six digits at least), written to out and cut at len − 1 bytes. Not
+ * collective, touches no file; no errors. */
+void ckpt_step_dir(char *out, size_t len, const char *run_dir, long step);
+
 /* "<run>/.tmp-step-000200": creates it (and <run>) if needed, removing a
  * stale one left by a crash. Writes the path to out. */
 pt_status ckpt_begin(const char *run_dir, long step, char *out, size_t len);

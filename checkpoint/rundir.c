@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "data.h"
+#include "safefile.h"
 
 /* The first line of a small file (boot id), "" when unreadable. */
 static void read_first_line(const char *path, char *out, size_t len)
@@ -73,8 +73,8 @@ pt_status rundir_lock_read(const char *run_dir, char *out, size_t len)
     int fd = -1;
     uint64_t size = 0;
     size_t n = 0;
-    pt_status st = data_open_regular(path, "run directory lock", "remove it", RUNDIR_LOCK_MAX, &fd, &size);
-    if (!st) st = data_read_fd(fd, path, out, size < len - 1 ? (size_t)size : len - 1, &n);
+    pt_status st = safefile_open(path, "run directory lock", "remove it", RUNDIR_LOCK_MAX, &fd, &size);
+    if (!st) st = safefile_read(fd, path, out, size < len - 1 ? (size_t)size : len - 1, &n);
     if (fd >= 0) close(fd);
     out[st ? 0 : n] = '\0';
     return st;

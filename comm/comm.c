@@ -14,12 +14,28 @@ static pt_status mpi_fail(int rc, const char *fmt_op, int peer, int tag, int cou
                    tag, count, text);
 }
 
-pt_status comm_start(comm_grid *g, MPI_Comm world)
+pt_status comm_init(int *argc, char ***argv)
+{
+    int rc = MPI_Init(argc, argv);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Init", -1, -1, 0);
+    return PT_OK;
+}
+
+pt_status comm_finalize(void)
+{
+    int rc = MPI_Finalize();
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Finalize", -1, -1, 0);
+    return PT_OK;
+}
+
+double comm_wtime(void) { return MPI_Wtime(); }
+
+pt_status comm_start(comm_grid *g)
 {
     memset(g, 0, sizeof *g);
     g->world = g->pipe = g->dp = MPI_COMM_NULL;
     g->P = g->D = 1;
-    int rc = MPI_Comm_dup(world, &g->world);
+    int rc = MPI_Comm_dup(MPI_COMM_WORLD, &g->world);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Comm_dup", -1, -1, 0);
     MPI_Comm_set_errhandler(g->world, MPI_ERRORS_RETURN);
     MPI_Comm_rank(g->world, &g->rank);
@@ -129,18 +145,31 @@ void comm_xfer_clear(comm_xfer *x)
 
 int comm_xfer_active(const comm_xfer *x) { return x->req != MPI_REQUEST_NULL; }
 
-pt_status comm_tied_group(const comm_grid *g, int stage_a, int stage_b, MPI_Comm *out)
+pt_status comm_tied_group(const comm_grid *g, int stage_a, int stage_b, comm_tied *out)
 {
-    *out = MPI_COMM_NULL;
+    memset(out, 0, sizeof *out);
+    MPI_Comm c = MPI_COMM_NULL;
     int member = g->stage == stage_a || g->stage == stage_b;
-    int rc = MPI_Comm_split(g->pipe, member ? 0 : MPI_UNDEFINED, g->stage, out);
+    int rc = MPI_Comm_split(g->pipe, member ? 0 : MPI_UNDEFINED, g->stage, &c);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Comm_split of a tied-weight group", -1, -1, 0);
-    if (*out != MPI_COMM_NULL) MPI_Comm_set_errhandler(*out, MPI_ERRORS_RETURN);
+    if (c != MPI_COMM_NULL) {
+        MPI_Comm_set_errhandler(c, MPI_ERRORS_RETURN);
+        out->comm = c;
+        out->member = 1;
+    }
     return PT_OK;
 }
 
-pt_status comm_tied_sum(float *buf, size_t n, MPI_Comm group)
+void comm_tied_free(comm_tied *t)
 {
+    if (t->member) MPI_Comm_free(&t->comm);
+    memset(t, 0, sizeof *t);
+}
+
+pt_status comm_tied_sum(float *buf, size_t n, const comm_tied *t)
+{
+    if (!t->member) return pt_fail(PT_ERR_INVALID, "a tied-weight group has 0 ranks, expected 2");
+    MPI_Comm group = t->comm;
     int size = 0;
     MPI_Comm_size(group, &size);
     if (size != 2) return pt_fail(PT_ERR_INVALID, "a tied-weight group has %d ranks, expected 2", size);
@@ -276,6 +305,14 @@ pt_status comm_bcast(void *buf, int bytes, int root, MPI_Comm comm, const char *
 {
     int rc = MPI_Bcast(buf, bytes, MPI_BYTE, root, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, what, root, -1, bytes);
+    return PT_OK;
+}
+
+pt_status comm_gather_doubles(const double *mine, int n, double *all, int root, MPI_Comm comm,
+                              const char *what)
+{
+    int rc = MPI_Gather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, root, comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, what, root, -1, n);
     return PT_OK;
 }
 

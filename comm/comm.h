@@ -25,12 +25,22 @@ typedef struct {
     char host[MPI_MAX_PROCESSOR_NAME]; /* this rank's host, for messages */
 } comm_grid;
 
-/* Collective over `world`. Starts the grid: duplicates `world` (errors
- * returned, not fatal), fills rank, size, host and tag_ub; pipe and dp stay
- * MPI_COMM_NULL until comm_grid_split. comm_agree and comm_same_text work
- * from here on, so start-up errors can be agreed before the grid exists.
- * Errors: PT_ERR_MPI. */
-pt_status comm_start(comm_grid *g, MPI_Comm world);
+/* Starts MPI (MPI_Init with the program's arguments, which it may edit);
+ * once per process, before any other comm_ function. Collective over the
+ * world of the job. Errors: PT_ERR_MPI naming MPI_Init. */
+pt_status comm_init(int *argc, char ***argv);
+
+/* Ends MPI (MPI_Finalize) after every grid is freed; once per process.
+ * Collective over the world of the job. Errors: PT_ERR_MPI naming
+ * MPI_Finalize. */
+pt_status comm_finalize(void);
+
+/* Collective over the world of the job (MPI_COMM_WORLD). Starts the grid:
+ * duplicates the world (errors returned, not fatal), fills rank, size, host
+ * and tag_ub; pipe and dp stay MPI_COMM_NULL until comm_grid_split.
+ * comm_agree and comm_same_text work from here on, so start-up errors can be
+ * agreed before the grid exists. Errors: PT_ERR_MPI. */
+pt_status comm_start(comm_grid *g);
 
 /* Collective over g->world. Splits a started grid into P stages × D
  * replicas (pipe and dp). Fails (on every rank alike) when the world size is
@@ -48,8 +58,22 @@ void comm_grid_free(comm_grid *g);
 pt_status comm_same_text(const comm_grid *g, const char *what, const char *text, const char *advice,
                          int *reporter);
 
-/* Collective over comm: copies `bytes` bytes of root's buf to every rank's. */
+/* Collective over comm: copies `bytes` bytes of root's buf to every rank's.
+ * `what` names the transfer in the error ("MPI_Bcast of ..."). Errors:
+ * PT_ERR_MPI. */
 pt_status comm_bcast(void *buf, int bytes, int root, MPI_Comm comm, const char *what);
+
+/* Collective over comm: gathers n doubles from every rank into root's all,
+ * rank i's at all[i·n .. i·n + n) (all holds size(comm)·n doubles on root;
+ * it is not read elsewhere and may be NULL there). `what` names the
+ * transfer in the error ("MPI_Gather of ..."). Errors: PT_ERR_MPI. */
+pt_status comm_gather_doubles(const double *mine, int n, double *all, int root, MPI_Comm comm,
+                              const char *what);
+
+/* Wall-clock time in seconds since some moment in the past (MPI_Wtime):
+ * differences of two calls are elapsed seconds. Not collective; works
+ * between comm_init and comm_finalize. */
+double comm_wtime(void);
 
 /* The MPI library's version text, first line (not collective). */
 void comm_library_version(char *buf, size_t len);
@@ -83,14 +107,29 @@ pt_status comm_wait(comm_xfer *x);
 void comm_xfer_clear(comm_xfer *x);
 int comm_xfer_active(const comm_xfer *x);
 
-/* A tied-weight group: the pipeline stages that hold a copy of one shared
- * tensor (for tied embeddings, the first and the last stage). Collective over
- * g->pipe; ranks outside the group get MPI_COMM_NULL. */
-pt_status comm_tied_group(const comm_grid *g, int stage_a, int stage_b, MPI_Comm *out);
+/* A tied-weight group: the two pipeline stages that hold a copy of one
+ * shared tensor (for tied embeddings, the first and the last stage). A
+ * zeroed comm_tied is no group: ranks outside a group hold that, and
+ * comm_tied_free accepts it. */
+typedef struct {
+    MPI_Comm comm; /* valid only when member */
+    int member;    /* 1: this rank is one of the two */
+} comm_tied;
 
-/* In-place sum of n floats over a tied-weight group of two ranks: each gets
- * a + b, bit for bit the same on both (one addition is commutative). */
-pt_status comm_tied_sum(float *buf, size_t n, MPI_Comm group);
+/* Collective over g->pipe (every stage calls it with the same two stages).
+ * Makes *out the group of stage_a and stage_b; ranks outside it get a zeroed
+ * comm_tied. Errors: PT_ERR_MPI naming the split. */
+pt_status comm_tied_group(const comm_grid *g, int stage_a, int stage_b, comm_tied *out);
+
+/* Collective over the group (both of its ranks). In-place sum of n floats:
+ * each gets a + b, bit for bit the same on both (one addition is
+ * commutative). Errors: PT_ERR_INVALID when the group is not of two ranks,
+ * PT_ERR_MPI. */
+pt_status comm_tied_sum(float *buf, size_t n, const comm_tied *group);
+
+/* Collective over the group: frees it and zeroes *t; no-op (not collective)
+ * on a zeroed comm_tied. */
+void comm_tied_free(comm_tied *t);
 
 /* In-place sum over `comm` of n doubles (collective over comm). */
 pt_status comm_allreduce_sum(double *buf, int n, MPI_Comm comm, const char *what);

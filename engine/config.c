@@ -13,7 +13,7 @@
  * handed over in pieces and glued back), and an indented line continues the
  * previous value (joined with one space), as in Python's configparser. */
 #include "config.h"
-#include "data.h"
+#include "safefile.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -68,7 +68,8 @@ static const cfg_word lr_words[] = {{"cosine", LR_COSINE}, {"constant", LR_CONST
 static const cfg_word nonfinite_words[] = {
     {"stop", NONFINITE_STOP}, {"skip", NONFINITE_SKIP}, {NULL, 0}};
 /* The schedules a run can train with (forward-only is for evaluation). */
-static const cfg_word schedule_words[] = {{"gpipe", SCHED_GPIPE}, {"1f1b", SCHED_1F1B}, {NULL, 0}};
+static const cfg_word schedule_words[] = {
+    {"gpipe", SCHED_GPIPE}, {"1f1b", SCHED_1F1B}, {"zbh1", SCHED_ZBH1}, {NULL, 0}};
 static const cfg_word partition_words[] = {{"uniform", PARTITION_UNIFORM},
                                            {"params", PARTITION_PARAMS},
                                            {"cost", PARTITION_COST},
@@ -156,7 +157,8 @@ static const cfg_key keys[] = {
      "steps between progress lines (0 = none)", NULL, RESUME_FREE},
 
     {"pipeline", "schedule", T_ENUM, FIELD(schedule), "1f1b", ANY, schedule_words, NO_AUX,
-     "pipeline schedule", NULL, RESUME_FREE},
+     "pipeline schedule: gpipe (fill-drain), 1f1b (PipeDream-Flush) or zbh1 (ZB-H1: 1F1B with the "
+     "backward split into input and weight gradients, the weight part filling the bubble)", NULL, RESUME_FREE},
     {"pipeline", "micro_batches", T_INT, FIELD(micro_batches), "8", GE(1), NULL, NO_AUX,
      "micro-batches per step (must divide train.batch_size)", NULL, RESUME_NOTE},
     {"pipeline", "partition", T_PARTITION, FIELD(partition), "uniform", ANY, partition_words,
@@ -1042,8 +1044,8 @@ static pt_status read_file(const char *path, char **text, size_t *len)
      * no more than it held when opened */
     int fd;
     uint64_t size;
-    pt_status st = data_open_regular(path, "config file", "give the path of an INI file", CONFIG_FILE_MAX, &fd,
-                                     &size);
+    pt_status st = safefile_open(path, "config file", "give the path of an INI file", CONFIG_FILE_MAX, &fd,
+                                 &size);
     if (st) return st;
     size_t n = 0;
     char *buf = malloc((size_t)size + 1);
@@ -1051,7 +1053,7 @@ static pt_status read_file(const char *path, char **text, size_t *len)
         st = pt_fail(PT_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
-    if ((st = data_read_fd(fd, path, buf, (size_t)size, &n))) {
+    if ((st = safefile_read(fd, path, buf, (size_t)size, &n))) {
         st = pt_wrap(st, "config file: ");
         goto done;
     }

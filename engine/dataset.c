@@ -12,6 +12,7 @@
 #include <xxhash.h>
 
 #include "rng.h"
+#include "safefile.h"
 
 /* Synthetic classification data: each sample is N(0,1) noise keyed on (seed,
  * split, index) plus a class-dependent offset of +2 on one feature per class,
@@ -45,7 +46,7 @@ static pt_status append_file(dataset *d, const char *corpus, const char *path, l
 {
     int fd;
     uint64_t size;
-    pt_status st = data_open_regular(path, "data.path", TEXT_INSTEAD, DATASET_TEXT_MAX, &fd, &size);
+    pt_status st = safefile_open(path, "data.path", TEXT_INSTEAD, DATASET_TEXT_MAX, &fd, &size);
     if (st) return st;
     if (size > DATASET_TEXT_MAX - (uint64_t)d->text_len) {
         close(fd);
@@ -69,7 +70,7 @@ static pt_status append_file(dataset *d, const char *corpus, const char *path, l
         *cap = (long)ncap;
     }
     size_t got = 0;
-    st = data_read_fd(fd, path, d->text + d->text_len, (size_t)size, &got);
+    st = safefile_read(fd, path, d->text + d->text_len, (size_t)size, &got);
     close(fd);
     if (st) return pt_wrap(st, "data.path: ");
     d->text_len += (long)got; /* a file that shrank meanwhile gives what it still held */
@@ -108,7 +109,7 @@ static pt_status load_text(dataset *d, const config *c)
                 st = pt_fail(PT_ERR_INVALID,
                              "data.path %s: %s is %s, not a regular file: remove it from the directory, or "
                              "set data.path to a text file or a directory of text files",
-                             path, full, data_file_kind((unsigned)fs.st_mode));
+                             path, full, safefile_kind((unsigned)fs.st_mode));
                 break;
             }
             if (n == ncap) {

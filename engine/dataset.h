@@ -11,8 +11,9 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "data.h"
+#include "idx.h"
 #include "pt_status.h"
+#include "sampler.h"
 
 #define DATA_TEXT_DIR "/usr/share/games/fortunes"
 #define DATASET_TEXT_MAX (2ull << 30) /* bytes: the largest text corpus read (every rank holds it) */

@@ -99,29 +99,28 @@ void executor_free(executor *e)
 
 /* ---- the ops ------------------------------------------------------------ */
 
-static pt_status wait_timed(comm_xfer *x, double *acc)
+/* One executed op (or the data read inside a forward, EXEC_EVENT_DATA): the
+ * per-rank breakdown adds it up, and the recorder, when set, sees it. */
+static void account(executor *e, int kind, int mb, int chunk, double t0, double t1)
 {
-    double t0 = MPI_Wtime();
-    pt_status st = comm_wait(x);
-    *acc += MPI_Wtime() - t0;
-    return st;
-}
-
-static pt_status post_recv_act(executor *e, int mb)
-{
-    int slot = mb % e->slots;
-    return comm_irecv(e->grid, stage_input(e->st, slot), e->rows * e->st->in_dim, e->s - 1, mb,
-                      COMM_ACT, 0, &e->x_recv_act[slot]);
-}
-
-static pt_status finish_sends(executor *e)
-{
-    pt_status st = PT_OK;
-    for (int i = 0; i < e->slots && !st; i++) {
-        st = wait_timed(&e->x_send_act[i], &e->t.comm);
-        if (!st) st = wait_timed(&e->x_send_grad[i], &e->t.comm);
+    double d = t1 - t0;
+    switch (kind) {
+    case OP_FORWARD:
+    case OP_BACKWARD:
+    case OP_BACKWARD_INPUT:
+    case OP_BACKWARD_WEIGHT: e->t.compute += d; break;
+    case OP_WAIT_RECV_ACT:
+    case OP_WAIT_RECV_GRAD: e->t.wait += d; break;
+    case EXEC_EVENT_DATA:
+        e->t.data += d;
+        e->t.compute -= d; /* the forward that read it counted it as compute */
+        break;
+    default: e->t.comm += d; break;
     }
-    return st;
+    if (e->rec) {
+        exec_event ev = {e->grid->rank, kind, mb, chunk, e->doing_step, t0, t1};
+        e->rec->record(e->rec->ctx, &ev);
+    }
 }
 
 /* The test-only fault switch fires in the middle of the op list. */
@@ -134,11 +133,10 @@ static pt_status maybe_fault(executor *e, long step, int index, int n_ops)
     return PT_OK;
 }
 
-static pt_status forward_op(executor *e, int mb, long step, int training, long eval_first)
+static pt_status forward_op(executor *e, int mb, int slot, long step, int training, long eval_first)
 {
-    int slot = mb % e->slots, last = e->s == e->P - 1;
-    pt_status st = PT_OK;
-    double t0 = MPI_Wtime();
+    int last = e->s == e->P - 1;
+    double t0 = comm_wtime();
     if (e->gen && !training) {
         /* generation: the caller supplies inputs and takes the logits */
         if (e->s == 0) e->gen->inputs(e->gen->ctx, mb, stage_input(e->st, slot));
@@ -154,10 +152,7 @@ static pt_status forward_op(executor *e, int mb, long step, int training, long e
         else
             dataset_test_batch(e->data, eval_first + (long)mb * e->rows, e->rows, NULL, e->labels[slot]);
     }
-    double t1 = MPI_Wtime();
-    e->t.data += t1 - t0;
-    if (!last && (st = wait_timed(&e->x_send_act[slot], &e->t.comm))) return st;
-    t1 = MPI_Wtime();
+    account(e, EXEC_EVENT_DATA, mb, 0, t0, comm_wtime());
     float *out = last ? e->logits[slot] : e->send_act[slot];
     stage_forward(e->st, slot, out, e->seed, (uint32_t)step, (uint32_t)mb, training);
     if (last && e->gen && !training) {
@@ -189,63 +184,69 @@ static pt_status forward_op(executor *e, int mb, long step, int training, long e
             e->counted += valid;
         }
     }
-    e->t.compute += MPI_Wtime() - t1;
     return PT_OK;
 }
 
+/* Runs a lowered op list: every op says what to do, on which micro-batch,
+ * in which stash slot; the executor decides nothing else (design contract 3). */
 static pt_status run_ops(executor *e, const sched_list *ops, long step, int training, long eval_first)
 {
     int last = e->s == e->P - 1, first = e->s == 0;
-    size_t out = (size_t)e->rows * e->st->out_dim, in = (size_t)e->rows * e->st->in_dim;
+    int out = e->rows * e->st->out_dim, in = e->rows * e->st->in_dim;
     pt_status st = PT_OK;
-    double t_start = MPI_Wtime(), t0;
+    double t_start = comm_wtime();
     e->doing_step = step;
-    if (!first)
-        for (int mb = 0; mb < e->M && mb < e->slots && !st; mb++) st = post_recv_act(e, mb);
     for (int i = 0; i < ops->n_ops && !st; i++) {
         const sched_op *op = &ops->ops[i];
-        int mb = op->mb, slot = mb % e->slots;
+        int mb = op->mb, slot = op->slot;
+        if (slot < 0 || slot >= e->slots) {
+            st = pt_fail(PT_ERR_INVALID, "op %d (%s mb=%d) names stash slot %d, this rank has %d", i,
+                         sched_op_name((sched_op_kind)op->kind), mb, slot, e->slots);
+            break;
+        }
         e->doing = sched_op_name((sched_op_kind)op->kind);
         e->doing_mb = mb;
         if ((st = maybe_fault(e, step, i, ops->n_ops))) break;
+        double t0 = comm_wtime();
         switch ((sched_op_kind)op->kind) {
-        case OP_RECV_ACT: st = wait_timed(&e->x_recv_act[slot], &e->t.wait); break;
-        case OP_FORWARD:
-            st = forward_op(e, mb, step, training, eval_first);
-            /* forward-only: the input slot is free again at once */
-            if (!st && !training && !first && mb + e->slots < e->M) st = post_recv_act(e, mb + e->slots);
+        case OP_POST_RECV_ACT:
+            st = comm_irecv(e->grid, stage_input(e->st, slot), in, e->s - 1, mb, COMM_ACT, 0, &e->x_recv_act[slot]);
             break;
+        case OP_WAIT_RECV_ACT: st = comm_wait(&e->x_recv_act[slot]); break;
+        case OP_FORWARD: st = forward_op(e, mb, slot, step, training, eval_first); break;
         case OP_SEND_ACT:
-            t0 = MPI_Wtime();
-            st = comm_isend(e->grid, e->send_act[slot], (int)out, e->s + 1, mb, COMM_ACT, 0, &e->x_send_act[slot]);
-            if (!st && training)
-                st = comm_irecv(e->grid, e->recv_grad[slot], (int)out, e->s + 1, mb, COMM_GRAD, 0,
-                                &e->x_recv_grad[slot]);
-            e->t.comm += MPI_Wtime() - t0;
+            st = comm_isend(e->grid, e->send_act[slot], out, e->s + 1, mb, COMM_ACT, 0, &e->x_send_act[slot]);
             break;
-        case OP_RECV_GRAD: st = wait_timed(&e->x_recv_grad[slot], &e->t.wait); break;
+        case OP_WAIT_SEND_ACT: st = comm_wait(&e->x_send_act[slot]); break;
+        case OP_POST_RECV_GRAD:
+            st = comm_irecv(e->grid, e->recv_grad[slot], out, e->s + 1, mb, COMM_GRAD, 0, &e->x_recv_grad[slot]);
+            break;
+        case OP_WAIT_RECV_GRAD: st = comm_wait(&e->x_recv_grad[slot]); break;
         case OP_BACKWARD:
-            if (!first && (st = wait_timed(&e->x_send_grad[slot], &e->t.comm))) break;
-            t0 = MPI_Wtime();
             stage_backward(e->st, slot, last ? e->dlogits[slot] : e->recv_grad[slot],
                            first ? NULL : e->send_grad[slot], e->seed, (uint32_t)step, (uint32_t)mb);
-            e->t.compute += MPI_Wtime() - t0;
-            if (!first && mb + e->slots < e->M) st = post_recv_act(e, mb + e->slots);
+            break;
+        case OP_BACKWARD_INPUT:
+            st = stage_backward_input(e->st, slot, last ? e->dlogits[slot] : e->recv_grad[slot],
+                                      first ? NULL : e->send_grad[slot], e->seed, (uint32_t)step, (uint32_t)mb);
+            break;
+        case OP_BACKWARD_WEIGHT: /* the output gradient stays in its slot until here (schedule_lower) */
+            st = stage_backward_weight(e->st, slot, last ? e->dlogits[slot] : e->recv_grad[slot], e->seed,
+                                       (uint32_t)step, (uint32_t)mb);
             break;
         case OP_SEND_GRAD:
-            t0 = MPI_Wtime();
-            st = comm_isend(e->grid, e->send_grad[slot], (int)in, e->s - 1, mb, COMM_GRAD, 0, &e->x_send_grad[slot]);
-            e->t.comm += MPI_Wtime() - t0;
+            st = comm_isend(e->grid, e->send_grad[slot], in, e->s - 1, mb, COMM_GRAD, 0, &e->x_send_grad[slot]);
             break;
+        case OP_WAIT_SEND_GRAD: st = comm_wait(&e->x_send_grad[slot]); break;
         default:
-            st = pt_fail(PT_ERR_INVALID, "op %d has unknown kind %d", i, op->kind);
+            st = pt_fail(PT_ERR_INVALID, "op %d has kind %s, which this executor does not run", i,
+                         sched_op_name((sched_op_kind)op->kind));
         }
+        account(e, op->kind, mb, op->chunk, t0, comm_wtime());
     }
     if (st) return pt_wrap(st, "step %ld, %s of micro-batch %d: ", step + 1, e->doing, e->doing_mb);
-    e->doing = "waiting for the last sends";
-    if ((st = finish_sends(e))) return pt_wrap(st, "step %ld, %s: ", step + 1, e->doing);
     e->doing = "end-of-step reduction";
-    e->t.total += MPI_Wtime() - t_start;
+    e->t.total += comm_wtime() - t_start;
     return PT_OK;
 }
 

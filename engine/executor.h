@@ -1,11 +1,11 @@
-/* executor.h — runs one rank's op list for one step against its stage.
+/* executor.h — runs one rank's lowered op list for one step against its stage.
  *
- * Receives are posted ahead with MPI_Irecv into the buffer the micro-batch
- * will use (activation receives into the stash slot as soon as it is free,
- * gradient receives as soon as the activation is sent), tagged by
- * (micro-batch, direction, chunk), so matching never depends on arrival
- * order. The stash holds at most the schedule's bound of micro-batches:
- * micro-batch mb lives in slot mb mod bound. */
+ * The list (schedule.h) says everything: when a receive is posted into which
+ * stash slot, when it is waited on, when sends start and complete. Transfers
+ * are tagged by (micro-batch, direction, chunk), so matching never depends on
+ * arrival order. Every executed op is timed; the per-rank breakdown (compute,
+ * bubble = waiting on receives, communication, data) is the sum of those
+ * events, and an optional recorder sees each of them. */
 #ifndef PT_EXECUTOR_H
 #define PT_EXECUTOR_H
 
@@ -31,6 +31,25 @@ typedef struct {
     long step;  /* 0-based step at which to fail */
     int layer;  /* nan: global layer whose gradient is poisoned */
 } exec_fault;
+
+/* One executed op, as the event hook reports it: kind is a sched_op_kind, or
+ * EXEC_EVENT_DATA for the reading of inputs and labels inside a forward.
+ * Times are comm_wtime seconds of this rank. */
+enum { EXEC_EVENT_DATA = OP_KIND_COUNT };
+
+typedef struct {
+    int rank;      /* world rank */
+    int kind;      /* sched_op_kind or EXEC_EVENT_DATA */
+    int mb, chunk; /* micro-batch, model chunk */
+    long step;     /* 0-based step */
+    double start, end;
+} exec_event;
+
+/* An optional recorder of executed ops (traces, the simulator's check). */
+typedef struct {
+    void (*record)(void *ctx, const exec_event *ev);
+    void *ctx;
+} exec_recorder;
 
 /* Generation: a forward-only step whose inputs and outputs are the caller's. */
 typedef struct {
@@ -58,6 +77,7 @@ typedef struct {
     exec_times t;
     exec_fault fault;
     const exec_generate *gen; /* set: executor_eval_step generates instead of evaluating */
+    const exec_recorder *rec; /* set: every executed op is reported to it */
     /* what the rank is doing, for fault reports */
     const char *doing;
     int doing_mb;

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include <cblas.h>
-#include <mpi.h>
 #include <xxhash.h>
 
 #include "comm.h"
@@ -128,12 +127,16 @@ int main(int argc, char **argv)
             return 0;
         }
     }
-    MPI_Init(&argc, &argv);
-    comm_grid g;
-    pt_status st = comm_start(&g, MPI_COMM_WORLD);
+    pt_status st = comm_init(&argc, &argv);
     if (st) {
         fprintf(stderr, "pipetrain: %s\n", pt_last_error());
-        MPI_Finalize();
+        return 2;
+    }
+    comm_grid g;
+    st = comm_start(&g);
+    if (st) {
+        fprintf(stderr, "pipetrain: %s\n", pt_last_error());
+        comm_finalize();
         return 2;
     }
 
@@ -236,7 +239,7 @@ int main(int argc, char **argv)
         }
         comm_grid_free(&g);
         free(prompts);
-        MPI_Finalize();
+        comm_finalize();
         return 2;
     }
     st = trainer_run(&c, &g, &opt, &reporter);
@@ -244,6 +247,6 @@ int main(int argc, char **argv)
     if (st && g.rank == reporter) fprintf(stderr, "pipetrain: %s\n", pt_last_error());
     comm_grid_free(&g);
     free(prompts);
-    MPI_Finalize();
+    comm_finalize();
     return st ? (st == PT_ERR_NONFINITE ? 3 : 2) : 0;
 }

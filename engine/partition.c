@@ -26,6 +26,13 @@ const char *partition_kind_name(partition_kind k)
     return "unknown";
 }
 
+int partition_stage_of(const int *cuts, int P, int layer)
+{
+    int s = 0;
+    while (s + 1 < P && cuts[s + 1] <= layer) s++;
+    return s;
+}
+
 static void partition_uniform(int n, int P, int *first)
 {
     int base = n / P, extra = n % P;

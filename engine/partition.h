@@ -17,6 +17,12 @@
  * with a message naming pipeline.partition and what was expected. */
 pt_status partition_layers(const model *m, int P, partition_kind kind, const char *spec, int *first);
 
+/* The stage that holds global layer `layer` under the cut points cuts[0..P]
+ * of partition_layers: the s with cuts[s] <= layer < cuts[s+1] (0 for a
+ * layer before the first cut, P − 1 for one past the last). cuts may be NULL
+ * when P = 1. Not collective; no errors. */
+int partition_stage_of(const int *cuts, int P, int layer);
+
 /* "uniform", "params", "cost" or "explicit". */
 const char *partition_kind_name(partition_kind k);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "partition.h"
 #include "rundir.h"
 
 /* The model's stored tensors in global order, as manifest entries (no crc):
@@ -22,9 +23,8 @@ static ckpt_entry *model_entries(const model *m, const int *cuts, int P, int *co
     }
     model_tensors(m, t);
     int stored = 0;
-    for (int k = 0, s = 0; k < n; k++) {
+    for (int k = 0; k < n; k++) {
         if (t[k].tied_to >= 0) continue;
-        while (cuts && s + 1 < P && cuts[s + 1] <= t[k].layer) s++;
         ckpt_entry *x = &e[stored++];
         snprintf(x->name, sizeof x->name, "%s", t[k].name);
         x->layer = t[k].layer;
@@ -32,7 +32,7 @@ static ckpt_entry *model_entries(const model *m, const int *cuts, int P, int *co
         x->shape[0] = t[k].param.shape[0];
         x->shape[1] = t[k].param.ndim == 2 ? t[k].param.shape[1] : 0;
         x->numel = (int64_t)t[k].numel;
-        x->shard = s;
+        x->shard = partition_stage_of(cuts, P, t[k].layer); /* cuts is NULL only with P = 1 */
     }
     free(t);
     *count = stored;
@@ -51,11 +51,6 @@ static void maybe_crash(void *ctx, int k)
         fflush(stderr);
         raise(SIGKILL);
     }
-}
-
-static void step_name(char *buf, size_t len, const char *dir, long step)
-{
-    snprintf(buf, len, "%s/step-%06ld", dir, step);
 }
 
 pt_status persist_save(const config *c, const comm_grid *g, const persist_run *pr, const model *m,
@@ -114,7 +109,7 @@ pt_status persist_save(const config *c, const comm_grid *g, const persist_run *p
         if (!local) local = ckpt_prune(c->checkpoint_dir, c->checkpoint_keep);
         if (!local) {
             char final[CKPT_PATH_MAX + 16];
-            step_name(final, sizeof final, c->checkpoint_dir, step);
+            ckpt_step_dir(final, sizeof final, c->checkpoint_dir, step);
             printf("checkpoint: %s\n", final);
             fflush(stdout);
         }
@@ -306,7 +301,7 @@ static pt_status check_run_dir(const config *c, const char *history, long resume
                                        : pt_fail(PT_ERR_NOMEM, "out of memory");
     for (int i = 0; !st && i < n; i++) {
         char dir[CKPT_PATH_MAX];
-        snprintf(dir, sizeof dir, "%s/step-%06ld", c->checkpoint_dir, steps[i]);
+        ckpt_step_dir(dir, sizeof dir, c->checkpoint_dir, steps[i]);
         ckpt_manifest man;
         memset(&man, 0, sizeof man);
         config theirs;

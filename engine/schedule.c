@@ -1,9 +1,10 @@
-/* schedule.c — the schedule generators (GPipe, 1F1B, forward-only), the
- * validator and the printer (design contract 3).
+/* schedule.c — the schedule IR: generators (GPipe, 1F1B, forward-only), the
+ * lowering pass that adds communication and stash slots, the validator of
+ * lowered lists and the printer (see schedule.h, design contract 3).
  *
- * Every rank's op list is its own malloc'd block (`ranks[s].ops`), so a list
- * may be edited or replaced (realloc) before it is validated; schedule_free
- * frees each block and the rank table. */
+ * Every rank's op list is its own malloc'd block (`ranks[r].ops`), so a list
+ * may be edited or replaced (realloc) before it is lowered or validated;
+ * schedule_free frees each block, the rank table and the slot table. */
 #include "schedule.h"
 
 #include <limits.h>
@@ -15,14 +16,25 @@
 /* ---- names ------------------------------------------------------------- */
 
 static const char *const op_names[OP_KIND_COUNT] = {
-    [OP_FORWARD] = "forward",     [OP_BACKWARD] = "backward",   [OP_SEND_ACT] = "send_act",
-    [OP_RECV_ACT] = "recv_act",   [OP_SEND_GRAD] = "send_grad", [OP_RECV_GRAD] = "recv_grad",
+    [OP_FORWARD] = "forward",
+    [OP_BACKWARD] = "backward",
+    [OP_BACKWARD_INPUT] = "backward_input",
+    [OP_BACKWARD_WEIGHT] = "backward_weight",
+    [OP_POST_RECV_ACT] = "post_recv_act",
+    [OP_WAIT_RECV_ACT] = "wait_recv_act",
+    [OP_SEND_ACT] = "send_act",
+    [OP_WAIT_SEND_ACT] = "wait_send_act",
+    [OP_POST_RECV_GRAD] = "post_recv_grad",
+    [OP_WAIT_RECV_GRAD] = "wait_recv_grad",
+    [OP_SEND_GRAD] = "send_grad",
+    [OP_WAIT_SEND_GRAD] = "wait_send_grad",
 };
 
 static const char *const kind_names[SCHED_KIND_COUNT] = {
     [SCHED_GPIPE] = "gpipe",
     [SCHED_1F1B] = "1f1b",
     [SCHED_FORWARD_ONLY] = "forward",
+    [SCHED_ZBH1] = "zbh1",
 };
 
 const char *sched_op_name(sched_op_kind k)
@@ -45,74 +57,80 @@ int sched_kind_from_name(const char *name)
     return -1;
 }
 
-/* ---- generators -------------------------------------------------------- */
+int sched_op_is_compute(sched_op_kind k) { return k <= OP_BACKWARD_WEIGHT; }
 
-/* Largest M (and P) accepted: keeps every op count and index in an int. */
-#define SCHED_MAX_MB (1 << 24)
-#define SCHED_MAX_STAGES (1 << 16)
+int sched_kind_splits_backward(sched_kind k) { return k == SCHED_ZBH1; }
 
-static int is_training(sched_kind k) { return k == SCHED_GPIPE || k == SCHED_1F1B; }
+/* Largest M, P and chunk count accepted: keeps every op count, index and
+ * slot in its field. */
+#define SCHED_MAX_MB (1 << 20)
+#define SCHED_MAX_RANKS (1 << 16)
+#define SCHED_MAX_CHUNKS 8
 
-/* Ops of stage s: a forward triple (recv, forward, send) has 1 + (s > 0) +
- * (s < P−1) ops, and so has a backward triple. */
-static int stage_op_count(sched_kind kind, int P, int M, int s)
+/* ---- the virtual-stage layout ------------------------------------------ */
+
+/* Chunk c of rank r is virtual stage c·P + r; its neighbours: */
+typedef struct {
+    int has_prev, has_next;
+    int prev_rank, prev_chunk, next_rank, next_chunk;
+} vneighbours;
+
+static vneighbours neighbours(int P, int chunks, int r, int c)
 {
-    int per_mb = 1 + (s > 0) + (s < P - 1);
-    return M * per_mb * (is_training(kind) ? 2 : 1);
+    int vs = c * P + r, V = chunks * P;
+    vneighbours n = {vs > 0, vs < V - 1, (r + P - 1) % P, c - (r == 0), (r + 1) % P, c + (r == P - 1)};
+    return n;
 }
+
+/* ---- generators -------------------------------------------------------- */
 
 typedef struct {
     sched_op *ops;
-    int n;
-    int s, P;
-} emitter;
+    int n, cap;
+} oplist;
 
-static void emit_op(emitter *e, sched_op_kind k, int mb)
+static int push(oplist *l, sched_op_kind k, int mb, int chunk, int slot)
 {
-    e->ops[e->n].kind = (uint8_t)k;
-    e->ops[e->n].chunk = 0;
-    e->ops[e->n].mb = mb;
-    e->n++;
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        sched_op *p = realloc(l->ops, (size_t)cap * sizeof *p);
+        if (!p) return -1;
+        l->ops = p;
+        l->cap = cap;
+    }
+    l->ops[l->n++] = (sched_op){(uint8_t)k, (uint8_t)chunk, (int16_t)slot, mb};
+    return 0;
 }
 
-static void emit_forward(emitter *e, int mb)
+static int build_rank(oplist *l, sched_kind kind, int P, int M, int r)
 {
-    if (e->s > 0) emit_op(e, OP_RECV_ACT, mb);
-    emit_op(e, OP_FORWARD, mb);
-    if (e->s < e->P - 1) emit_op(e, OP_SEND_ACT, mb);
-}
-
-static void emit_backward(emitter *e, int mb)
-{
-    if (e->s < e->P - 1) emit_op(e, OP_RECV_GRAD, mb);
-    emit_op(e, OP_BACKWARD, mb);
-    if (e->s > 0) emit_op(e, OP_SEND_GRAD, mb);
-}
-
-static void build_stage(emitter *e, sched_kind kind, int M)
-{
-    int P = e->P, s = e->s;
+    int e = 0;
     switch (kind) {
     case SCHED_GPIPE:
-        for (int mb = 0; mb < M; mb++) emit_forward(e, mb);
-        for (int mb = 0; mb < M; mb++) emit_backward(e, mb);
+        for (int mb = 0; mb < M; mb++) e |= push(l, OP_FORWARD, mb, 0, -1);
+        for (int mb = 0; mb < M; mb++) e |= push(l, OP_BACKWARD, mb, 0, -1);
         break;
-    case SCHED_1F1B: {
-        int warm = P - s - 1 < M ? P - s - 1 : M;
-        int f = 0, b = 0;
-        for (; f < warm; f++) emit_forward(e, f);
-        for (; f < M; f++, b++) {
-            emit_forward(e, f);
-            emit_backward(e, b);
+    case SCHED_1F1B:
+    case SCHED_ZBH1: {
+        /* ZB-H1: rank r runs BW r backwards late, so every rank holds up to P
+         * micro-batches, 1F1B's peak (rank 0's); its W fill the waits */
+        int warm = P - r - 1 < M ? P - r - 1 : M, split = kind == SCHED_ZBH1;
+        int f = 0, b = 0, w = 0;
+        for (; f < warm; f++) e |= push(l, OP_FORWARD, f, 0, -1);
+        for (; b < M; b++) {
+            if (f < M) e |= push(l, OP_FORWARD, f++, 0, -1);
+            e |= push(l, split ? OP_BACKWARD_INPUT : OP_BACKWARD, b, 0, -1);
+            for (; split && w < b + 1 - r; w++) e |= push(l, OP_BACKWARD_WEIGHT, w, 0, -1);
         }
-        for (; b < M; b++) emit_backward(e, b);
+        for (; split && w < M; w++) e |= push(l, OP_BACKWARD_WEIGHT, w, 0, -1);
         break;
     }
     case SCHED_FORWARD_ONLY:
     default:
-        for (int mb = 0; mb < M; mb++) emit_forward(e, mb);
+        for (int mb = 0; mb < M; mb++) e |= push(l, OP_FORWARD, mb, 0, -1);
         break;
     }
+    return e;
 }
 
 pt_status schedule_build(schedule *sc, sched_kind kind, int P, int M)
@@ -121,9 +139,9 @@ pt_status schedule_build(schedule *sc, sched_kind kind, int P, int M)
     if ((unsigned)kind >= SCHED_KIND_COUNT)
         return pt_fail(PT_ERR_INVALID, "schedule_build: unknown schedule kind %d (expected 0..%d)", (int)kind,
                        SCHED_KIND_COUNT - 1);
-    if (P < 1 || P > SCHED_MAX_STAGES)
-        return pt_fail(PT_ERR_INVALID, "schedule %s: P = %d stages, expected 1..%d", kind_names[kind], P,
-                       SCHED_MAX_STAGES);
+    if (P < 1 || P > SCHED_MAX_RANKS)
+        return pt_fail(PT_ERR_INVALID, "schedule %s: P = %d ranks, expected 1..%d", kind_names[kind], P,
+                       SCHED_MAX_RANKS);
     if (M < 1 || M > SCHED_MAX_MB)
         return pt_fail(PT_ERR_INVALID, "schedule %s P=%d: M = %d micro-batches, expected 1..%d", kind_names[kind],
                        P, M, SCHED_MAX_MB);
@@ -133,47 +151,236 @@ pt_status schedule_build(schedule *sc, sched_kind kind, int P, int M)
                        P);
     sc->kind = kind;
     sc->P = P;
+    sc->chunks = 1;
     sc->M = M;
-    for (int s = 0; s < P; s++) {
-        int n = stage_op_count(kind, P, M, s);
-        sched_op *ops = malloc((size_t)n * sizeof *ops);
-        if (!ops) {
+    for (int r = 0; r < P; r++) {
+        oplist l = {0};
+        int e = build_rank(&l, kind, P, M, r);
+        sc->ranks[r].ops = l.ops;
+        sc->ranks[r].n_ops = l.n;
+        if (e) {
             schedule_free(sc);
-            return pt_fail(PT_ERR_NOMEM, "schedule %s P=%d M=%d: cannot allocate %d ops for stage %d",
-                           kind_names[kind], P, M, n, s);
+            return pt_fail(PT_ERR_NOMEM, "schedule %s P=%d M=%d: cannot allocate the ops of rank %d",
+                           kind_names[kind], P, M, r);
         }
-        emitter e = {.ops = ops, .n = 0, .s = s, .P = P};
-        build_stage(&e, kind, M);
-        sc->ranks[s].ops = ops;
-        sc->ranks[s].n_ops = e.n; /* == n */
     }
-    return PT_OK;
+    pt_status st = schedule_lower(sc, kind == SCHED_FORWARD_ONLY ? 2 : 1);
+    if (st) schedule_free(sc);
+    return st;
 }
 
 void schedule_free(schedule *sc)
 {
     if (!sc) return;
     if (sc->ranks)
-        for (int s = 0; s < sc->P; s++) free(sc->ranks[s].ops);
+        for (int r = 0; r < sc->P; r++) free(sc->ranks[r].ops);
     free(sc->ranks);
+    free(sc->slots);
     memset(sc, 0, sizeof *sc);
 }
 
-int schedule_stash_bound(sched_kind kind, int P, int M, int s)
+int schedule_stash_theory(sched_kind kind, int P, int M, int r)
 {
-    if (P < 1 || M < 1 || s < 0 || s >= P) return 0;
+    if (P < 1 || M < 1 || r < 0 || r >= P) return 0;
     switch (kind) {
     case SCHED_GPIPE: return M;
-    case SCHED_1F1B: return P - s < M ? P - s : M;
+    case SCHED_1F1B: return P - r < M ? P - r : M;
+    case SCHED_ZBH1: return P < M ? P : M;
     case SCHED_FORWARD_ONLY: return 1;
     default: return 0;
     }
 }
 
+/* ---- lowering ------------------------------------------------------------ */
+
+/* Per (rank, chunk) facts the lowering and the validator need. */
+typedef struct {
+    int training; /* the list backwards this chunk (else it is forward-only) */
+    int split;    /* ...with BI and BW */
+} chunk_facts;
+
+/* Does op o release its micro-batch's stash slot? */
+static int releases(const sched_op *o, const chunk_facts *f)
+{
+    if (!f->training) return o->kind == OP_FORWARD;
+    return o->kind == OP_BACKWARD || o->kind == OP_BACKWARD_WEIGHT;
+}
+
+static pt_status lower_fail(const schedule *sc, int r, int i, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+static pt_status lower_fail(const schedule *sc, int r, int i, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const sched_op *o = &sc->ranks[r].ops[i];
+    return pt_fail(PT_ERR_INVALID, "schedule %s P=%d M=%d: lowering rank %d op %d (%s mb=%d chunk=%d): %s",
+                   sched_kind_name(sc->kind), sc->P, sc->M, r, i, sched_op_name((sched_op_kind)o->kind), (int)o->mb,
+                   (int)o->chunk, msg);
+}
+
+/* Lowers rank r's compute list into out; slots[c] receives each chunk's slot count. */
+static pt_status lower_rank(const schedule *sc, int r, int min_slots, oplist *out, int *slots)
+{
+    const sched_list *l = &sc->ranks[r];
+    int P = sc->P, C = sc->chunks, M = sc->M;
+    chunk_facts facts[SCHED_MAX_CHUNKS] = {{0}};
+    int next_f[SCHED_MAX_CHUNKS] = {0}, next_rel[SCHED_MAX_CHUNKS] = {0}, live[SCHED_MAX_CHUNKS] = {0};
+    int peak[SCHED_MAX_CHUNKS] = {0};
+    for (int i = 0; i < l->n_ops; i++) {
+        const sched_op *o = &l->ops[i];
+        if (o->kind > OP_BACKWARD_WEIGHT)
+            return lower_fail(sc, r, i, "only compute ops (forward, backward, backward_input, backward_weight) "
+                                        "can be lowered; is the list lowered already?");
+        if (o->chunk >= C) return lower_fail(sc, r, i, "chunk out of range, expected 0..%d", C - 1);
+        if (o->mb < 0 || o->mb >= M) return lower_fail(sc, r, i, "micro-batch out of range, expected 0..%d", M - 1);
+        if (o->kind != OP_FORWARD) facts[o->chunk].training = 1;
+        if (o->kind == OP_BACKWARD_INPUT || o->kind == OP_BACKWARD_WEIGHT) facts[o->chunk].split = 1;
+    }
+    /* forwards and releases in micro-batch order; the peak of micro-batches held */
+    for (int i = 0; i < l->n_ops; i++) {
+        const sched_op *o = &l->ops[i];
+        int c = o->chunk;
+        if (o->kind == OP_FORWARD) {
+            if (o->mb != next_f[c])
+                return lower_fail(sc, r, i, "forwards of chunk %d must run in micro-batch order, expected "
+                                            "forward mb=%d here", c, next_f[c]);
+            next_f[c]++;
+            if (++live[c] > peak[c]) peak[c] = live[c];
+        }
+        if (releases(o, &facts[c])) {
+            if (o->mb != next_rel[c])
+                return lower_fail(sc, r, i, "the ops that release a micro-batch's stash (%s) must run in "
+                                            "micro-batch order, expected mb=%d here",
+                                  facts[c].training ? (facts[c].split ? "backward_weight" : "backward") : "forward",
+                                  next_rel[c]);
+            if (o->mb >= next_f[c])
+                return lower_fail(sc, r, i, "forward mb=%d has not run yet, expected it first", o->mb);
+            next_rel[c]++;
+            live[c]--;
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        int s = peak[c] > min_slots ? peak[c] : min_slots;
+        slots[c] = s < M ? s : M;
+        if (slots[c] < 1) slots[c] = 1;
+    }
+    /* pending sends per chunk and slot: the micro-batch whose send is not yet completed, −1 none */
+    int cap = 0;
+    for (int c = 0; c < C; c++) cap += slots[c];
+    int *pend = malloc((size_t)cap * 2 * sizeof *pend), *base = calloc((size_t)C, sizeof *base);
+    if (!pend || !base) {
+        free(pend);
+        free(base);
+        return pt_fail(PT_ERR_NOMEM, "schedule lowering: out of memory");
+    }
+    for (int c = 1; c < C; c++) base[c] = base[c - 1] + slots[c - 1];
+    for (int k = 0; k < 2 * cap; k++) pend[k] = -1;
+#define PEND_ACT(c, s) pend[2 * (base[c] + (s))]
+#define PEND_GRAD(c, s) pend[2 * (base[c] + (s)) + 1]
+    int e = 0;
+    /* the first receives: as many as there are slots */
+    for (int c = 0; c < C; c++) {
+        vneighbours nb = neighbours(P, C, r, c);
+        for (int mb = 0; nb.has_prev && mb < slots[c]; mb++) e |= push(out, OP_POST_RECV_ACT, mb, c, mb % slots[c]);
+    }
+    for (int i = 0; i < l->n_ops && !e; i++) {
+        const sched_op *o = &l->ops[i];
+        int c = o->chunk, mb = o->mb, S = slots[c], slot = mb % S;
+        vneighbours nb = neighbours(P, C, r, c);
+        switch ((sched_op_kind)o->kind) {
+        case OP_FORWARD:
+            if (nb.has_next && PEND_ACT(c, slot) >= 0) {
+                e |= push(out, OP_WAIT_SEND_ACT, PEND_ACT(c, slot), c, slot);
+                PEND_ACT(c, slot) = -1;
+            }
+            if (nb.has_prev) e |= push(out, OP_WAIT_RECV_ACT, mb, c, slot);
+            e |= push(out, OP_FORWARD, mb, c, slot);
+            if (nb.has_next) {
+                e |= push(out, OP_SEND_ACT, mb, c, slot);
+                PEND_ACT(c, slot) = mb;
+                if (facts[c].training) e |= push(out, OP_POST_RECV_GRAD, mb, c, slot);
+            }
+            break;
+        case OP_BACKWARD:
+        case OP_BACKWARD_INPUT:
+            if (nb.has_prev && PEND_GRAD(c, slot) >= 0) {
+                e |= push(out, OP_WAIT_SEND_GRAD, PEND_GRAD(c, slot), c, slot);
+                PEND_GRAD(c, slot) = -1;
+            }
+            if (nb.has_next) e |= push(out, OP_WAIT_RECV_GRAD, mb, c, slot);
+            e |= push(out, (sched_op_kind)o->kind, mb, c, slot);
+            if (nb.has_prev) {
+                e |= push(out, OP_SEND_GRAD, mb, c, slot);
+                PEND_GRAD(c, slot) = mb;
+            }
+            break;
+        case OP_BACKWARD_WEIGHT:
+            e |= push(out, OP_BACKWARD_WEIGHT, mb, c, slot);
+            break;
+        default:
+            break;
+        }
+        /* the slot is free: post the receive of the micro-batch that will use it next */
+        if (releases(o, &facts[c]) && nb.has_prev && mb + S < M) e |= push(out, OP_POST_RECV_ACT, mb + S, c, slot);
+    }
+    /* complete the sends still pending, in micro-batch order */
+    for (int c = 0; c < C && !e; c++)
+        for (int pass = 0; pass < 2; pass++)
+            for (int mb = 0; mb < M; mb++) {
+                int s = mb % slots[c], *p = pass ? &PEND_GRAD(c, s) : &PEND_ACT(c, s);
+                if (*p == mb) {
+                    e |= push(out, pass ? OP_WAIT_SEND_GRAD : OP_WAIT_SEND_ACT, mb, c, s);
+                    *p = -1;
+                }
+            }
+#undef PEND_ACT
+#undef PEND_GRAD
+    free(pend);
+    free(base);
+    return e ? pt_fail(PT_ERR_NOMEM, "schedule lowering: out of memory for the ops of rank %d", r) : PT_OK;
+}
+
+pt_status schedule_lower(schedule *sc, int min_slots)
+{
+    if (!sc || !sc->ranks || sc->P < 1 || sc->M < 1 || sc->chunks < 1 || sc->chunks > SCHED_MAX_CHUNKS)
+        return pt_fail(PT_ERR_INVALID, "schedule_lower: expected P ≥ 1 lists, M ≥ 1 and 1..%d chunks",
+                       SCHED_MAX_CHUNKS);
+    if (sc->lowered || sc->slots) return pt_fail(PT_ERR_INVALID, "schedule_lower: the lists are lowered already");
+    if (sc->M > SCHED_MAX_MB || sc->P > SCHED_MAX_RANKS)
+        return pt_fail(PT_ERR_INVALID, "schedule_lower: P = %d, M = %d, expected at most %d and %d", sc->P, sc->M,
+                       SCHED_MAX_RANKS, SCHED_MAX_MB);
+    int *slots = calloc((size_t)sc->P * (size_t)sc->chunks, sizeof *slots);
+    oplist *out = calloc((size_t)sc->P, sizeof *out);
+    pt_status st = slots && out ? PT_OK : pt_fail(PT_ERR_NOMEM, "schedule lowering: out of memory");
+    for (int r = 0; r < sc->P && !st; r++) st = lower_rank(sc, r, min_slots, &out[r], slots + (size_t)r * sc->chunks);
+    if (st) {
+        for (int r = 0; out && r < sc->P; r++) free(out[r].ops);
+        free(out);
+        free(slots);
+        return st;
+    }
+    for (int r = 0; r < sc->P; r++) {
+        free(sc->ranks[r].ops);
+        sc->ranks[r].ops = out[r].ops;
+        sc->ranks[r].n_ops = out[r].n;
+    }
+    free(out);
+    sc->slots = slots;
+    sc->lowered = 1;
+    return PT_OK;
+}
+
 /* ---- validator --------------------------------------------------------- */
 
 /* The error message is built in pieces (the deadlock report lists several
- * stages), then recorded with one pt_fail. */
+ * ranks), then recorded with one pt_fail. */
 typedef struct {
     char buf[2000];
     size_t len;
@@ -199,34 +406,42 @@ static void msg_add(msgbuf *m, const char *fmt, ...)
 
 typedef struct {
     const schedule *sc;
-    int P, M;
+    int P, C, M;
     const char *kname;
-    int *pos; /* pos[(s * OP_KIND_COUNT + kind) * M + mb]: op index on stage s, −1 when absent */
+    int *pos; /* pos[((r·C + c)·OP_KIND_COUNT + kind)·M + mb]: op index on rank r, −1 when absent */
+    chunk_facts *facts; /* [r·C + c] */
 } vstate;
 
-static int *pos_at(const vstate *v, int s, int kind, int mb)
+static int *pos_at(const vstate *v, int r, int c, int kind, int mb)
 {
-    return &v->pos[((size_t)s * OP_KIND_COUNT + (size_t)kind) * (size_t)v->M + (size_t)mb];
+    return &v->pos[(((size_t)r * v->C + (size_t)c) * OP_KIND_COUNT + (size_t)kind) * (size_t)v->M + (size_t)mb];
 }
 
-/* "schedule 1f1b P=4 M=8: stage 2 op 7 (backward mb=3): " + the rest. */
-static pt_status fail_at(const vstate *v, int s, int i, const char *fmt, ...)
+static void describe_op(msgbuf *m, const vstate *v, int r, int i)
+{
+    const sched_list *l = &v->sc->ranks[r];
+    if (i < l->n_ops) {
+        const sched_op *o = &l->ops[i];
+        msg_add(m, "(%s mb=%d", sched_op_name((sched_op_kind)o->kind), (int)o->mb);
+        if (v->C > 1) msg_add(m, " chunk=%d", (int)o->chunk);
+        msg_add(m, "): ");
+    } else {
+        msg_add(m, "(end of list): ");
+    }
+}
+
+/* "schedule 1f1b P=4 M=8: rank 2 op 7 (backward mb=3): " + the rest. */
+static pt_status fail_at(const vstate *v, int r, int i, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
 
-static pt_status fail_at(const vstate *v, int s, int i, const char *fmt, ...)
+static pt_status fail_at(const vstate *v, int r, int i, const char *fmt, ...)
 {
     msgbuf m = {.len = 0};
-    msg_add(&m, "schedule %s P=%d M=%d: stage %d op %d ", v->kname, v->P, v->M, s, i);
-    const sched_list *l = &v->sc->ranks[s];
-    if (i < l->n_ops) {
-        const sched_op *o = &l->ops[i];
-        msg_add(&m, "(%s mb=%d): ", sched_op_name((sched_op_kind)o->kind), (int)o->mb);
-    } else {
-        msg_add(&m, "(end of list): ");
-    }
+    msg_add(&m, "schedule %s P=%d M=%d: rank %d op %d ", v->kname, v->P, v->M, r, i);
+    describe_op(&m, v, r, i);
     va_list ap;
     va_start(ap, fmt);
     if (m.len < sizeof m.buf - 1) {
@@ -237,148 +452,304 @@ static pt_status fail_at(const vstate *v, int s, int i, const char *fmt, ...)
     return pt_fail(PT_ERR_INVALID, "%s", m.buf);
 }
 
-/* The neighbour an op talks to, and the op kind it is matched with there. */
-static int peer_stage(int s, int kind)
-{
-    return (kind == OP_SEND_ACT || kind == OP_RECV_GRAD) ? s + 1 : s - 1;
-}
+/* A communication op's boundary: the peer rank, its chunk, and the op there
+ * that matches it (send ↔ its receive's post; receive's wait ↔ the send). */
+typedef struct {
+    int exists, rank, chunk, kind;
+} peer_op;
 
-static int peer_kind(int kind)
+static peer_op peer_of(const vstate *v, int r, int c, int kind)
 {
+    vneighbours nb = neighbours(v->P, v->C, r, c);
     switch (kind) {
-    case OP_SEND_ACT: return OP_RECV_ACT;
-    case OP_RECV_ACT: return OP_SEND_ACT;
-    case OP_SEND_GRAD: return OP_RECV_GRAD;
-    case OP_RECV_GRAD: return OP_SEND_GRAD;
-    default: return -1;
+    case OP_SEND_ACT:       return (peer_op){nb.has_next, nb.next_rank, nb.next_chunk, OP_POST_RECV_ACT};
+    case OP_WAIT_SEND_ACT:  return (peer_op){nb.has_next, nb.next_rank, nb.next_chunk, OP_POST_RECV_ACT};
+    case OP_POST_RECV_ACT:  return (peer_op){nb.has_prev, nb.prev_rank, nb.prev_chunk, OP_SEND_ACT};
+    case OP_WAIT_RECV_ACT:  return (peer_op){nb.has_prev, nb.prev_rank, nb.prev_chunk, OP_SEND_ACT};
+    case OP_SEND_GRAD:      return (peer_op){nb.has_prev, nb.prev_rank, nb.prev_chunk, OP_POST_RECV_GRAD};
+    case OP_WAIT_SEND_GRAD: return (peer_op){nb.has_prev, nb.prev_rank, nb.prev_chunk, OP_POST_RECV_GRAD};
+    case OP_POST_RECV_GRAD: return (peer_op){nb.has_next, nb.next_rank, nb.next_chunk, OP_SEND_GRAD};
+    case OP_WAIT_RECV_GRAD: return (peer_op){nb.has_next, nb.next_rank, nb.next_chunk, OP_SEND_GRAD};
+    default:                return (peer_op){0, -1, -1, -1};
     }
 }
 
-/* Pass 1, one stage: op kinds, micro-batch range, neighbours, duplicates,
- * the order of each micro-batch's ops on the stage, backward order and the
- * stash bound. Fills pos[s][..][..]. */
-static pt_status check_stage(vstate *v, int s, int bound)
+/* Buffer states of one (rank, chunk), per slot. */
+typedef struct {
+    int *held;      /* stash: micro-batch holding the slot (receive posted or forwarded), −1 free */
+    int *act_send;  /* output buffer: micro-batch whose send is pending, −1 none */
+    int *grad_recv; /* output-gradient buffer: micro-batch whose receive is posted and not consumed */
+    int *grad_send; /* input-gradient buffer: micro-batch whose send is pending */
+} slot_state;
+
+/* Pass 1, one rank: kinds, ranges, order of each micro-batch's ops, the
+ * buffer rules, and the order of weight-gradient accumulation. Fills pos. */
+static pt_status check_rank(vstate *v, int r)
 {
-    const sched_list *l = &v->sc->ranks[s];
-    int P = v->P, M = v->M;
-    int training = is_training(v->sc->kind);
-    int last = s == P - 1;
-    int next_bwd = 0, stash = 0;
+    const sched_list *l = &v->sc->ranks[r];
+    int C = v->C, M = v->M;
+    int *bufs = NULL, total = 0;
+    for (int c = 0; c < C; c++) total += v->sc->slots[r * C + c];
+    bufs = malloc((size_t)total * 4 * sizeof *bufs);
+    slot_state ss[SCHED_MAX_CHUNKS];
+    int next_acc[SCHED_MAX_CHUNKS] = {0};
+    if (!bufs) return pt_fail(PT_ERR_NOMEM, "schedule validation: out of memory");
+    for (int k = 0; k < total * 4; k++) bufs[k] = -1;
+    for (int c = 0, off = 0; c < C; c++) {
+        int S = v->sc->slots[r * C + c];
+        ss[c] = (slot_state){bufs + off, bufs + off + S, bufs + off + 2 * S, bufs + off + 3 * S};
+        off += 4 * S;
+    }
+    pt_status st = PT_OK;
+    /* facts: which chunks the list trains, and whether with the B/W split */
     for (int i = 0; i < l->n_ops; i++) {
         const sched_op *o = &l->ops[i];
-        int k = o->kind, mb = o->mb;
-        if (k >= OP_KIND_COUNT)
-            return fail_at(v, s, i, "unknown op kind %d, expected 0..%d", k, OP_KIND_COUNT - 1);
-        if (mb < 0 || mb >= M)
-            return fail_at(v, s, i, "micro-batch out of range, expected 0..%d", M - 1);
-        if (o->chunk != 0)
-            return fail_at(v, s, i, "chunk %d, expected 0 (these schedules have one model chunk per rank)",
-                           (int)o->chunk);
-        if ((k == OP_RECV_ACT || k == OP_SEND_GRAD) && s == 0)
-            return fail_at(v, s, i, "stage 0 has no previous stage to talk to, expected no %s on it",
-                           sched_op_name((sched_op_kind)k));
-        if ((k == OP_SEND_ACT || k == OP_RECV_GRAD) && last)
-            return fail_at(v, s, i, "stage %d is the last stage and has no next stage, expected no %s on it", s,
-                           sched_op_name((sched_op_kind)k));
-        if (!training && (k == OP_BACKWARD || k == OP_SEND_GRAD || k == OP_RECV_GRAD))
-            return fail_at(v, s, i, "a forward-only schedule has no backward-side ops");
-        int *p = pos_at(v, s, k, mb);
-        if (*p >= 0)
-            return fail_at(v, s, i, "duplicate: %s mb=%d already at op %d, expected exactly one per micro-batch",
-                           sched_op_name((sched_op_kind)k), mb, *p);
+        if (o->kind >= OP_KIND_COUNT) {
+            st = fail_at(v, r, i, "unknown op kind %d, expected 0..%d", o->kind, OP_KIND_COUNT - 1);
+            goto done;
+        }
+        if (o->chunk >= C) {
+            st = fail_at(v, r, i, "chunk out of range, expected 0..%d", C - 1);
+            goto done;
+        }
+        if (o->mb < 0 || o->mb >= M) {
+            st = fail_at(v, r, i, "micro-batch out of range, expected 0..%d", M - 1);
+            goto done;
+        }
+        chunk_facts *f = &v->facts[r * C + o->chunk];
+        if (o->kind == OP_BACKWARD || o->kind == OP_BACKWARD_INPUT || o->kind == OP_BACKWARD_WEIGHT ||
+            o->kind == OP_POST_RECV_GRAD || o->kind == OP_WAIT_RECV_GRAD || o->kind == OP_SEND_GRAD ||
+            o->kind == OP_WAIT_SEND_GRAD)
+            f->training = 1;
+        if (o->kind == OP_BACKWARD_INPUT || o->kind == OP_BACKWARD_WEIGHT) f->split = 1;
+    }
+    for (int i = 0; i < l->n_ops; i++) {
+        const sched_op *o = &l->ops[i];
+        int k = o->kind, c = o->chunk, mb = o->mb, S = v->sc->slots[r * C + c];
+        const chunk_facts *f = &v->facts[r * C + c];
+        if (o->slot < 0 || o->slot >= S) {
+            st = fail_at(v, r, i, "slot %d out of range: chunk %d has %d stash slots", (int)o->slot, c, S);
+            goto done;
+        }
+        int slot = o->slot;
+        peer_op p = peer_of(v, r, c, k);
+        if (!sched_op_is_compute((sched_op_kind)k) && !p.exists) {
+            int toward_next = k == OP_SEND_ACT || k == OP_WAIT_SEND_ACT || k == OP_POST_RECV_GRAD ||
+                              k == OP_WAIT_RECV_GRAD;
+            st = fail_at(v, r, i, "virtual stage %d is the %s: it has no %s stage to talk to, expected no %s on it",
+                         c * v->P + r, toward_next ? "last" : "first", toward_next ? "next" : "previous",
+                         sched_op_name((sched_op_kind)k));
+            goto done;
+        }
+        if (!f->training && (k == OP_BACKWARD || k == OP_BACKWARD_INPUT || k == OP_BACKWARD_WEIGHT)) {
+            st = fail_at(v, r, i, "a forward-only list has no backward ops");
+            goto done;
+        }
+        int *pp = pos_at(v, r, c, k, mb);
+        if (*pp >= 0) {
+            st = fail_at(v, r, i, "duplicate: %s mb=%d already at op %d, expected exactly one per micro-batch",
+                         sched_op_name((sched_op_kind)k), mb, *pp);
+            goto done;
+        }
+        vneighbours nb = neighbours(v->P, C, r, c);
         switch (k) {
+        case OP_POST_RECV_ACT:
+            if (ss[c].held[slot] >= 0) {
+                st = fail_at(v, r, i, "posts the receive of mb=%d into stash slot %d, still held by mb=%d until "
+                             "its %s: a receive may only be posted into a free slot", mb, slot, ss[c].held[slot],
+                             f->training ? (f->split ? "backward_weight" : "backward") : "forward");
+                goto done;
+            }
+            ss[c].held[slot] = mb;
+            break;
+        case OP_WAIT_RECV_ACT:
+            if (*pos_at(v, r, c, OP_POST_RECV_ACT, mb) < 0) {
+                st = fail_at(v, r, i, "waits on a receive that was never posted: expected post_recv_act mb=%d "
+                             "before it", mb);
+                goto done;
+            }
+            break;
         case OP_FORWARD:
-            if (s > 0 && *pos_at(v, s, OP_RECV_ACT, mb) < 0)
-                return fail_at(v, s, i, "no recv_act mb=%d before it, expected the activation from stage %d first",
-                               mb, s - 1);
-            stash++;
-            if (stash > bound)
-                return fail_at(v, s, i, "stash holds %d micro-batches, exceeds the bound %d", stash, bound);
-            if (!training && last) stash--; /* nothing to send: released at once */
+            if (nb.has_prev && *pos_at(v, r, c, OP_WAIT_RECV_ACT, mb) < 0) {
+                st = fail_at(v, r, i, "reads its input before wait_recv_act mb=%d completed the receive", mb);
+                goto done;
+            }
+            if (nb.has_prev && ss[c].held[slot] != mb) {
+                st = fail_at(v, r, i, "stash slot %d holds mb=%d, expected mb=%d's received input", slot,
+                             ss[c].held[slot], mb);
+                goto done;
+            }
+            if (!nb.has_prev) {
+                if (ss[c].held[slot] >= 0) {
+                    st = fail_at(v, r, i, "stash slot %d is still held by mb=%d", slot, ss[c].held[slot]);
+                    goto done;
+                }
+                ss[c].held[slot] = mb;
+            }
+            if (nb.has_next && ss[c].act_send[slot] >= 0) {
+                st = fail_at(v, r, i, "writes the output buffer of slot %d while the send of mb=%d from it is "
+                             "pending: expected wait_send_act mb=%d first", slot, ss[c].act_send[slot],
+                             ss[c].act_send[slot]);
+                goto done;
+            }
+            if (!f->training) ss[c].held[slot] = -1;
             break;
         case OP_SEND_ACT:
-            if (*pos_at(v, s, OP_FORWARD, mb) < 0)
-                return fail_at(v, s, i, "forward mb=%d has not run yet, expected it before its send_act", mb);
-            if (!training) stash--;
+            if (*pos_at(v, r, c, OP_FORWARD, mb) < 0) {
+                st = fail_at(v, r, i, "forward mb=%d has not run yet, expected it before its send_act", mb);
+                goto done;
+            }
+            ss[c].act_send[slot] = mb;
+            break;
+        case OP_WAIT_SEND_ACT:
+            if (ss[c].act_send[slot] != mb) {
+                st = fail_at(v, r, i, "no send_act mb=%d is pending in slot %d", mb, slot);
+                goto done;
+            }
+            ss[c].act_send[slot] = -1;
+            break;
+        case OP_POST_RECV_GRAD:
+            if (ss[c].grad_recv[slot] >= 0) {
+                st = fail_at(v, r, i, "posts the receive of mb=%d's gradient into slot %d, whose gradient of "
+                             "mb=%d is not consumed yet", mb, slot, ss[c].grad_recv[slot]);
+                goto done;
+            }
+            ss[c].grad_recv[slot] = mb;
+            break;
+        case OP_WAIT_RECV_GRAD:
+            if (*pos_at(v, r, c, OP_POST_RECV_GRAD, mb) < 0) {
+                st = fail_at(v, r, i, "waits on a receive that was never posted: expected post_recv_grad mb=%d "
+                             "before it", mb);
+                goto done;
+            }
             break;
         case OP_BACKWARD:
-            if (*pos_at(v, s, OP_FORWARD, mb) < 0)
-                return fail_at(v, s, i, "forward mb=%d has not run yet, expected forward before backward", mb);
-            if (!last && *pos_at(v, s, OP_RECV_GRAD, mb) < 0)
-                return fail_at(v, s, i, "no recv_grad mb=%d before it, expected the gradient from stage %d first",
-                               mb, s + 1);
-            if (mb != next_bwd)
-                return fail_at(v, s, i, "backwards run in micro-batch order 0..%d, expected backward mb=%d here",
-                               M - 1, next_bwd);
-            next_bwd++;
-            stash--;
+        case OP_BACKWARD_INPUT:
+            if (*pos_at(v, r, c, OP_FORWARD, mb) < 0) {
+                st = fail_at(v, r, i, "forward mb=%d has not run yet, expected forward before backward", mb);
+                goto done;
+            }
+            if (k == OP_BACKWARD && f->split) {
+                st = fail_at(v, r, i, "chunk %d mixes backward with backward_input/backward_weight", c);
+                goto done;
+            }
+            if (nb.has_next && *pos_at(v, r, c, OP_WAIT_RECV_GRAD, mb) < 0) {
+                st = fail_at(v, r, i, "no wait_recv_grad mb=%d before it, expected the gradient from rank %d "
+                             "first", mb, nb.next_rank);
+                goto done;
+            }
+            if (nb.has_prev && ss[c].grad_send[slot] >= 0) {
+                st = fail_at(v, r, i, "writes the input-gradient buffer of slot %d while the send of mb=%d from it "
+                             "is pending: expected wait_send_grad mb=%d first", slot, ss[c].grad_send[slot],
+                             ss[c].grad_send[slot]);
+                goto done;
+            }
+            if (k == OP_BACKWARD) goto accumulate;
+            break;
+        case OP_BACKWARD_WEIGHT:
+            if (*pos_at(v, r, c, OP_BACKWARD_INPUT, mb) < 0) {
+                st = fail_at(v, r, i, "backward_input mb=%d has not run yet, expected it before backward_weight",
+                             mb);
+                goto done;
+            }
+        accumulate:
+            if (mb != next_acc[c]) {
+                st = fail_at(v, r, i, "weight gradients accumulate in micro-batch order 0..%d, expected mb=%d "
+                             "here", M - 1, next_acc[c]);
+                goto done;
+            }
+            next_acc[c]++;
+            ss[c].grad_recv[slot] = -1; /* B or BW read the output gradient for the last time */
+            if (ss[c].held[slot] != mb) {
+                st = fail_at(v, r, i, "stash slot %d holds mb=%d, expected mb=%d", slot, ss[c].held[slot], mb);
+                goto done;
+            }
+            ss[c].held[slot] = -1;
             break;
         case OP_SEND_GRAD:
-            if (*pos_at(v, s, OP_BACKWARD, mb) < 0)
-                return fail_at(v, s, i, "backward mb=%d has not run yet, expected it before its send_grad", mb);
+            if (*pos_at(v, r, c, OP_BACKWARD, mb) < 0 && *pos_at(v, r, c, OP_BACKWARD_INPUT, mb) < 0) {
+                st = fail_at(v, r, i, "backward mb=%d has not run yet, expected it before its send_grad", mb);
+                goto done;
+            }
+            ss[c].grad_send[slot] = mb;
             break;
-        default: /* receives wait on the neighbour only */
+        case OP_WAIT_SEND_GRAD:
+            if (ss[c].grad_send[slot] != mb) {
+                st = fail_at(v, r, i, "no send_grad mb=%d is pending in slot %d", mb, slot);
+                goto done;
+            }
+            ss[c].grad_send[slot] = -1;
+            break;
+        default:
             break;
         }
-        *p = i;
+        *pp = i;
     }
-    return PT_OK;
+    /* nothing may be left in flight at the end of the step */
+    for (int c = 0; c < C && !st; c++)
+        for (int s = 0; s < v->sc->slots[r * C + c] && !st; s++) {
+            if (ss[c].act_send[s] >= 0)
+                st = fail_at(v, r, l->n_ops, "the send_act of mb=%d is never completed, expected wait_send_act "
+                             "mb=%d", ss[c].act_send[s], ss[c].act_send[s]);
+            else if (ss[c].grad_send[s] >= 0)
+                st = fail_at(v, r, l->n_ops, "the send_grad of mb=%d is never completed, expected "
+                             "wait_send_grad mb=%d", ss[c].grad_send[s], ss[c].grad_send[s]);
+            else if (ss[c].held[s] >= 0 && v->facts[r * C + c].training)
+                st = fail_at(v, r, l->n_ops, "stash slot %d still holds mb=%d at the end of the step", s,
+                             ss[c].held[s]);
+        }
+done:
+    free(bufs);
+    return st;
 }
 
-/* Pass 2, one stage: every op the schedule needs is there (a present op
+/* Pass 2, one rank: every op the schedule needs is there (a present op
  * appears once, pass 1), so each send has its receive and the other way
- * round. Called after pass 1 has run over all stages. */
-static pt_status check_complete(vstate *v, int s)
+ * round. Called after pass 1 has run over all ranks. */
+static pt_status check_complete(vstate *v, int r)
 {
-    int P = v->P, M = v->M;
-    int n = v->sc->ranks[s].n_ops;
-    int training = is_training(v->sc->kind);
-    static const int order[OP_KIND_COUNT] = {OP_FORWARD, OP_RECV_ACT,  OP_SEND_ACT,
-                                             OP_BACKWARD, OP_RECV_GRAD, OP_SEND_GRAD};
-    for (int mb = 0; mb < M; mb++) {
-        for (int j = 0; j < OP_KIND_COUNT; j++) {
-            int k = order[j];
-            int needed;
-            switch (k) {
-            case OP_FORWARD: needed = 1; break;
-            case OP_RECV_ACT: needed = s > 0; break;
-            case OP_SEND_ACT: needed = s < P - 1; break;
-            case OP_BACKWARD: needed = training; break;
-            case OP_RECV_GRAD: needed = training && s < P - 1; break;
-            default: needed = training && s > 0; break; /* OP_SEND_GRAD */
+    int C = v->C, M = v->M, n = v->sc->ranks[r].n_ops;
+    for (int c = 0; c < C; c++) {
+        const chunk_facts *f = &v->facts[r * C + c];
+        for (int mb = 0; mb < M; mb++) {
+            int fw = *pos_at(v, r, c, OP_FORWARD, mb);
+            if (fw < 0)
+                return fail_at(v, r, n, "forward mb=%d of chunk %d never runs, expected exactly one per "
+                               "micro-batch", mb, c);
+            if (f->training) {
+                int kinds[2] = {f->split ? OP_BACKWARD_INPUT : OP_BACKWARD, f->split ? OP_BACKWARD_WEIGHT : -1};
+                for (int j = 0; j < 2; j++)
+                    if (kinds[j] >= 0 && *pos_at(v, r, c, kinds[j], mb) < 0)
+                        return fail_at(v, r, fw, "%s mb=%d never runs, expected exactly one after this forward",
+                                       sched_op_name((sched_op_kind)kinds[j]), mb);
             }
-            if (!needed || *pos_at(v, s, k, mb) >= 0) continue;
-            const char *kn = sched_op_name((sched_op_kind)k);
-            if (k == OP_FORWARD)
-                return fail_at(v, s, n, "forward mb=%d never runs, expected exactly one forward per micro-batch", mb);
-            if (k == OP_BACKWARD)
-                return fail_at(v, s, *pos_at(v, s, OP_FORWARD, mb),
-                               "backward mb=%d never runs, expected exactly one after this forward", mb);
-            int ps = peer_stage(s, k);
-            int pi = *pos_at(v, ps, peer_kind(k), mb);
-            char peer[96];
-            if (pi >= 0)
-                snprintf(peer, sizeof peer, "stage %d's %s mb=%d at its op %d", ps,
-                         sched_op_name((sched_op_kind)peer_kind(k)), mb, pi);
-            else
-                snprintf(peer, sizeof peer, "stage %d's %s mb=%d (missing too)", ps,
-                         sched_op_name((sched_op_kind)peer_kind(k)), mb);
-            if (k == OP_SEND_ACT || k == OP_SEND_GRAD) {
-                int src = *pos_at(v, s, k == OP_SEND_ACT ? OP_FORWARD : OP_BACKWARD, mb);
-                return fail_at(v, s, src, "no %s mb=%d follows it, expected one to match %s", kn, mb, peer);
+            /* the communication each boundary needs, and its match on the peer */
+            static const int comm_kinds[] = {OP_POST_RECV_ACT, OP_WAIT_RECV_ACT, OP_SEND_ACT, OP_WAIT_SEND_ACT,
+                                             OP_POST_RECV_GRAD, OP_WAIT_RECV_GRAD, OP_SEND_GRAD, OP_WAIT_SEND_GRAD};
+            for (size_t j = 0; j < sizeof comm_kinds / sizeof comm_kinds[0]; j++) {
+                int k = comm_kinds[j];
+                int grad = k >= OP_POST_RECV_GRAD;
+                peer_op p = peer_of(v, r, c, k);
+                if (!p.exists || (grad && !f->training)) continue;
+                if (*pos_at(v, r, c, k, mb) >= 0) {
+                    if (*pos_at(v, p.rank, p.chunk, p.kind, mb) < 0)
+                        return fail_at(v, r, *pos_at(v, r, c, k, mb), "rank %d has no %s mb=%d to match it",
+                                       p.rank, sched_op_name((sched_op_kind)p.kind), mb);
+                    continue;
+                }
+                return fail_at(v, r, n, "no %s mb=%d on this rank, expected one (virtual stage %d talks to rank %d)",
+                               sched_op_name((sched_op_kind)k), mb, c * v->P + r, p.rank);
             }
-            /* a receive missing while its consumer is absent too (pass 1
-             * rejects a consumer without its receive) */
-            return fail_at(v, s, n, "no %s mb=%d on this stage, expected one to match %s", kn, mb, peer);
         }
     }
     return PT_OK;
 }
 
-/* Pass 3: runs all lists together. A send always completes; a receive
- * completes once the neighbour has issued the matching send (pos of that
- * send < the neighbour's program counter). Each stage runs until it blocks;
- * a send wakes the neighbour it targets. O(total ops). */
+/* Pass 3: runs all lists together. POST, SEND and compute ops always
+ * complete; a WAIT_RECV completes once the peer has issued the matching
+ * send, a WAIT_SEND once the peer has posted the matching receive (so a
+ * rendezvous protocol cannot deadlock either). Each rank runs until it
+ * blocks; a send or a post wakes the peer it targets. O(total ops). */
 static pt_status check_deadlock(vstate *v)
 {
     int P = v->P;
@@ -393,54 +764,52 @@ static pt_status check_deadlock(vstate *v)
         return pt_fail(PT_ERR_NOMEM, "schedule %s P=%d M=%d: cannot allocate the deadlock check", v->kname, P,
                        v->M);
     }
-    /* the queue is a ring of at most P entries (a stage is queued at most once) */
-    int head = 0, count = 0;
-    for (int s = 0; s < P; s++) {
-        queue[s] = s;
-        queued[s] = 1;
+    int head = 0, count = P;
+    for (int r = 0; r < P; r++) {
+        queue[r] = r;
+        queued[r] = 1;
     }
-    count = P;
     while (count > 0) {
-        int s = queue[head];
+        int r = queue[head];
         head = (head + 1) % P;
         count--;
-        queued[s] = 0;
-        const sched_list *l = &sc->ranks[s];
-        while (pc[s] < l->n_ops) {
-            const sched_op *o = &l->ops[pc[s]];
+        queued[r] = 0;
+        const sched_list *l = &sc->ranks[r];
+        while (pc[r] < l->n_ops) {
+            const sched_op *o = &l->ops[pc[r]];
             int k = o->kind;
-            if (k == OP_RECV_ACT || k == OP_RECV_GRAD) {
-                int ps = peer_stage(s, k);
-                int si = *pos_at(v, ps, peer_kind(k), o->mb);
-                if (si >= pc[ps]) break; /* the send is not issued yet */
+            peer_op p = peer_of(v, r, o->chunk, k);
+            if (k == OP_WAIT_RECV_ACT || k == OP_WAIT_RECV_GRAD || k == OP_WAIT_SEND_ACT || k == OP_WAIT_SEND_GRAD) {
+                int si = *pos_at(v, p.rank, p.chunk, p.kind, o->mb);
+                if (si >= pc[p.rank]) break; /* not issued yet */
             }
-            pc[s]++;
-            if (k == OP_SEND_ACT || k == OP_SEND_GRAD) {
-                int ps = peer_stage(s, k);
-                if (!queued[ps]) {
-                    queue[(head + count) % P] = ps;
+            pc[r]++;
+            if (k == OP_SEND_ACT || k == OP_SEND_GRAD || k == OP_POST_RECV_ACT || k == OP_POST_RECV_GRAD) {
+                if (p.rank != r && !queued[p.rank]) {
+                    queue[(head + count) % P] = p.rank;
                     count++;
-                    queued[ps] = 1;
+                    queued[p.rank] = 1;
                 }
             }
         }
     }
     int blocked = 0;
-    for (int s = 0; s < P; s++) blocked += pc[s] < sc->ranks[s].n_ops;
+    for (int r = 0; r < P; r++) blocked += pc[r] < sc->ranks[r].n_ops;
     pt_status st = PT_OK;
     if (blocked) {
         msgbuf m = {.len = 0};
-        msg_add(&m, "schedule %s P=%d M=%d: deadlock, %d of %d stages blocked:", v->kname, P, v->M, blocked, P);
-        for (int s = 0; s < P; s++) {
-            if (pc[s] >= sc->ranks[s].n_ops) continue;
-            const sched_op *o = &sc->ranks[s].ops[pc[s]];
-            int k = o->kind, ps = peer_stage(s, k), pk = peer_kind(k);
-            int si = *pos_at(v, ps, pk, o->mb);
-            msg_add(&m, " stage %d op %d (%s mb=%d) waits for stage %d's %s mb=%d at its op %d, but stage %d ", s,
-                    pc[s], sched_op_name((sched_op_kind)k), (int)o->mb, ps, sched_op_name((sched_op_kind)pk),
-                    (int)o->mb, si, ps);
-            if (pc[ps] < sc->ranks[ps].n_ops)
-                msg_add(&m, "is stuck at its op %d;", pc[ps]);
+        msg_add(&m, "schedule %s P=%d M=%d: deadlock, %d of %d ranks blocked:", v->kname, P, v->M, blocked, P);
+        for (int r = 0; r < P; r++) {
+            if (pc[r] >= sc->ranks[r].n_ops) continue;
+            const sched_op *o = &sc->ranks[r].ops[pc[r]];
+            peer_op p = peer_of(v, r, o->chunk, o->kind);
+            int si = *pos_at(v, p.rank, p.chunk, p.kind, o->mb);
+            msg_add(&m, " rank %d op %d ", r, pc[r]);
+            describe_op(&m, v, r, pc[r]);
+            msg_add(&m, "waits for rank %d's %s mb=%d at its op %d, but rank %d ", p.rank,
+                    sched_op_name((sched_op_kind)p.kind), (int)o->mb, si, p.rank);
+            if (pc[p.rank] < sc->ranks[p.rank].n_ops)
+                msg_add(&m, "is stuck at its op %d;", pc[p.rank]);
             else
                 msg_add(&m, "has finished;");
         }
@@ -453,39 +822,142 @@ static pt_status check_deadlock(vstate *v)
     return st;
 }
 
-pt_status schedule_validate(const schedule *sc, const int *stash_bound)
+pt_status schedule_validate(const schedule *sc)
 {
     if (!sc) return pt_fail(PT_ERR_INVALID, "schedule_validate: schedule is NULL");
     if ((unsigned)sc->kind >= SCHED_KIND_COUNT)
         return pt_fail(PT_ERR_INVALID, "schedule_validate: unknown schedule kind %d (expected 0..%d)", (int)sc->kind,
                        SCHED_KIND_COUNT - 1);
     const char *kname = kind_names[sc->kind];
-    if (sc->P < 1 || sc->P > SCHED_MAX_STAGES || sc->M < 1 || sc->M > SCHED_MAX_MB || !sc->ranks)
-        return pt_fail(PT_ERR_INVALID, "schedule %s P=%d M=%d: expected P in 1..%d, M in 1..%d and %d op lists%s",
-                       kname, sc->P, sc->M, SCHED_MAX_STAGES, SCHED_MAX_MB, sc->P, sc->ranks ? "" : " (ranks is NULL)");
-    for (int s = 0; s < sc->P; s++) {
-        const sched_list *l = &sc->ranks[s];
+    if (sc->P < 1 || sc->P > SCHED_MAX_RANKS || sc->M < 1 || sc->M > SCHED_MAX_MB || sc->chunks < 1 ||
+        sc->chunks > SCHED_MAX_CHUNKS || !sc->ranks)
+        return pt_fail(PT_ERR_INVALID,
+                       "schedule %s P=%d M=%d: expected P in 1..%d, M in 1..%d, 1..%d chunks and %d op lists%s",
+                       kname, sc->P, sc->M, SCHED_MAX_RANKS, SCHED_MAX_MB, SCHED_MAX_CHUNKS, sc->P,
+                       sc->ranks ? "" : " (ranks is NULL)");
+    if (!sc->lowered || !sc->slots)
+        return pt_fail(PT_ERR_INVALID, "schedule %s P=%d M=%d: the lists are not lowered (schedule_lower adds the "
+                       "communication and the stash slots the validator checks)", kname, sc->P, sc->M);
+    for (int r = 0; r < sc->P; r++) {
+        const sched_list *l = &sc->ranks[r];
         if (l->n_ops < 0 || (l->n_ops > 0 && !l->ops))
-            return pt_fail(PT_ERR_INVALID, "schedule %s P=%d M=%d: stage %d has n_ops = %d and ops = %s", kname,
-                           sc->P, sc->M, s, l->n_ops, l->ops ? "set" : "NULL");
+            return pt_fail(PT_ERR_INVALID, "schedule %s P=%d M=%d: rank %d has n_ops = %d and ops = %s", kname,
+                           sc->P, sc->M, r, l->n_ops, l->ops ? "set" : "NULL");
+        for (int c = 0; c < sc->chunks; c++)
+            if (sc->slots[r * sc->chunks + c] < 1 || sc->slots[r * sc->chunks + c] > sc->M)
+                return pt_fail(PT_ERR_INVALID, "schedule %s P=%d M=%d: rank %d chunk %d has %d stash slots, "
+                               "expected 1..%d", kname, sc->P, sc->M, r, c, sc->slots[r * sc->chunks + c], sc->M);
     }
-    vstate v = {.sc = sc, .P = sc->P, .M = sc->M, .kname = kname};
-    size_t npos = (size_t)sc->P * OP_KIND_COUNT * (size_t)sc->M;
+    vstate v = {.sc = sc, .P = sc->P, .C = sc->chunks, .M = sc->M, .kname = kname};
+    size_t npos = (size_t)sc->P * (size_t)sc->chunks * OP_KIND_COUNT * (size_t)sc->M;
     v.pos = malloc(npos * sizeof *v.pos);
-    if (!v.pos)
+    v.facts = calloc((size_t)sc->P * (size_t)sc->chunks, sizeof *v.facts);
+    if (!v.pos || !v.facts) {
+        free(v.pos);
+        free(v.facts);
         return pt_fail(PT_ERR_NOMEM, "schedule %s P=%d M=%d: cannot allocate the validator's index (%zu entries)",
                        kname, sc->P, sc->M, npos);
-    for (size_t i = 0; i < npos; i++) v.pos[i] = -1;
-
-    pt_status st = PT_OK;
-    for (int s = 0; s < sc->P && st == PT_OK; s++) {
-        int bound = stash_bound ? stash_bound[s] : schedule_stash_bound(sc->kind, sc->P, sc->M, s);
-        st = check_stage(&v, s, bound);
     }
-    for (int s = 0; s < sc->P && st == PT_OK; s++) st = check_complete(&v, s);
+    for (size_t i = 0; i < npos; i++) v.pos[i] = -1;
+    pt_status st = PT_OK;
+    for (int r = 0; r < sc->P && st == PT_OK; r++) st = check_rank(&v, r);
+    for (int r = 0; r < sc->P && st == PT_OK; r++) st = check_complete(&v, r);
     if (st == PT_OK) st = check_deadlock(&v);
     free(v.pos);
+    free(v.facts);
     return st;
+}
+
+/* ---- timing ------------------------------------------------------------ */
+
+pt_status schedule_time(const schedule *sc, const double cost[OP_KIND_COUNT], double *makespan, double *busy)
+{
+    int P = sc->P, C = sc->chunks, M = sc->M;
+    size_t npos = (size_t)P * (size_t)C * OP_KIND_COUNT * (size_t)M;
+    vstate v = {.sc = sc, .P = P, .C = C, .M = M, .kname = kind_names[sc->kind]};
+    v.pos = malloc(npos * sizeof *v.pos);
+    double *clock = calloc((size_t)P, sizeof *clock), **issued = calloc((size_t)P, sizeof *issued);
+    int *pc = calloc((size_t)P, sizeof *pc), *queue = malloc((size_t)P * sizeof *queue);
+    char *queued = calloc((size_t)P, 1);
+    pt_status st = v.pos && clock && issued && pc && queue && queued ? PT_OK
+                                                                      : pt_fail(PT_ERR_NOMEM, "schedule_time: out of memory");
+    for (int r = 0; !st && r < P; r++)
+        if (!(issued[r] = malloc(((size_t)sc->ranks[r].n_ops + 1) * sizeof **issued)))
+            st = pt_fail(PT_ERR_NOMEM, "schedule_time: out of memory");
+    if (!st) {
+        for (size_t i = 0; i < npos; i++) v.pos[i] = -1;
+        for (int r = 0; r < P; r++)
+            for (int i = 0; i < sc->ranks[r].n_ops; i++) {
+                const sched_op *o = &sc->ranks[r].ops[i];
+                if (o->kind < OP_KIND_COUNT && o->chunk < C && o->mb >= 0 && o->mb < M)
+                    *pos_at(&v, r, o->chunk, o->kind, o->mb) = i;
+            }
+        int head = 0, count = P;
+        for (int r = 0; r < P; r++) {
+            queue[r] = r;
+            queued[r] = 1;
+            busy[r] = 0;
+        }
+        while (count > 0) {
+            int r = queue[head];
+            head = (head + 1) % P;
+            count--;
+            queued[r] = 0;
+            const sched_list *l = &sc->ranks[r];
+            while (pc[r] < l->n_ops) {
+                const sched_op *o = &l->ops[pc[r]];
+                int k = o->kind;
+                peer_op p = peer_of(&v, r, o->chunk, k);
+                if (k == OP_WAIT_RECV_ACT || k == OP_WAIT_RECV_GRAD || k == OP_WAIT_SEND_ACT ||
+                    k == OP_WAIT_SEND_GRAD) {
+                    int si = p.exists ? *pos_at(&v, p.rank, p.chunk, p.kind, o->mb) : -1;
+                    if (si < 0 || si >= pc[p.rank]) break;
+                    if (issued[p.rank][si] > clock[r]) clock[r] = issued[p.rank][si];
+                }
+                issued[r][pc[r]] = clock[r];
+                clock[r] += cost[k];
+                busy[r] += cost[k];
+                pc[r]++;
+                if ((k == OP_SEND_ACT || k == OP_SEND_GRAD || k == OP_POST_RECV_ACT || k == OP_POST_RECV_GRAD) &&
+                    p.exists && p.rank != r && !queued[p.rank]) {
+                    queue[(head + count) % P] = p.rank;
+                    count++;
+                    queued[p.rank] = 1;
+                }
+            }
+        }
+        *makespan = 0;
+        for (int r = 0; r < P; r++) {
+            if (pc[r] < sc->ranks[r].n_ops && !st)
+                st = pt_fail(PT_ERR_INVALID, "schedule_time: rank %d cannot run past its op %d (validate first)", r,
+                             pc[r]);
+            if (clock[r] > *makespan) *makespan = clock[r];
+        }
+    }
+    for (int r = 0; issued && r < P; r++) free(issued[r]);
+    free(issued);
+    free(clock);
+    free(pc);
+    free(queue);
+    free(queued);
+    free(v.pos);
+    return st;
+}
+
+double schedule_theoretical_bubble(const schedule *sc)
+{
+    double cost[OP_KIND_COUNT] = {[OP_FORWARD] = 1, [OP_BACKWARD] = 2, [OP_BACKWARD_INPUT] = 1,
+                                  [OP_BACKWARD_WEIGHT] = 1};
+    double T = 0, worst = 0, *busy = calloc((size_t)sc->P, sizeof *busy);
+    if (!busy || schedule_time(sc, cost, &T, busy) != PT_OK || T <= 0) {
+        free(busy);
+        pt_clear_error();
+        return 0;
+    }
+    for (int r = 0; r < sc->P; r++)
+        if (1.0 - busy[r] / T > worst) worst = 1.0 - busy[r] / T;
+    free(busy);
+    return worst;
 }
 
 /* ---- printing ---------------------------------------------------------- */
@@ -493,12 +965,13 @@ pt_status schedule_validate(const schedule *sc, const int *stash_bound)
 void schedule_print(const schedule *sc, void (*emit)(void *ctx, const char *line), void *ctx)
 {
     if (!sc || !sc->ranks || !emit) return;
-    char line[96];
-    for (int s = 0; s < sc->P; s++) {
-        const sched_list *l = &sc->ranks[s];
+    char line[128];
+    for (int r = 0; r < sc->P; r++) {
+        const sched_list *l = &sc->ranks[r];
         for (int i = 0; i < l->n_ops; i++) {
-            snprintf(line, sizeof line, "s%d %d %s mb=%d", s, i, sched_op_name((sched_op_kind)l->ops[i].kind),
-                     (int)l->ops[i].mb);
+            snprintf(line, sizeof line, "r%d %d %s mb=%d chunk=%d slot=%d", r, i,
+                     sched_op_name((sched_op_kind)l->ops[i].kind), (int)l->ops[i].mb, (int)l->ops[i].chunk,
+                     (int)l->ops[i].slot);
             emit(ctx, line);
         }
     }

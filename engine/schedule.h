@@ -1,20 +1,29 @@
-/* schedule.h — pipeline schedules as data (design contract 3).
+/* schedule.h — pipeline schedules as one IR (design contract 3).
  *
- * A generator returns, for every pipeline rank (stage) s of P, the ordered
- * list of ops it executes in one optimizer step of M micro-batches. The same
- * lists are executed by the executor, checked by schedule_validate, timed by
- * the simulator and recorded by the trace.
+ * A schedule is, for every rank r of P, the ordered list of ops r executes in
+ * one optimizer step of M micro-batches. Lists are made in two passes:
  *
- * Op semantics on stage s (sends are non-blocking; a receive op completes
- * when the matching send of the neighbour has been issued):
- *   RECV_ACT  mb   wait for micro-batch mb's activation from stage s−1
- *   FORWARD   mb   forward of mb through the stage (stage 0 reads the data)
- *   SEND_ACT  mb   send mb's output activation to stage s+1
- *   RECV_GRAD mb   wait for the gradient of mb's output from stage s+1
- *   BACKWARD  mb   backward of mb (the last stage starts from the loss)
- *   SEND_GRAD mb   send the gradient of mb's input to stage s−1
- * The first stage has no RECV_ACT/SEND_GRAD, the last no SEND_ACT/RECV_GRAD.
- * A forward-only schedule (evaluation) has no backward-side ops at all. */
+ *  1. A generator (GPipe, 1F1B, forward-only) emits compute-only lists: F
+ *     (forward), B (the whole backward) or BI and BW (its input-gradient and
+ *     weight-gradient parts: the B/W split of Qi et al., "Zero Bubble
+ *     Pipeline Parallelism", ICLR 2024), each with (micro-batch, chunk). A
+ *     rank holds `chunks` model chunks; chunk c of rank r is virtual stage
+ *     c·P + r (Megatron-LM's interleaved layout, Narayanan et al., SC'21).
+ *  2. schedule_lower adds every communication op and gives every op its
+ *     stash slot, computed from the list itself (no per-kind formula):
+ *       POST_RECV_ACT  mb  post the receive of mb's input activation into its
+ *                          stash slot, as soon as that slot is free
+ *       WAIT_RECV_ACT  mb  wait for it (right before F)
+ *       SEND_ACT       mb  send mb's output activation (right after F)
+ *       WAIT_SEND_ACT  mb  complete that send (before F overwrites its buffer)
+ *       POST_RECV_GRAD mb  post the receive of the gradient of mb's output
+ *                          (right after SEND_ACT)
+ *       WAIT_RECV_GRAD mb  wait for it (right before B or BI)
+ *       SEND_GRAD      mb  send the gradient of mb's input (right after B/BI)
+ *       WAIT_SEND_GRAD mb  complete that send (before B/BI overwrites its buffer)
+ *
+ * The executor runs the lowered list and decides nothing else; the validator,
+ * the deadlock check, the trace and the simulator read the same lowered list. */
 #ifndef PT_SCHEDULE_H
 #define PT_SCHEDULE_H
 
@@ -23,18 +32,27 @@
 #include "pt_status.h"
 
 typedef enum {
+    /* compute (generators) */
     OP_FORWARD = 0,
-    OP_BACKWARD,
+    OP_BACKWARD,        /* B: input and weight gradients together */
+    OP_BACKWARD_INPUT,  /* BI: input gradient only */
+    OP_BACKWARD_WEIGHT, /* BW: weight gradients only */
+    /* communication (schedule_lower) */
+    OP_POST_RECV_ACT,
+    OP_WAIT_RECV_ACT,
     OP_SEND_ACT,
-    OP_RECV_ACT,
+    OP_WAIT_SEND_ACT,
+    OP_POST_RECV_GRAD,
+    OP_WAIT_RECV_GRAD,
     OP_SEND_GRAD,
-    OP_RECV_GRAD,
+    OP_WAIT_SEND_GRAD,
     OP_KIND_COUNT
 } sched_op_kind;
 
 typedef struct {
     uint8_t kind;  /* sched_op_kind */
-    uint8_t chunk; /* model chunk on this rank (0 until interleaved schedules) */
+    uint8_t chunk; /* model chunk on this rank: virtual stage chunk·P + rank */
+    int16_t slot;  /* stash slot of (mb, chunk) on this rank; -1 before lowering */
     int32_t mb;    /* micro-batch 0..M−1 */
 } sched_op;
 
@@ -43,53 +61,107 @@ typedef struct {
     sched_op *ops;
 } sched_list;
 
-typedef enum { SCHED_GPIPE = 0, SCHED_1F1B, SCHED_FORWARD_ONLY, SCHED_KIND_COUNT } sched_kind;
+typedef enum { SCHED_GPIPE = 0, SCHED_1F1B, SCHED_FORWARD_ONLY, SCHED_ZBH1, SCHED_KIND_COUNT } sched_kind;
 
 typedef struct {
     sched_kind kind;
-    int P, M;
+    int P;      /* ranks of the pipeline */
+    int chunks; /* model chunks per rank (virtual stages = chunks·P) */
+    int M;      /* micro-batches per step */
+    int lowered;
     sched_list *ranks; /* P lists */
+    int *slots;        /* after lowering: slots[r·chunks + c], stash slots of chunk c on rank r */
 } schedule;
 
-/* "forward", "backward", "send_act", ... */
+/* "forward", "backward", "backward_input", "post_recv_act", ...; and the
+ * schedule kinds "gpipe", "1f1b", "forward", and back (-1 when unknown). */
 const char *sched_op_name(sched_op_kind k);
-/* "gpipe", "1f1b", "forward"; and back (-1 when unknown). */
 const char *sched_kind_name(sched_kind k);
 int sched_kind_from_name(const char *name);
+/* Is k a compute op (F, B, BI, BW)? */
+int sched_op_is_compute(sched_op_kind k);
+/* Does a schedule of this kind split backwards into BI and BW? */
+int sched_kind_splits_backward(sched_kind k);
 
-/* Builds the op lists of every stage for P ≥ 1 stages and M ≥ 1
- * micro-batches:
- *  GPIPE (fill–drain): all M forwards, then all M backwards in the order
- *   0..M−1 (so gradients accumulate in micro-batch order on every stage).
- *  1F1B (PipeDream-Flush): min(P−s−1, M) warm-up forwards, then alternating
- *   one forward and one backward, then the cool-down backwards.
- *  FORWARD_ONLY: M forwards with their receives and sends.
- * Backwards run in micro-batch order 0..M−1 in every schedule. */
+/* Builds and lowers the lists of every rank for P ≥ 1 ranks of one chunk
+ * each and M ≥ 1 micro-batches:
+ *  GPIPE (fill–drain, Huang et al. 2019): all M forwards, then all M
+ *   backwards in the order 0..M−1.
+ *  1F1B (PipeDream-Flush, Narayanan et al. 2021): min(P−r−1, M) warm-up
+ *   forwards, then one forward and one backward alternately, then the
+ *   cool-down backwards.
+ *  FORWARD_ONLY: M forwards (evaluation, generation).
+ *  ZBH1 (ZB-H1 of Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024):
+ *   1F1B's order of forwards and input gradients (BI), each backward split
+ *   into BI, which sends the input gradient to the previous rank at once, and
+ *   BW, which rank r runs r backwards later, where it fills the waits of the
+ *   warm-up and cool-down. Every rank then holds up to min(P, M)
+ *   micro-batches: 1F1B's peak (its rank 0), not more. With F = BI = BW the
+ *   bubble is about a third of 1F1B's (schedule_theoretical_bubble).
+ * Backwards run in micro-batch order 0..M−1 in every schedule, so gradients
+ * accumulate in the same order whatever the schedule (contract 2).
+ * Errors: PT_ERR_INVALID (P, M or kind out of range), PT_ERR_NOMEM. */
 pt_status schedule_build(schedule *sc, sched_kind kind, int P, int M);
+
+/* Lowers compute-only lists (sc->ranks as a generator or a test wrote them,
+ * with sc->kind, P, chunks and M set; sc->slots NULL) in place: adds the
+ * communication ops above and sets every op's slot and sc->slots. Per chunk,
+ * forwards must run in micro-batch order and so must the ops that release a
+ * micro-batch's stash slot (B, or BW when split; F in a forward-only list);
+ * micro-batch mb then lives in slot mb mod S, S the most micro-batches the
+ * list holds at once (at least min_slots, at most M), and its activation
+ * receive is posted right after the slot's previous occupant is released.
+ * Errors: PT_ERR_INVALID naming the rank, op and micro-batch when the lists
+ * break that order or are lowered already; PT_ERR_NOMEM. */
+pt_status schedule_lower(schedule *sc, int min_slots);
+
 void schedule_free(schedule *sc);
 
-/* The largest number of micro-batches stage s holds between its forward and
- * its backward: M for GPipe, min(P−s, M) for 1F1B, 1 for forward-only. */
-int schedule_stash_bound(sched_kind kind, int P, int M, int s);
+/* The theoretical stash of rank r (chunk 0) for P ranks and M micro-batches:
+ * M for GPipe, min(P−r, M) for 1F1B, min(P, M) for ZB-H1, 1 for forward-only; what the lowered
+ * list's slots must not exceed (the benchmarks print both). */
+int schedule_stash_theory(sched_kind kind, int P, int M, int r);
 
-/* Checks the op lists of any schedule (built here or broken on purpose):
- *  - every stage forwards and (unless forward-only) backwards each
- *    micro-batch exactly once, backwards in order 0..M−1;
- *  - on each stage a micro-batch's RECV_ACT precedes its FORWARD, which
- *    precedes its SEND_ACT and its BACKWARD; RECV_GRAD precedes BACKWARD,
- *    which precedes SEND_GRAD; no op names a missing neighbour;
- *  - every send has exactly one matching receive on the neighbour, and the
+/* Checks lowered lists (built here or broken on purpose) for what the
+ * executor does:
+ *  - op kinds, micro-batches, chunks and slots in range; every (mb, chunk)
+ *    forwarded once and backwarded once (B, or BI then BW), backwards and
+ *    weight gradients in micro-batch order per chunk (contract 2);
+ *  - per micro-batch: POST_RECV before its WAIT, WAIT_RECV_ACT before F,
+ *    F before SEND_ACT, WAIT_RECV_GRAD before B/BI, B/BI before SEND_GRAD,
+ *    each send completed by its WAIT_SEND before the end; no op on a
+ *    boundary that does not exist (the first virtual stage receives no
+ *    activation, the last sends none);
+ *  - buffers: no receive is posted into a stash slot whose micro-batch is
+ *    still held, no forward writes an output buffer whose send is pending,
+ *    no B/BI writes an input-gradient buffer whose send is pending, slot as
+ *    the lowering assigns it;
+ *  - every send has exactly one matching receive on the peer rank, and the
  *    other way round;
- *  - the stash (micro-batches forwarded and not yet backwarded) never
- *    exceeds `stash_bound[s]` (NULL: schedule_stash_bound of sc->kind);
- *  - executing all lists together cannot deadlock: a simulation in which a
- *    receive completes only after its send was issued runs to the end.
- * On failure the message names the stage, the op index, the op and the
- * micro-batch, and what was expected. */
-pt_status schedule_validate(const schedule *sc, const int *stash_bound);
+ *  - all lists together cannot deadlock: a simulation in which a receive
+ *    completes once the peer has issued the send, and a send completes once
+ *    the peer has posted the receive, runs every list to its end.
+ * Errors: PT_ERR_INVALID naming the rank, the op index, the op and the
+ * micro-batch, and what was expected; PT_ERR_NOMEM. */
+pt_status schedule_validate(const schedule *sc);
 
-/* Writes one line per op, "s<stage> <index> <op> mb=<mb>", into a
- * caller-owned string builder; for traces and tests. */
+/* Times lowered, valid lists as a discrete-event simulation: op kind k takes
+ * cost[k] seconds (any unit) on its rank; a WAIT_RECV ends no earlier than
+ * the peer's matching send was issued, a WAIT_SEND no earlier than the peer
+ * posted the matching receive; transfers themselves take no time. Writes the
+ * step's makespan to *makespan and each rank's busy time (the sum of its
+ * ops' costs) to busy[P]. With cost 1 for F, BI and BW, 2 for B and 0 for
+ * communication, 1 − busy[r] / makespan is the schedule's theoretical bubble
+ * of rank r ((P−1)/(M+P−1) for GPipe and 1F1B). Errors: PT_ERR_INVALID when
+ * the lists cannot run to their end (validate first), PT_ERR_NOMEM. */
+pt_status schedule_time(const schedule *sc, const double cost[OP_KIND_COUNT], double *makespan, double *busy);
+
+/* The theoretical bubble of the largest rank's idle share, with the unit
+ * costs above; 0 when the lists cannot be timed. */
+double schedule_theoretical_bubble(const schedule *sc);
+
+/* Emits one line per op, "r<rank> <index> <op> mb=<mb> chunk=<c> slot=<s>",
+ * for traces and tests. */
 void schedule_print(const schedule *sc, void (*emit)(void *ctx, const char *line), void *ctx);
 
 #endif

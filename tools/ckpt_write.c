@@ -302,7 +302,7 @@ int cmd_reshard(int argc, char **argv)
                    m->n_layers, c.path);
         goto done;
     }
-    snprintf(final, sizeof final, "%s/step-%06ld", out, m->step);
+    ckpt_step_dir(final, sizeof final, out, m->step);
     struct stat sb;
     if (stat(out, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
         tool_error("reshard: %s exists and is not a directory", out);

@@ -1,5 +1,5 @@
 /* test_data.c — the IDX reader (real Fashion-MNIST and defective files made
- * here) and the sampler. */
+ * here), the sampler and reading files without surprises (safefile). */
 #include <criterion/criterion.h>
 
 #include <dirent.h>
@@ -12,8 +12,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "data.h"
 #include "dataset.h"
+#include "idx.h"
+#include "safefile.h"
+#include "sampler.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -136,12 +138,12 @@ static void expect_fail(const char *images, const char *labels, pt_status want, 
 static int have_fashion(void)
 {
     struct stat sb;
-    return stat(DATA_FASHION_DIR "/train-images-idx3-ubyte.gz", &sb) == 0;
+    return stat(IDX_FASHION_DIR "/train-images-idx3-ubyte.gz", &sb) == 0;
 }
 
 Test(data_fashion, train_split)
 {
-    if (!have_fashion()) cr_skip_test("%s is absent (package dataset-fashion-mnist)", DATA_FASHION_DIR);
+    if (!have_fashion()) cr_skip_test("%s is absent (package dataset-fashion-mnist)", IDX_FASHION_DIR);
     idx_dataset ds;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -193,7 +195,7 @@ Test(data_fashion, train_split)
 
 Test(data_fashion, test_split)
 {
-    if (!have_fashion()) cr_skip_test("%s is absent (package dataset-fashion-mnist)", DATA_FASHION_DIR);
+    if (!have_fashion()) cr_skip_test("%s is absent (package dataset-fashion-mnist)", IDX_FASHION_DIR);
     idx_dataset ds;
     cr_assert_eq(idx_load_fashion(&ds, "", 0), PT_OK, "%s", pt_last_error());
     cr_assert_eq(ds.n, 10000);
@@ -429,13 +431,13 @@ Test(data_idx, missing_file)
 
 Test(data_idx, file_kinds_are_named)
 {
-    cr_expect_str_eq(data_file_kind(S_IFREG | 0644), "a regular file");
-    cr_expect_str_eq(data_file_kind(S_IFDIR | 0755), "a directory");
-    cr_expect_str_eq(data_file_kind(S_IFIFO | 0600), "a FIFO");
-    cr_expect_str_eq(data_file_kind(S_IFCHR | 0666), "a character device");
-    cr_expect_str_eq(data_file_kind(S_IFBLK | 0660), "a block device");
-    cr_expect_str_eq(data_file_kind(S_IFSOCK | 0777), "a socket");
-    cr_expect_str_eq(data_file_kind(S_IFLNK | 0777), "a symbolic link");
+    cr_expect_str_eq(safefile_kind(S_IFREG | 0644), "a regular file");
+    cr_expect_str_eq(safefile_kind(S_IFDIR | 0755), "a directory");
+    cr_expect_str_eq(safefile_kind(S_IFIFO | 0600), "a FIFO");
+    cr_expect_str_eq(safefile_kind(S_IFCHR | 0666), "a character device");
+    cr_expect_str_eq(safefile_kind(S_IFBLK | 0660), "a block device");
+    cr_expect_str_eq(safefile_kind(S_IFSOCK | 0777), "a socket");
+    cr_expect_str_eq(safefile_kind(S_IFLNK | 0777), "a symbolic link");
 }
 
 Test(data_idx, open_regular_refuses_other_kinds_and_large_files, .timeout = 20)
@@ -443,24 +445,24 @@ Test(data_idx, open_regular_refuses_other_kinds_and_large_files, .timeout = 20)
     int fd = 7;
     uint64_t size = 7;
     cr_assert_eq(mkfifo(tpath("pipe"), 0600), 0);
-    cr_assert_eq(data_open_regular(tpath("pipe"), "data.path", "give a file", 100, &fd, &size), PT_ERR_INVALID);
+    cr_assert_eq(safefile_open(tpath("pipe"), "data.path", "give a file", 100, &fd, &size), PT_ERR_INVALID);
     cr_expect_eq(fd, -1);
     const char *msg = pt_last_error();
     cr_expect_not_null(strstr(msg, "data.path"), "%s", msg);
     cr_expect_not_null(strstr(msg, tpath("pipe")), "%s", msg);
     cr_expect_not_null(strstr(msg, "is a FIFO, not a regular file: give a file"), "%s", msg);
-    cr_assert_eq(data_open_regular(tmpdir, "data.path", "give a file", 100, &fd, &size), PT_ERR_INVALID);
+    cr_assert_eq(safefile_open(tmpdir, "data.path", "give a file", 100, &fd, &size), PT_ERR_INVALID);
     cr_expect_not_null(strstr(pt_last_error(), "is a directory"), "%s", pt_last_error());
-    cr_assert_eq(data_open_regular("/dev/zero", "data.path", "give a file", 100, &fd, &size), PT_ERR_INVALID);
+    cr_assert_eq(safefile_open("/dev/zero", "data.path", "give a file", 100, &fd, &size), PT_ERR_INVALID);
     cr_expect_not_null(strstr(pt_last_error(), "/dev/zero is a character device"), "%s", pt_last_error());
-    cr_assert_eq(data_open_regular(tpath("absent"), "data.path", "give a file", 100, &fd, &size), PT_ERR_IO);
+    cr_assert_eq(safefile_open(tpath("absent"), "data.path", "give a file", 100, &fd, &size), PT_ERR_IO);
     cr_expect_not_null(strstr(pt_last_error(), "cannot open data.path"), "%s", pt_last_error());
 
     /* the size bound, and reads stop at the size the file had when opened */
     write_plain(tpath("ten"), (const uint8_t *)"0123456789", 10);
-    cr_assert_eq(data_open_regular(tpath("ten"), "data.path", "give a file", 9, &fd, &size), PT_ERR_INVALID);
+    cr_assert_eq(safefile_open(tpath("ten"), "data.path", "give a file", 9, &fd, &size), PT_ERR_INVALID);
     cr_expect_not_null(strstr(pt_last_error(), "is 10 bytes, more than the 9 bytes"), "%s", pt_last_error());
-    cr_assert_eq(data_open_regular(tpath("ten"), "data.path", "give a file", 10, &fd, &size), PT_OK, "%s",
+    cr_assert_eq(safefile_open(tpath("ten"), "data.path", "give a file", 10, &fd, &size), PT_OK, "%s",
                  pt_last_error());
     cr_assert_eq(size, 10);
     FILE *more = fopen(tpath("ten"), "ab");
@@ -469,7 +471,7 @@ Test(data_idx, open_regular_refuses_other_kinds_and_large_files, .timeout = 20)
     cr_assert_eq(fclose(more), 0);
     char buf[64];
     size_t got = 0;
-    cr_assert_eq(data_read_fd(fd, tpath("ten"), buf, (size_t)size, &got), PT_OK, "%s", pt_last_error());
+    cr_assert_eq(safefile_read(fd, tpath("ten"), buf, (size_t)size, &got), PT_OK, "%s", pt_last_error());
     cr_expect_eq(got, 10);
     cr_expect_eq(memcmp(buf, "0123456789", 10), 0);
     close(fd);

@@ -1,8 +1,7 @@
-/* data.c — the IDX reader (Fashion-MNIST) and the epoch sampler. */
-#include "data.h"
+/* idx.c — the IDX reader (Fashion-MNIST). */
+#include "idx.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +10,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "rng.h"
+#include "safefile.h"
 
 #define IDX_MAGIC_IMAGES 0x00000803u
 #define IDX_MAGIC_LABELS 0x00000801u
@@ -24,82 +23,6 @@
 
 #define FASHION_HINT "install the Debian package dataset-fashion-mnist or set data.path"
 #define FASHION_NOT_FILE "set data.path to a directory holding the Fashion-MNIST files as regular files"
-
-/* ---- reading files without surprises ---------------------------------- */
-
-const char *data_file_kind(unsigned mode)
-{
-    if (S_ISREG(mode)) return "a regular file";
-    if (S_ISDIR(mode)) return "a directory";
-    if (S_ISFIFO(mode)) return "a FIFO";
-    if (S_ISCHR(mode)) return "a character device";
-    if (S_ISBLK(mode)) return "a block device";
-    if (S_ISSOCK(mode)) return "a socket";
-    if (S_ISLNK(mode)) return "a symbolic link";
-    return "a special file";
-}
-
-static pt_status not_regular(const char *path, const char *what, const char *instead, unsigned mode)
-{
-    return pt_fail(PT_ERR_INVALID, "%s %s is %s, not a regular file: %s", what, path, data_file_kind(mode),
-                   instead);
-}
-
-/* stat first, so that nothing but a regular file is ever opened (opening a
- * FIFO blocks until a writer comes; opening a device may act on it); then
- * open without blocking and check the opened file again, in case the name
- * changed in between. */
-pt_status data_open_regular(const char *path, const char *what, const char *instead, uint64_t max_bytes,
-                            int *fd, uint64_t *size)
-{
-    struct stat sb;
-    *fd = -1;
-    *size = 0;
-    if (stat(path, &sb) != 0) return pt_fail(PT_ERR_IO, "cannot open %s %s: %s", what, path, strerror(errno));
-    if (!S_ISREG(sb.st_mode)) return not_regular(path, what, instead, (unsigned)sb.st_mode);
-    int f = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    if (f < 0) return pt_fail(PT_ERR_IO, "cannot open %s %s: %s", what, path, strerror(errno));
-    if (fstat(f, &sb) != 0) {
-        int e = errno;
-        close(f);
-        return pt_fail(PT_ERR_IO, "cannot open %s %s: fstat: %s", what, path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(f);
-        return not_regular(path, what, instead, (unsigned)sb.st_mode);
-    }
-    if (sb.st_size < 0 || (uint64_t)sb.st_size > max_bytes) {
-        close(f);
-        return pt_fail(PT_ERR_INVALID, "%s %s is %lld bytes, more than the %llu bytes (%.1f MiB) it may have: "
-                       "give a smaller file",
-                       what, path, (long long)sb.st_size, (unsigned long long)max_bytes,
-                       (double)max_bytes / 1048576.0);
-    }
-    int fl = fcntl(f, F_GETFL);
-    if (fl < 0 || fcntl(f, F_SETFL, fl & ~O_NONBLOCK) != 0) {
-        int e = errno;
-        close(f);
-        return pt_fail(PT_ERR_IO, "cannot open %s %s: fcntl: %s", what, path, strerror(e));
-    }
-    *fd = f;
-    *size = (uint64_t)sb.st_size;
-    return PT_OK;
-}
-
-pt_status data_read_fd(int fd, const char *path, void *buf, size_t len, size_t *got)
-{
-    *got = 0;
-    while (*got < len) {
-        size_t want = len - *got;
-        if (want > IDX_MAX_READ) want = IDX_MAX_READ;
-        ssize_t r = read(fd, (uint8_t *)buf + *got, want);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return pt_fail(PT_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-        if (r == 0) break;
-        *got += (size_t)r;
-    }
-    return PT_OK;
-}
 
 /* ---- one IDX file ------------------------------------------------------ */
 
@@ -175,8 +98,8 @@ static pt_status idx_read_file(const char *path, const idx_kind *k, const char *
     snprintf(what, sizeof what, "IDX %s file", k->kind);
     int fd = -1;
     uint64_t size = 0;
-    st = data_open_regular(path, what, hint ? FASHION_NOT_FILE : "give a gzip (or plain) IDX file",
-                           DATA_IDX_MAX_FILE, &fd, &size);
+    st = safefile_open(path, what, hint ? FASHION_NOT_FILE : "give a gzip (or plain) IDX file",
+                       IDX_MAX_FILE, &fd, &size);
     if (st == PT_ERR_IO && hint) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", pt_last_error());
@@ -343,15 +266,15 @@ pt_status idx_load_fashion(idx_dataset *ds, const char *dir, int train)
 {
     char ipath[4096], lpath[4096];
     const char *split = train ? "train" : "t10k";
-    if (!dir || !dir[0]) dir = DATA_FASHION_DIR;
+    if (!dir || !dir[0]) dir = IDX_FASHION_DIR;
     struct stat sb;
     if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
         if (ds) memset(ds, 0, sizeof *ds);
         return pt_fail(PT_ERR_INVALID,
                        "data.path %s is %s, not a directory: give the directory that holds "
                        "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
-                       "and t10k-labels-idx1-ubyte.gz (default " DATA_FASHION_DIR ")",
-                       dir, data_file_kind((unsigned)sb.st_mode));
+                       "and t10k-labels-idx1-ubyte.gz (default " IDX_FASHION_DIR ")",
+                       dir, safefile_kind((unsigned)sb.st_mode));
     }
     int a = snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, split);
     int b = snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, split);
@@ -378,59 +301,4 @@ void idx_sample_features(const idx_dataset *ds, long i, float *out)
     size_t f = (size_t)ds->rows * (size_t)ds->cols;
     const uint8_t *px = ds->images + (size_t)i * f;
     for (size_t k = 0; k < f; k++) out[k] = ((float)px[k] / 255.0f - mean) / std;
-}
-
-/* ---- sampler ----------------------------------------------------------- */
-
-pt_status sampler_init(sampler *s, uint64_t seed, long n)
-{
-    if (!s) return pt_fail(PT_ERR_INVALID, "sampler_init: sampler is NULL");
-    memset(s, 0, sizeof *s);
-    s->epoch = -1;
-    if (n < 1 || (unsigned long)n > UINT32_MAX)
-        return pt_fail(PT_ERR_INVALID, "sampler_init: sample count %ld out of range (expected 1..%lu)", n,
-                       (unsigned long)UINT32_MAX);
-    s->perm = malloc((size_t)n * sizeof *s->perm);
-    if (!s->perm) return pt_fail(PT_ERR_NOMEM, "sampler_init: cannot allocate a permutation of %ld samples", n);
-    s->seed = seed;
-    s->n = n;
-    return PT_OK;
-}
-
-/* Fisher–Yates over 0..n-1: for i = n-1 .. 1 swap perm[i] with perm[j],
- * j = ⌊r·(i+1) / 2^32⌋ for r = rng_u32(key, i); key = (seed, SAMPLER,
- * a = epoch bits 0..23, b = epoch bits 24..55). */
-static void sampler_shuffle(sampler *s, long epoch)
-{
-    rng_key key = {.seed = s->seed,
-                   .stream = RNG_STREAM_SAMPLER,
-                   .a = (uint32_t)((uint64_t)epoch & 0xffffffu),
-                   .b = (uint32_t)((uint64_t)epoch >> 24),
-                   .c = 0};
-    int64_t *p = s->perm;
-    for (long i = 0; i < s->n; i++) p[i] = i;
-    for (long i = s->n - 1; i > 0; i--) {
-        uint32_t r = rng_u32(key, (uint64_t)i);
-        long j = (long)(((uint64_t)r * (uint64_t)(i + 1)) >> 32);
-        int64_t t = p[i];
-        p[i] = p[j];
-        p[j] = t;
-    }
-    s->epoch = epoch;
-}
-
-/* Returns -1 when the sampler is not initialised, epoch < 0 or pos is not in 0..n-1. */
-long sampler_index(sampler *s, long epoch, long pos)
-{
-    if (!s || !s->perm || epoch < 0 || pos < 0 || pos >= s->n) return -1;
-    if (s->epoch != epoch) sampler_shuffle(s, epoch);
-    return (long)s->perm[pos];
-}
-
-void sampler_free(sampler *s)
-{
-    if (!s) return;
-    free(s->perm);
-    memset(s, 0, sizeof *s);
-    s->epoch = -1;
 }

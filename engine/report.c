@@ -1,0 +1,354 @@
+/* report.c — what a run tells: plan, progress, breakdown, closing lines,
+ * summary, fingerprint. */
+#include "report.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <xxhash.h>
+
+#include "partition.h"
+#include "safefile.h"
+#include "schedule.h"
+
+void report_duration(char *buf, size_t len, double s, int exact)
+{
+    if (s < 0 || !isfinite(s)) s = 0;
+    if (s == 0) {
+        snprintf(buf, len, "0 s");
+        return;
+    }
+    if (s < 0.01) {
+        snprintf(buf, len, "%.2g ms", s * 1e3);
+        return;
+    }
+    if (s < 59.95) {
+        snprintf(buf, len, s < 9.995 ? "%.2f s" : "%.1f s", s);
+        return;
+    }
+    long t = (long)(s + 0.5);
+    int n = t >= 3600 ? snprintf(buf, len, "%ldh%02ldm", t / 3600, (t / 60) % 60)
+                      : snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+    if (exact && n > 0 && (size_t)n < len) snprintf(buf + n, len - (size_t)n, " (%.1f s)", s);
+}
+
+const char *report_rate_unit(const dataset *d, double *per_sample)
+{
+    int lm = d->kind == DATASET_TEXT;
+    *per_sample = lm ? (double)d->targets : 1.0;
+    return lm ? "tokens" : "samples";
+}
+
+/* Can the file that `key` names be written at the end of the run? It must
+ * be a regular file or not exist yet, in a directory where it can be
+ * created. Leaves an existing file as it is and removes one it created. */
+static pt_status check_output(const char *key, const char *path)
+{
+    struct stat sb;
+    int existed = stat(path, &sb) == 0;
+    if (existed && !S_ISREG(sb.st_mode))
+        return pt_fail(PT_ERR_INVALID, "%s %s is %s, not a regular file: give the path of a file to write",
+                       key, path, safefile_kind(sb.st_mode));
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK, 0644);
+    if (fd < 0) return pt_fail(PT_ERR_IO, "%s: cannot create %s: %s", key, path, strerror(errno));
+    close(fd);
+    if (!existed) unlink(path);
+    return PT_OK;
+}
+
+pt_status report_open_outputs(FILE **metrics, const config *c, const comm_grid *g, const dataset *d,
+                              const char *tensor_hashes, int *reporter)
+{
+    pt_status st = PT_OK;
+    *metrics = NULL;
+    if (g->rank == 0) {
+        if (c->log_metrics[0]) st = check_output("log.metrics", c->log_metrics);
+        if (!st && c->log_summary[0]) st = check_output("log.summary", c->log_summary);
+        if (!st && tensor_hashes) st = check_output("--tensor-hashes", tensor_hashes);
+        if (!st && c->log_metrics[0]) {
+            *metrics = fopen(c->log_metrics, "w");
+            if (!*metrics)
+                st = pt_fail(PT_ERR_IO, "log.metrics: cannot create %s: %s", c->log_metrics, strerror(errno));
+            double per_sample;
+            if (!st)
+                fprintf(*metrics, "step,loss,lr,grad_norm,%s_per_s,elapsed_s\n", report_rate_unit(d, &per_sample));
+        }
+    }
+    return comm_agree(g, st, reporter);
+}
+
+void report_plan(const config *c, const comm_grid *g, const model *m, const int *cuts, const schedule *train,
+                 const dataset *d)
+{
+    if (g->rank != 0) return;
+    printf("plan: %d stage%s, %s schedule, %d micro-batches of %d samples (global batch %d), %s partition\n",
+           g->P, g->P > 1 ? "s" : "", sched_kind_name(c->schedule), c->micro_batches, config_micro_rows(c),
+           c->batch_size, partition_kind_name(c->partition));
+    for (int s = 0; s < g->P; s++) {
+        size_t params = 0;
+        double flops = 0;
+        for (int l = cuts[s]; l < cuts[s + 1]; l++) {
+            params += layer_param_floats(&m->layers[l]);
+            flops += layer_get(m->layers[l].kind)->flops(&m->layers[l]);
+        }
+        printf("  stage %d: layers %d-%d, %zu parameters, %.2f MFLOP/sample forward, stash bound %d\n", s,
+               cuts[s], cuts[s + 1] - 1, params, flops / 1e6, train->slots[s]);
+    }
+    if (d->kind == DATASET_TEXT)
+        printf("  data: %s, %ld training bytes, %ld validation contexts of %d bytes, unigram entropy %.4f "
+               "nats/byte\n", d->source, d->text_split, d->n_test, d->features, d->unigram_entropy);
+    else
+        printf("  data: %s, %ld training and %ld test samples\n", d->source, d->n_train, d->n_test);
+    fflush(stdout);
+}
+
+void report_clock_start(report_clock *k, long first, long stop)
+{
+    k->first = first;
+    k->stop = stop;
+    k->t_start = k->last_t = comm_wtime();
+    k->last_step = first;
+}
+
+void report_step(report_clock *k, FILE *metrics, const config *c, const comm_grid *g, const dataset *d,
+                 long step, double loss, double norm)
+{
+    long first = k->first, stop = k->stop;
+    lr_schedule ls = config_lr(c);
+    double now = comm_wtime(), elapsed = now - k->t_start, per_sample;
+    const char *unit = report_rate_unit(d, &per_sample);
+    if (metrics)
+        fprintf(metrics, "%ld,%.6f,%.6g,%.6f,%.1f,%.3f\n", step + 1, loss, lr_at(&ls, step + 1), norm,
+                (double)(step + 1 - first) * c->batch_size * per_sample / elapsed, elapsed);
+    if (g->rank == 0 && c->log_every > 0 &&
+        ((step + 1) % c->log_every == 0 || step + 1 == stop || step == first)) {
+        char eta[32], el[32];
+        report_duration(el, sizeof el, elapsed, 0);
+        report_duration(eta, sizeof eta, elapsed / (step + 1 - first) * (stop - step - 1), 0);
+        printf("step %6ld/%ld  loss %.4f  lr %.2e  grad-norm %.3f  %8.0f %s/s  elapsed %s  eta %s\n",
+               step + 1, c->steps, loss, lr_at(&ls, step + 1), norm,
+               (double)(step + 1 - k->last_step) * c->batch_size * per_sample / (now - k->last_t), unit, el, eta);
+        fflush(stdout);
+        k->last_t = now;
+        k->last_step = step + 1;
+    }
+}
+
+void report_eval(const comm_grid *g, const dataset *d, long done, double loss, double acc)
+{
+    if (g->rank != 0) return;
+    if (d->kind == DATASET_TEXT)
+        printf("step %6ld: validation loss %.4f\n", done, loss);
+    else
+        printf("step %6ld: test loss %.4f, test accuracy %.4f\n", done, loss, acc);
+    fflush(stdout);
+}
+
+/* Each slot of the array has one owner, so XOR combines them; the
+ * "name hash" lines let two runs be compared tensor by tensor. */
+pt_status report_fingerprint(const model *m, const stage *st, const comm_grid *g, const char *hashes_path,
+                             char hex[33])
+{
+    int total = model_tensor_count(m, 0, m->n_layers), before = model_tensor_count(m, 0, st->first);
+    /* slot `total` holds the hash of a tied copy, checked against its source */
+    unsigned long long *h = calloc((size_t)total + 1, sizeof *h);
+    model_tensor *names = hashes_path && g->rank == 0 ? calloc((size_t)total + 1, sizeof *names) : NULL;
+    if (!h || (hashes_path && g->rank == 0 && !names)) {
+        free(h);
+        return pt_fail(PT_ERR_NOMEM, "out of memory");
+    }
+    for (int k = 0; k < st->n_tensors; k++) {
+        const stage_tensor *t = &st->tensors[k];
+        char source[STAGE_TENSOR_NAME_MAX];
+        if (t->tied_to >= 0) model_param_name(source, sizeof source, m->tied_embed, "w");
+        const char *name = t->tied_to >= 0 ? source : t->name;
+        XXH64_hash_t seed = XXH3_64bits(name, strlen(name));
+        /* a tied copy is hashed once, as its source, and checked against it */
+        h[t->tied_to >= 0 ? total : before + k] =
+            XXH3_64bits_withSeed(st->params + t->offset, t->numel * sizeof(float), seed);
+    }
+    pt_status rc = comm_allreduce_xor(h, total + 1, g->pipe, "MPI_Allreduce of the parameter fingerprint");
+    if (!rc && m->tied_head >= 0 && h[total] != h[model_tied_source(m, m->tied_head, 0)])
+        rc = pt_fail(PT_ERR_MISMATCH, "the tied copy layers.%d.w differs from layers.%d.w", m->tied_head,
+                     m->tied_embed);
+    if (!rc) {
+        XXH128_hash_t f = XXH3_128bits(h, (size_t)total * sizeof *h);
+        snprintf(hex, 33, "%016llx%016llx", (unsigned long long)f.high64, (unsigned long long)f.low64);
+    }
+    if (!rc && names) {
+        model_tensors(m, names);
+        FILE *f = fopen(hashes_path, "w");
+        if (!f) rc = pt_fail(PT_ERR_IO, "--tensor-hashes: cannot create '%s'", hashes_path);
+        for (int k = 0; f && k < total; k++) fprintf(f, "%s %016llx\n", names[k].name, h[k]);
+        if (f && fclose(f) != 0) rc = pt_fail(PT_ERR_IO, "--tensor-hashes: cannot write '%s'", hashes_path);
+    }
+    free(names);
+    free(h);
+    return rc;
+}
+
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* Training FLOPs of one step on this stage: forward, and backward counted as
+ * twice the forward, except the model's first layer, whose input gradient is
+ * never computed. */
+static double stage_step_flops(const model *m, const stage *st, const config *c)
+{
+    double f = 0;
+    for (int l = st->first; l < st->last; l++) {
+        double fwd = layer_get(m->layers[l].kind)->flops(&m->layers[l]);
+        f += fwd * (l == 0 && m->layers[l].kind == LAYER_LINEAR ? 2.0 : 3.0);
+    }
+    return f * c->batch_size;
+}
+
+/* One rank's figures, in this order, in report_gather_figures's array. */
+enum { RANK_COMPUTE, RANK_WAIT, RANK_COMM, RANK_DATA, RANK_OPTIM, RANK_TOTAL, RANK_RSS_KIB,
+       RANK_STASH, RANK_PARAMS, RANK_FLOPS, RANK_FIELDS };
+
+pt_status report_gather_figures(const executor *ex, const stage *st, const model *m, const config *c,
+                                const comm_grid *g, long steps, double **out)
+{
+    double mine[RANK_FIELDS] = {
+        [RANK_COMPUTE] = ex->t.compute, [RANK_WAIT] = ex->t.wait, [RANK_COMM] = ex->t.comm,
+        [RANK_DATA] = ex->t.data, [RANK_OPTIM] = ex->t.optim, [RANK_TOTAL] = ex->t.total + ex->t.optim,
+        [RANK_RSS_KIB] = (double)peak_rss_kib(), [RANK_STASH] = (double)stage_stash_bytes(st),
+        [RANK_PARAMS] = (double)st->n_params, [RANK_FLOPS] = stage_step_flops(m, st, c) * (double)steps};
+    *out = NULL;
+    double *all = g->rank == 0 ? calloc((size_t)g->size * RANK_FIELDS, sizeof *all) : NULL;
+    if (g->rank == 0 && !all) return pt_fail(PT_ERR_NOMEM, "out of memory");
+    pt_status rc =
+        comm_gather_doubles(mine, RANK_FIELDS, all, 0, g->world, "MPI_Gather of the per-rank figures");
+    if (rc) {
+        free(all);
+        return rc;
+    }
+    *out = all;
+    return PT_OK;
+}
+
+/* The bubble the run's own lowered lists imply with unit costs (F = BI = BW
+ * = 1, B = 2, transfers free): (P−1)/(M+P−1) for GPipe and 1F1B, about a
+ * third of it for ZB-H1 (schedule_theoretical_bubble). */
+static double theoretical_bubble(const comm_grid *g, const config *c)
+{
+    schedule sc;
+    if (schedule_build(&sc, c->schedule, g->P, c->micro_batches) != PT_OK) {
+        pt_clear_error();
+        return 0;
+    }
+    double b = schedule_theoretical_bubble(&sc);
+    schedule_free(&sc);
+    return b;
+}
+
+void report_breakdown(const config *c, const comm_grid *g, const int *cuts, const double *all)
+{
+    printf("\nper-rank breakdown (seconds over the training steps; bubble = waiting on receives):\n");
+    printf("  rank stage layers     params   compute  bubble   comm   data  optim  bubble%%  GFLOP/s  stash MiB  peak RSS MiB\n");
+    for (int i = 0; i < g->size; i++) {
+        const double *v = all + (size_t)i * RANK_FIELDS;
+        int s = i % g->P;
+        char layers[32];
+        snprintf(layers, sizeof layers, "%d-%d", cuts[s], cuts[s + 1] - 1);
+        printf("  %4d %5d %-7s %9.0f %9.2f %7.2f %6.2f %6.2f %6.2f %7.1f%% %8.1f %10.1f %13.1f\n", i, s, layers,
+               v[RANK_PARAMS], v[RANK_COMPUTE], v[RANK_WAIT], v[RANK_COMM], v[RANK_DATA], v[RANK_OPTIM],
+               v[RANK_TOTAL] > 0 ? 100.0 * v[RANK_WAIT] / v[RANK_TOTAL] : 0.0,
+               v[RANK_COMPUTE] > 0 ? v[RANK_FLOPS] / v[RANK_COMPUTE] / 1e9 : 0.0, v[RANK_STASH] / 1048576.0,
+               v[RANK_RSS_KIB] / 1024.0);
+    }
+    printf("  theoretical bubble of the %s schedule (F = BI = BW, transfers free) = %.1f%%\n",
+           sched_kind_name(c->schedule), 100.0 * theoretical_bubble(g, c));
+}
+
+/* log.summary: the run's figures as JSON, for scripts and benchmarks. */
+static pt_status write_summary(const config *c, const comm_grid *g, const dataset *d, const int *cuts,
+                               const double *all, double throughput, double train_time, double test_loss,
+                               double test_acc, const char *fp)
+{
+    cJSON *j = cJSON_CreateObject(), *ranks = cJSON_CreateArray();
+    cJSON_AddNumberToObject(j, "stages", g->P);
+    cJSON_AddNumberToObject(j, "micro_batches", c->micro_batches);
+    cJSON_AddStringToObject(j, "schedule", sched_kind_name(c->schedule));
+    cJSON_AddStringToObject(j, "partition", partition_kind_name(c->partition));
+    cJSON_AddNumberToObject(j, "batch_size", c->batch_size);
+    cJSON_AddNumberToObject(j, "micro_batch_rows", config_micro_rows(c));
+    cJSON_AddNumberToObject(j, "blas_threads", c->blas_threads);
+    cJSON_AddNumberToObject(j, "steps", (double)c->steps);
+    cJSON_AddNumberToObject(j, "train_seconds", train_time);
+    cJSON_AddNumberToObject(j, "throughput_samples_per_s", throughput);
+    double per_sample;
+    if (!strcmp(report_rate_unit(d, &per_sample), "tokens"))
+        cJSON_AddNumberToObject(j, "throughput_tokens_per_s", throughput * per_sample);
+    cJSON_AddNumberToObject(j, "test_loss", test_loss);
+    cJSON_AddNumberToObject(j, "test_accuracy", test_acc);
+    cJSON_AddNumberToObject(j, "theoretical_bubble", theoretical_bubble(g, c));
+    cJSON_AddStringToObject(j, "parameter_fingerprint", fp);
+    for (int i = 0; all && i < g->size; i++) {
+        const double *v = all + (size_t)i * RANK_FIELDS;
+        int s = i % g->P;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "rank", i);
+        cJSON_AddNumberToObject(o, "stage", s);
+        cJSON_AddNumberToObject(o, "first_layer", cuts[s]);
+        cJSON_AddNumberToObject(o, "last_layer", cuts[s + 1] - 1);
+        cJSON_AddNumberToObject(o, "params", v[RANK_PARAMS]);
+        cJSON_AddNumberToObject(o, "flops", v[RANK_FLOPS]);
+        cJSON_AddNumberToObject(o, "compute_s", v[RANK_COMPUTE]);
+        cJSON_AddNumberToObject(o, "bubble_s", v[RANK_WAIT]);
+        cJSON_AddNumberToObject(o, "comm_s", v[RANK_COMM]);
+        cJSON_AddNumberToObject(o, "data_s", v[RANK_DATA]);
+        cJSON_AddNumberToObject(o, "optim_s", v[RANK_OPTIM]);
+        cJSON_AddNumberToObject(o, "total_s", v[RANK_TOTAL]);
+        cJSON_AddNumberToObject(o, "bubble_fraction", v[RANK_TOTAL] > 0 ? v[RANK_WAIT] / v[RANK_TOTAL] : 0);
+        cJSON_AddNumberToObject(o, "compute_gflops", v[RANK_COMPUTE] > 0 ? v[RANK_FLOPS] / v[RANK_COMPUTE] / 1e9 : 0);
+        cJSON_AddNumberToObject(o, "stash_bytes", v[RANK_STASH]);
+        cJSON_AddNumberToObject(o, "peak_rss_kib", v[RANK_RSS_KIB]);
+        cJSON_AddItemToArray(ranks, o);
+    }
+    cJSON_AddItemToObject(j, "ranks", ranks);
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    pt_status st = PT_OK;
+    FILE *f = text ? fopen(c->log_summary, "w") : NULL;
+    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) st = pt_fail(PT_ERR_IO, "log.summary: cannot write '%s'", c->log_summary);
+    if (f && fclose(f) != 0 && !st) st = pt_fail(PT_ERR_IO, "log.summary: cannot write '%s'", c->log_summary);
+    free(text);
+    return st;
+}
+
+pt_status report_closing(const config *c, const comm_grid *g, const dataset *d, const int *cuts,
+                         const double *all, const report_result *res)
+{
+    char took[48];
+    report_duration(took, sizeof took, res->seconds, 1);
+    int text = d->kind == DATASET_TEXT;
+    printf("\n");
+    if (!text) printf("test loss: %.4f\n", res->test_loss);
+    printf("time: %s\n", took);
+    double per_sample;
+    const char *unit = report_rate_unit(d, &per_sample);
+    if (res->trained) printf("throughput: %.0f %s/s\n", res->throughput * per_sample, unit);
+    if (text)
+        printf("validation loss: %.4f (unigram entropy of the corpus: %.4f nats/byte)\n", res->test_loss,
+               d->unigram_entropy);
+    else
+        printf("test accuracy: %.4f\n", res->test_acc);
+    printf("parameter fingerprint: %s\n", res->fingerprint);
+    fflush(stdout);
+    if (!c->log_summary[0]) return PT_OK;
+    return write_summary(c, g, d, cuts, all, res->throughput, res->train_seconds, res->test_loss, res->test_acc,
+                         res->fingerprint);
+}

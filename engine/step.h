@@ -1,0 +1,57 @@
+/* step.h — one optimizer step after a rank's op list: the tied-weight sum,
+ * the fused end-of-step reduction (per-layer Σg², loss, non-finite flag),
+ * clipping, non-finite handling and the optimizer update. */
+#ifndef PT_STEP_H
+#define PT_STEP_H
+
+#include "comm.h"
+#include "config.h"
+#include "executor.h"
+#include "layers.h"
+#include "pt_status.h"
+#include "stage.h"
+
+/* What one rank keeps between steps. A zeroed step_state holds nothing
+ * (step_free accepts it). */
+typedef struct {
+    double *reduce;          /* n_layers + 2 doubles: per global layer Σg², then the loss, then the
+                              * count of non-finite values */
+    comm_tied tied;          /* the two ranks holding the tied embedding and its copy, when they are
+                              * different stages; zeroed otherwise */
+    int tied_src, tied_copy; /* this stage's tensor indices of the tied source and copy, -1: absent */
+} step_state;
+
+/* Collective over g->pipe when the model ties its embedding (every stage
+ * takes part in making the group of the two holding stages, found from cuts,
+ * the P + 1 cut points of partition_layers); otherwise not collective.
+ * Finds the tied tensors in st and allocates the reduction buffer. Errors:
+ * PT_ERR_MPI, PT_ERR_NOMEM (this rank only). */
+pt_status step_init(step_state *s, const model *m, const int *cuts, const stage *st, const comm_grid *g);
+
+/* Collective over the tied group when this rank is in one; frees and zeroes
+ * s. Safe on a zeroed step_state. */
+void step_free(step_state *s);
+
+/* Tied embeddings, after the backward passes: both holders' gradients of
+ * the tied matrix become g_source + g_copy, so the two copies take the same
+ * update. On one stage the sum is local; across two stages it is an
+ * all-reduce of the two ranks — the same single addition either way
+ * (collective over the tied group). No-op for an untied model. Errors:
+ * PT_ERR_MPI. */
+pt_status step_sync_tied(step_state *s, const model *m, stage *st);
+
+/* Collective over g->pipe. Ends training step `step` (0-based): one fused
+ * all-reduce of per-layer Σg², the last stage's mean loss (ex->loss_sum /
+ * micro-batches) and a non-finite count; then *norm = the global gradient
+ * norm (summed in global layer order), *loss = the step's mean loss,
+ * clipping to train.grad_clip and the optimizer update at the learning rate
+ * of step + 1. A non-finite loss or gradient (named by layer and the stage
+ * holding it, found from cuts) either stops the run — PT_ERR_NONFINITE on
+ * every rank alike — or, with train.nonfinite = skip, skips the update
+ * (*skipped = 1; rank 0 prints one line). Adds the reduction's seconds to
+ * ex->t.comm and the rest to ex->t.optim. Errors: PT_ERR_NONFINITE,
+ * PT_ERR_MPI. */
+pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const model *m, const int *cuts,
+                      stage *st, executor *ex, long step, double *loss, double *norm, int *skipped);
+
+#endif
