@@ -64,6 +64,9 @@ Prints markdown tables and writes into the results directory:
                other processes used at most $BUSY_LIMIT CPU, and the sgemm figures;
                re-run the rest (same options as before)
   --help       print this help and exit
+
+environment: BENCH_P, BENCH_M and BENCH_SCHEDULES narrow the plan to the listed values, e.g.
+BENCH_P="1 2" BENCH_M=8 BENCH_SCHEDULES="1f1b zbh1" for a focused comparison.
 EOF
 }
 bench_option() { case "$1" in --profile) PROFILE=1 ;; *) return 1 ;; esac; }
@@ -85,6 +88,10 @@ CONTEXT=$(sed -n 's/^[[:space:]]*context[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1
 [ -n "$CONTEXT" ] || { echo "$BENCH: no 'context =' line in $CONFIG" >&2; exit 1; }
 BENCH_RATE_SCALE=$CONTEXT
 BENCH_RATE_UNIT=tokens/s
+# a subset, for a focused comparison: BENCH_P="1 2" BENCH_M="8" BENCH_SCHEDULES="1f1b zbh1"
+[ -n "${BENCH_P:-}" ] && read -ra PS <<<"$BENCH_P"
+[ -n "${BENCH_M:-}" ] && read -ra MS <<<"$BENCH_M"
+[ -n "${BENCH_SCHEDULES:-}" ] && read -ra SCHEDS <<<"$BENCH_SCHEDULES"
 # evaluation after training is not part of the throughput; keep it short
 COMMON_SETS=("train.batch_size=$BATCH" train.log_every=0 train.eval_every=0 train.warmup_steps=0
              data.val_contexts=8 checkpoint.dir= pipeline.partition=cost)

@@ -58,6 +58,10 @@ Prints markdown tables and writes into the results directory:
                other processes used at most $BUSY_LIMIT CPU, and the sgemm figures;
                re-run the rest (same options as before)
   --help       print this help and exit
+
+environment: BENCH_P, BENCH_M, BENCH_SCHEDULES (and BENCH_MODELS for
+bench/pipeline.sh) narrow the plan to the listed values, e.g.
+BENCH_P="1 2" BENCH_M=8 BENCH_SCHEDULES="1f1b zbh1" for a focused comparison.
 EOF
 }
 
@@ -77,6 +81,11 @@ else
   declare -A STEPS=([balanced]=8 [mlp]=24)
 fi
 MODELS=(balanced mlp)
+# a subset, for a focused comparison: BENCH_P="1 2" BENCH_M="8" BENCH_SCHEDULES="1f1b zbh1"
+[ -n "${BENCH_P:-}" ] && read -ra PS <<<"$BENCH_P"
+[ -n "${BENCH_M:-}" ] && read -ra MS <<<"$BENCH_M"
+[ -n "${BENCH_SCHEDULES:-}" ] && read -ra SCHEDS <<<"$BENCH_SCHEDULES"
+[ -n "${BENCH_MODELS:-}" ] && read -ra MODELS <<<"$BENCH_MODELS"
 declare -A CONFIG=([balanced]=bench/configs/balanced.ini [mlp]=examples/fashion_mlp.ini)
 declare -A FEATURES=([balanced]=16 [mlp]=784)
 # the MLP's schedule has a 100-step warm-up; runs here are shorter

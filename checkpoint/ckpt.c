@@ -1161,26 +1161,23 @@ pt_status ckpt_commit(const char *run_dir, long step)
     return fsync_path(run_dir, 1);
 }
 
-typedef struct {
-    long step;
-    char name[64];
-} step_dir;
-
 static int step_dir_newest_first(const void *a, const void *b)
 {
-    long x = ((const step_dir *)a)->step, y = ((const step_dir *)b)->step;
+    long x = ((const ckpt_step_entry *)a)->step, y = ((const ckpt_step_entry *)b)->step;
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-pt_status ckpt_prune(const char *run_dir, int keep)
-{
-    if (!run_dir) return pt_fail(PT_ERR_INVALID, "ckpt_prune: missing run directory");
-    char latest[64] = "";
-    if (ckpt_read_latest(run_dir, latest, sizeof latest) != PT_OK) latest[0] = '\0'; /* none: keep by age only */
+static int step_dir_oldest_first(const void *a, const void *b) { return step_dir_newest_first(b, a); }
 
+/* The step-N directories of run_dir, in directory order; with clean_tmp, the
+ * .tmp-step-* and .old-step-* directories left by a crash are removed. */
+static pt_status scan_run_dir(const char *run_dir, int clean_tmp, ckpt_step_entry **out, int *count)
+{
+    *out = NULL;
+    *count = 0;
     DIR *d = opendir(run_dir);
     if (!d) return pt_fail(PT_ERR_IO, "cannot open run directory %s: %s", run_dir, strerror(errno));
-    step_dir *dirs = NULL;
+    ckpt_step_entry *dirs = NULL;
     int n = 0, cap = 0;
     pt_status st = PT_OK;
     struct dirent *de;
@@ -1188,16 +1185,16 @@ pt_status ckpt_prune(const char *run_dir, int keep)
         char path[CKPT_PATH_MAX];
         if ((st = join(path, sizeof path, run_dir, de->d_name)) != PT_OK) break;
         if (!strncmp(de->d_name, ".tmp-step-", 10) || !strncmp(de->d_name, ".old-step-", 10)) {
-            if (is_dir(path)) st = remove_tree(path);
+            if (clean_tmp && is_dir(path)) st = remove_tree(path);
             continue;
         }
         long step = parse_step_name(de->d_name);
         if (step < 0 || strlen(de->d_name) >= sizeof dirs[0].name || !is_dir(path)) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
-            step_dir *grown = realloc(dirs, sizeof *dirs * (size_t)cap);
+            ckpt_step_entry *grown = realloc(dirs, sizeof *dirs * (size_t)cap);
             if (!grown) {
-                st = pt_fail(PT_ERR_NOMEM, "ckpt_prune %s: out of memory", run_dir);
+                st = pt_fail(PT_ERR_NOMEM, "listing %s: out of memory", run_dir);
                 break;
             }
             dirs = grown;
@@ -1207,6 +1204,36 @@ pt_status ckpt_prune(const char *run_dir, int keep)
         n++;
     }
     closedir(d);
+    if (st) {
+        free(dirs);
+        return st;
+    }
+    *out = dirs;
+    *count = n;
+    return PT_OK;
+}
+
+pt_status ckpt_list_steps(const char *run_dir, ckpt_step_entry **out, int *n)
+{
+    struct stat sb;
+    if (stat(run_dir, &sb) != 0 && errno == ENOENT) {
+        *out = NULL;
+        *n = 0;
+        return PT_OK;
+    }
+    pt_status st = scan_run_dir(run_dir, 0, out, n);
+    if (!st && *n > 1) qsort(*out, (size_t)*n, sizeof **out, step_dir_oldest_first);
+    return st;
+}
+
+pt_status ckpt_prune(const char *run_dir, int keep)
+{
+    if (!run_dir) return pt_fail(PT_ERR_INVALID, "ckpt_prune: missing run directory");
+    char latest[64] = "";
+    if (ckpt_read_latest(run_dir, latest, sizeof latest) != PT_OK) latest[0] = '\0'; /* none: keep by age only */
+    ckpt_step_entry *dirs = NULL;
+    int n = 0;
+    pt_status st = scan_run_dir(run_dir, 1, &dirs, &n);
     if (st == PT_OK && keep > 0) {
         qsort(dirs, (size_t)n, sizeof *dirs, step_dir_newest_first);
         for (int i = keep; i < n && st == PT_OK; i++) {
@@ -1438,7 +1465,8 @@ static pt_status sandbox_run(const char *path, sandbox_fn fn, void *arg, int sec
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) break;
         if (n == 0) continue; /* the deadline is checked above */
-        ssize_t r = read(fds[0], (char *)&res + got, got < sizeof res ? sizeof res - got : 1);
+        char extra; /* anything past the result is drained and ignored */
+        ssize_t r = got < sizeof res ? read(fds[0], (char *)&res + got, sizeof res - got) : read(fds[0], &extra, 1);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break; /* end of file: the child is done */
         if (got < sizeof res) got += (size_t)r;

@@ -146,6 +146,17 @@ int ckpt_format_supported(int version);
  * replaces <run>/latest atomically (write latest.tmp, fsync, rename). */
 pt_status ckpt_commit(const char *run_dir, long step);
 
+/* A step-N directory of a run directory. */
+typedef struct {
+    long step;     /* N */
+    char name[64]; /* "step-000200" as found */
+} ckpt_step_entry;
+
+/* The step-N directories of run_dir (complete or not), ascending by step:
+ * a malloc'ed array in *out (NULL when none), its length in *n; a missing
+ * run_dir has none. Not collective. Errors: PT_ERR_IO, PT_ERR_NOMEM. */
+pt_status ckpt_list_steps(const char *run_dir, ckpt_step_entry **out, int *n);
+
 /* Removes all but the newest `keep` complete checkpoints of run_dir (never the
  * one `latest` names) and any stale .tmp-* directory. keep ≤ 0 keeps all. */
 pt_status ckpt_prune(const char *run_dir, int keep);

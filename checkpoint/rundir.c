@@ -124,7 +124,9 @@ static void break_stale(const char *path, const char *stale_text)
     size_t n = f ? fread(now, 1, sizeof now - 1, f) : 0;
     if (f) fclose(f);
     now[n] = '\0';
-    if (strcmp(now, stale_text) != 0) link(aside, path); /* a live run's lock: put it back */
+    /* not the lock judged stale (a live run replaced it): put it back, and keep
+     * it aside rather than lose it when another lock took its place meanwhile */
+    if (strcmp(now, stale_text) != 0 && link(aside, path) != 0) return;
     unlink(aside);
 }
 
@@ -167,7 +169,12 @@ pt_status rundir_lock_take(const char *run_dir, const char *command, rundir_lock
             return pt_fail(PT_ERR_IO, "checkpoint.dir %s: cannot create its lock file %s: %s", run_dir, path,
                            strerror(errno));
         char held[RUNDIR_LOCK_MAX], who[1024];
-        if (rundir_lock_read(run_dir, held, sizeof held)) continue; /* removed meanwhile: try again */
+        struct stat sb;
+        if (rundir_lock_read(run_dir, held, sizeof held)) {
+            if (lstat(path, &sb) != 0 && errno == ENOENT) continue; /* removed meanwhile: try again */
+            return pt_wrap(PT_ERR_IO, "checkpoint.dir %s holds a lock file this run cannot read (remove it if no "
+                           "run uses the directory): ", run_dir);
+        }
         describe_holder(held, who, sizeof who);
         int state = holder_state(held);
         /* a run that just ended (its job torn down by mpirun) may take a moment to exit */
@@ -204,49 +211,4 @@ void rundir_lock_release(rundir_lock *lk)
     now[n] = '\0';
     if (!strcmp(now, lk->text)) unlink(lk->path);
     lk->path[0] = '\0';
-}
-
-static int cmp_long(const void *a, const void *b)
-{
-    long x = *(const long *)a, y = *(const long *)b;
-    return (x > y) - (x < y);
-}
-
-pt_status rundir_list_steps(const char *run_dir, long **steps, int *n)
-{
-    *steps = NULL;
-    *n = 0;
-    DIR *d = opendir(run_dir);
-    if (!d) {
-        if (errno == ENOENT) return PT_OK;
-        return pt_fail(PT_ERR_IO, "cannot list checkpoint.dir %s: %s", run_dir, strerror(errno));
-    }
-    int cap = 0;
-    struct dirent *e;
-    pt_status st = PT_OK;
-    while ((e = readdir(d))) {
-        char *end = NULL;
-        if (strncmp(e->d_name, "step-", 5)) continue;
-        long step = strtol(e->d_name + 5, &end, 10);
-        if (end == e->d_name + 5 || *end || step < 0) continue;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            long *grown = realloc(*steps, (size_t)cap * sizeof **steps);
-            if (!grown) {
-                st = pt_fail(PT_ERR_NOMEM, "out of memory listing %s", run_dir);
-                break;
-            }
-            *steps = grown;
-        }
-        (*steps)[(*n)++] = step;
-    }
-    closedir(d);
-    if (st) {
-        free(*steps);
-        *steps = NULL;
-        *n = 0;
-        return st;
-    }
-    if (*n) qsort(*steps, (size_t)*n, sizeof **steps, cmp_long);
-    return PT_OK;
 }

@@ -46,9 +46,4 @@ void rundir_lock_release(rundir_lock *lk);
  * Errors: PT_ERR_IO when there is none or it cannot be read. */
 pt_status rundir_lock_read(const char *run_dir, char *out, size_t len);
 
-/* The steps of the step-NNNNNN directories in run_dir (complete or not), in
- * ascending order: a malloc'ed array in *steps (NULL when none), count in *n.
- * A missing run_dir gives none. Errors: PT_ERR_IO, PT_ERR_NOMEM. */
-pt_status rundir_list_steps(const char *run_dir, long **steps, int *n);
-
 #endif

@@ -199,9 +199,10 @@ static pt_status run_ops(executor *e, const sched_list *ops, long step, int trai
     for (int i = 0; i < ops->n_ops && !st; i++) {
         const sched_op *op = &ops->ops[i];
         int mb = op->mb, slot = op->slot;
-        if (slot < 0 || slot >= e->slots) {
-            st = pt_fail(PT_ERR_INVALID, "op %d (%s mb=%d) names stash slot %d, this rank has %d", i,
-                         sched_op_name((sched_op_kind)op->kind), mb, slot, e->slots);
+        if (slot < 0 || slot >= e->slots || op->chunk != 0) {
+            st = pt_fail(PT_ERR_INVALID, "op %d (%s mb=%d) names stash slot %d of chunk %d; this rank holds "
+                         "one chunk of %d slots", i, sched_op_name((sched_op_kind)op->kind), mb, slot,
+                         (int)op->chunk, e->slots);
             break;
         }
         e->doing = sched_op_name((sched_op_kind)op->kind);

@@ -89,11 +89,17 @@ pt_status executor_init(executor *e, const comm_grid *g, stage *st, dataset *dat
                         int rows, int targets, int classes, int slots, uint64_t seed);
 void executor_free(executor *e);
 
-/* Runs a training step's op list: gradients accumulate into e->st->grads
- * (the caller zeroes them), the last stage records loss_sum. */
+/* Runs this rank's lowered, validated op list of a training step (point to
+ * point with the neighbour ranks: a rank that fails leaves its peers waiting
+ * until the job is aborted): gradients accumulate into e->st->grads (the
+ * caller zeroes them), the last stage records loss_sum. Errors:
+ * PT_ERR_INVALID (an op the list should not hold: a slot out of range, a
+ * chunk this executor does not hold, a fault switch), PT_ERR_MPI, and the
+ * stage's errors; the message names the step, the op and the micro-batch. */
 pt_status executor_train_step(executor *e, const sched_list *ops, long step);
 
-/* Runs a forward-only op list over test samples [first, first + M·rows):
+/* Runs a lowered forward-only op list over test samples [first, first + M·rows)
+ * (point to point, errors as executor_train_step):
  * the last stage adds to loss_sum (Σ of the losses of every target), correct
  * (targets whose most likely class is right) and counted (targets). */
 pt_status executor_eval_step(executor *e, const sched_list *ops, long first);

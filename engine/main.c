@@ -77,19 +77,21 @@ static int parse_number(const char *text, double lo, double hi, int is_real, dou
  * the command line's options, the canonical config, and the build (a hash of
  * this executable, the MPI and OpenBLAS libraries). A malloc'ed text, or NULL
  * when out of memory. */
-static char *run_definition(const config *c, const trainer_options *opt, int argc)
+static char *run_definition(const config *c, const trainer_options *opt)
 {
-    size_t need = config_to_lines(c, RESUME_FREE, NULL, 0) + 8192 + (size_t)argc * 64;
+    static const char *const modes[] = {"train", "eval", "generate"};
+    const char *resume = opt->resume ? opt->resume : "", *init = opt->init ? opt->init : "";
+    const char *hashes = opt->tensor_hashes ? opt->tensor_hashes : "";
+    /* every piece is counted before it is written */
+    size_t need = config_to_lines(c, RESUME_FREE, NULL, 0) + strlen(resume) + strlen(init) + strlen(hashes) + 4096;
     for (int i = 0; i < opt->n_prompts; i++) need += strlen(opt->prompts[i]) + 32;
     char *text = malloc(need);
     if (!text) return NULL;
-    static const char *const modes[] = {"train", "eval", "generate"};
     size_t pos = (size_t)snprintf(text, need,
                                   "command = %s\n--resume = %s\n--init = %s\n--stop-after = %ld\n"
                                   "--tensor-hashes = %s\n--tokens = %d\n--temperature = %.9g\n--top-k = %d\n"
                                   "--seed = %llu\n",
-                                  modes[opt->mode], opt->resume ? opt->resume : "", opt->init ? opt->init : "",
-                                  opt->stop_after, opt->tensor_hashes ? opt->tensor_hashes : "", opt->gen_tokens,
+                                  modes[opt->mode], resume, init, opt->stop_after, hashes, opt->gen_tokens,
                                   (double)opt->temperature, opt->top_k, (unsigned long long)opt->gen_seed);
     for (int i = 0; i < opt->n_prompts; i++)
         pos += (size_t)snprintf(text + pos, need - pos, "--prompt %d = %s\n", i + 1, opt->prompts[i]);
@@ -214,14 +216,15 @@ int main(int argc, char **argv)
                      "(for example --set checkpoint.dir=runs/mine)", opt.stop_after);
     int reporter = -1;
     st = comm_agree(&g, st, &reporter);
-    char *what = NULL;
     if (!st) {
-        what = run_definition(&c, &opt, argc);
-        st = what ? comm_same_text(&g, "the run (command line, config and build)", what,
-                                  "every rank must run the same pipetrain build with the same options and "
-                                  "config file contents (on a cluster: the same files on every host)",
-                                  &reporter)
-                  : comm_agree(&g, pt_fail(PT_ERR_NOMEM, "out of memory"), &reporter);
+        /* every rank takes part in the same collectives, whatever its allocation did */
+        char *what = run_definition(&c, &opt);
+        st = comm_agree(&g, what ? PT_OK : pt_fail(PT_ERR_NOMEM, "out of memory"), &reporter);
+        if (!st)
+            st = comm_same_text(&g, "the run (command line, config and build)", what,
+                                "every rank must run the same pipetrain build with the same options and "
+                                "config file contents (on a cluster: the same files on every host)",
+                                &reporter);
         free(what);
     }
     if (!st) {

@@ -225,20 +225,27 @@ static void first_difference(const char *a, const char *b, char *la, char *lb, s
 }
 
 /* Every rank: the checkpoint's config against c. Fills *history with the
- * history the resumed run records; prints the notes on rank 0. */
+ * history the resumed run records and *step with the checkpoint's step;
+ * prints the notes on rank 0. */
 static pt_status resume_rules(const char *path, const config *c, const comm_grid *g, const char *data_hash,
-                              char **history)
+                              char **history, long *step)
 {
     char dir[CKPT_PATH_MAX];
     ckpt_manifest man;
     memset(&man, 0, sizeof man);
     config before;
-    enum { MAX_CHANGES = 64 };
-    config_change *ch = calloc(MAX_CHANGES, sizeof *ch);
-    pt_status st = ch ? ckpt_resolve(path, dir, sizeof dir) : pt_fail(PT_ERR_NOMEM, "out of memory");
+    config_change *ch = NULL;
+    pt_status st = ckpt_resolve(path, dir, sizeof dir);
     if (!st) st = ckpt_read_manifest(dir, &man);
     if (!st) st = config_load_text(&before, man.config_text, dir);
     if (st) goto done;
+    *step = man.step;
+    int n = config_changes(&before, c, NULL, 0);
+    if (n > 0 && !(ch = calloc((size_t)n, sizeof *ch))) {
+        st = pt_fail(PT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    config_changes(&before, c, ch, n);
     if (man.data_fingerprint[0] && strcmp(man.data_fingerprint, data_hash)) {
         st = pt_fail(PT_ERR_MISMATCH,
                      "checkpoint %s was trained on other data than this run reads (data.path = %s): its data "
@@ -247,8 +254,6 @@ static pt_status resume_rules(const char *path, const config *c, const comm_grid
                      dir, c->data_path[0] ? c->data_path : "(the default)", man.data_fingerprint, data_hash, path);
         goto done;
     }
-    int n = config_changes(&before, c, ch, MAX_CHANGES);
-    if (n > MAX_CHANGES) n = MAX_CHANGES;
     char refused[2048] = "";
     size_t pos = 0, extra = 0;
     for (int i = 0; i < n; i++) {
@@ -294,14 +299,14 @@ done:
  * this run must not mix with or replace. resume_step < 0 for a fresh run. */
 static pt_status check_run_dir(const config *c, const char *history, long resume_step)
 {
-    long *steps = NULL;
+    ckpt_step_entry *steps = NULL;
     int n = 0;
     char *mine = identity_text(c, RESUME_NOTE, history), *mine_refuse = identity_text(c, RESUME_REFUSE, NULL);
-    pt_status st = mine && mine_refuse ? rundir_list_steps(c->checkpoint_dir, &steps, &n)
+    pt_status st = mine && mine_refuse ? ckpt_list_steps(c->checkpoint_dir, &steps, &n)
                                        : pt_fail(PT_ERR_NOMEM, "out of memory");
     for (int i = 0; !st && i < n; i++) {
         char dir[CKPT_PATH_MAX];
-        ckpt_step_dir(dir, sizeof dir, c->checkpoint_dir, steps[i]);
+        snprintf(dir, sizeof dir, "%s/%s", c->checkpoint_dir, steps[i].name);
         ckpt_manifest man;
         memset(&man, 0, sizeof man);
         config theirs;
@@ -311,7 +316,7 @@ static pt_status check_run_dir(const config *c, const char *history, long resume
             pt_clear_error();
             continue;
         }
-        int past = resume_step >= 0 && steps[i] <= resume_step;
+        int past = resume_step >= 0 && steps[i].step <= resume_step;
         char *their_refuse = identity_text(&theirs, RESUME_REFUSE, NULL);
         char *their_id = past ? NULL : identity_text(&theirs, RESUME_NOTE, man.history);
         if (!their_refuse || (!past && !their_id)) st = pt_fail(PT_ERR_NOMEM, "out of memory");
@@ -347,15 +352,7 @@ pt_status persist_start(persist_run *pr, const config *c, const comm_grid *g, co
     long resume_step = -1;
     pt_status local = PT_OK, st;
     if (resume) {
-        local = resume_rules(resume, c, g, data_hash, &pr->history);
-        if (!local) {
-            char dir[CKPT_PATH_MAX];
-            ckpt_manifest man;
-            memset(&man, 0, sizeof man);
-            if (!(local = ckpt_resolve(resume, dir, sizeof dir)) && !(local = ckpt_read_manifest(dir, &man)))
-                resume_step = man.step;
-            ckpt_manifest_free(&man);
-        }
+        local = resume_rules(resume, c, g, data_hash, &pr->history, &resume_step);
     } else {
         char line[CKPT_PATH_MAX + 64] = "";
         if (init) snprintf(line, sizeof line, "step 0: initialised from the weights of %s\n", init);

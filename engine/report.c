@@ -162,6 +162,7 @@ pt_status report_fingerprint(const model *m, const stage *st, const comm_grid *g
     model_tensor *names = hashes_path && g->rank == 0 ? calloc((size_t)total + 1, sizeof *names) : NULL;
     if (!h || (hashes_path && g->rank == 0 && !names)) {
         free(h);
+        free(names);
         return pt_fail(PT_ERR_NOMEM, "out of memory");
     }
     for (int k = 0; k < st->n_tensors; k++) {

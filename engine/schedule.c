@@ -1,4 +1,4 @@
-/* schedule.c — the schedule IR: generators (GPipe, 1F1B, forward-only), the
+/* schedule.c — the schedule IR: generators (GPipe, 1F1B, ZB-H1, forward-only), the
  * lowering pass that adds communication and stash slots, the validator of
  * lowered lists and the printer (see schedule.h, design contract 3).
  *

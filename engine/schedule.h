@@ -74,7 +74,8 @@ typedef struct {
 } schedule;
 
 /* "forward", "backward", "backward_input", "post_recv_act", ...; and the
- * schedule kinds "gpipe", "1f1b", "forward", and back (-1 when unknown). */
+ * schedule kinds "gpipe", "1f1b", "forward", "zbh1", and back (-1 when
+ * unknown). */
 const char *sched_op_name(sched_op_kind k);
 const char *sched_kind_name(sched_kind k);
 int sched_kind_from_name(const char *name);

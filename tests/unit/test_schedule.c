@@ -495,6 +495,8 @@ Test(schedule, theoretical_bubbles_from_the_lists)
                 if (kind == SCHED_FORWARD_ONLY) continue;
                 cr_assert_eq(schedule_build(&sc, (sched_kind)kind, P, M), PT_OK, "%s", pt_last_error());
                 double b = schedule_theoretical_bubble(&sc);
+                cr_assert(P == 1 || b > 0, "%s P=%d M=%d: no bubble (could the lists not be timed?)",
+                          sched_kind_name(kind), P, M);
                 if (kind == SCHED_ZBH1)
                     cr_assert(b <= want + 1e-12, "zbh1 P=%d M=%d: bubble %.4f above 1F1B's %.4f", P, M, b, want);
                 else
