@@ -745,29 +745,30 @@ static pt_status check_complete(vstate *v, int r)
     return PT_OK;
 }
 
-/* Pass 3: runs all lists together. POST, SEND and compute ops always
- * complete; a WAIT_RECV completes once the peer has issued the matching
- * send, a WAIT_SEND once the peer has posted the matching receive (so a
- * rendezvous protocol cannot deadlock either). Each rank runs until it
- * blocks; a send or a post wakes the peer it targets. O(total ops). */
-static pt_status check_deadlock(vstate *v)
+/* Runs all lists together. POST, SEND and compute ops always complete; a
+ * WAIT_RECV completes once the peer has issued the matching send, a
+ * WAIT_SEND once the peer has posted the matching receive (so a rendezvous
+ * protocol cannot deadlock either). Each rank runs until it blocks; a send or
+ * a post wakes the peer it targets. O(total ops). pc[r] ends at the op rank r
+ * is blocked on (n_ops when it finished). With cost (seconds per op kind),
+ * clock[r] and busy[r] time the run: a wait ends no earlier than its peer op
+ * was issued (issued[r][i], one entry per op of rank r). */
+static pt_status run_lists(vstate *v, const double *cost, int *pc, double *clock, double *busy, double **issued)
 {
     int P = v->P;
     const schedule *sc = v->sc;
-    int *pc = calloc((size_t)P, sizeof *pc);
     int *queue = malloc((size_t)P * sizeof *queue);
     char *queued = calloc((size_t)P, 1);
-    if (!pc || !queue || !queued) {
-        free(pc);
+    if (!queue || !queued) {
         free(queue);
         free(queued);
-        return pt_fail(PT_ERR_NOMEM, "schedule %s P=%d M=%d: cannot allocate the deadlock check", v->kname, P,
-                       v->M);
+        return pt_fail(PT_ERR_NOMEM, "schedule %s P=%d M=%d: cannot allocate the simulation", v->kname, P, v->M);
     }
     int head = 0, count = P;
     for (int r = 0; r < P; r++) {
         queue[r] = r;
         queued[r] = 1;
+        pc[r] = 0;
     }
     while (count > 0) {
         int r = queue[head];
@@ -780,23 +781,42 @@ static pt_status check_deadlock(vstate *v)
             int k = o->kind;
             peer_op p = peer_of(v, r, o->chunk, k);
             if (k == OP_WAIT_RECV_ACT || k == OP_WAIT_RECV_GRAD || k == OP_WAIT_SEND_ACT || k == OP_WAIT_SEND_GRAD) {
-                int si = *pos_at(v, p.rank, p.chunk, p.kind, o->mb);
-                if (si >= pc[p.rank]) break; /* not issued yet */
+                int si = p.exists ? *pos_at(v, p.rank, p.chunk, p.kind, o->mb) : -1;
+                if (si < 0 || si >= pc[p.rank]) break; /* not issued yet */
+                if (cost && issued[p.rank][si] > clock[r]) clock[r] = issued[p.rank][si];
+            }
+            if (cost) {
+                issued[r][pc[r]] = clock[r];
+                clock[r] += cost[k];
+                busy[r] += cost[k];
             }
             pc[r]++;
-            if (k == OP_SEND_ACT || k == OP_SEND_GRAD || k == OP_POST_RECV_ACT || k == OP_POST_RECV_GRAD) {
-                if (p.rank != r && !queued[p.rank]) {
-                    queue[(head + count) % P] = p.rank;
-                    count++;
-                    queued[p.rank] = 1;
-                }
+            if ((k == OP_SEND_ACT || k == OP_SEND_GRAD || k == OP_POST_RECV_ACT || k == OP_POST_RECV_GRAD) &&
+                p.exists && p.rank != r && !queued[p.rank]) {
+                queue[(head + count) % P] = p.rank;
+                count++;
+                queued[p.rank] = 1;
             }
         }
     }
+    free(queue);
+    free(queued);
+    return PT_OK;
+}
+
+/* Pass 3: all lists run to their end (run_lists), or the message names every
+ * blocked rank and what it waits for. */
+static pt_status check_deadlock(vstate *v)
+{
+    int P = v->P;
+    const schedule *sc = v->sc;
+    int *pc = calloc((size_t)P, sizeof *pc);
+    if (!pc) return pt_fail(PT_ERR_NOMEM, "schedule %s P=%d M=%d: cannot allocate the deadlock check", v->kname, P,
+                            v->M);
+    pt_status st = run_lists(v, NULL, pc, NULL, NULL, NULL);
     int blocked = 0;
-    for (int r = 0; r < P; r++) blocked += pc[r] < sc->ranks[r].n_ops;
-    pt_status st = PT_OK;
-    if (blocked) {
+    for (int r = 0; !st && r < P; r++) blocked += pc[r] < sc->ranks[r].n_ops;
+    if (!st && blocked) {
         msgbuf m = {.len = 0};
         msg_add(&m, "schedule %s P=%d M=%d: deadlock, %d of %d ranks blocked:", v->kname, P, v->M, blocked, P);
         for (int r = 0; r < P; r++) {
@@ -817,8 +837,6 @@ static pt_status check_deadlock(vstate *v)
         st = pt_fail(PT_ERR_INVALID, "%s", m.buf);
     }
     free(pc);
-    free(queue);
-    free(queued);
     return st;
 }
 
@@ -877,55 +895,24 @@ pt_status schedule_time(const schedule *sc, const double cost[OP_KIND_COUNT], do
     vstate v = {.sc = sc, .P = P, .C = C, .M = M, .kname = kind_names[sc->kind]};
     v.pos = malloc(npos * sizeof *v.pos);
     double *clock = calloc((size_t)P, sizeof *clock), **issued = calloc((size_t)P, sizeof *issued);
-    int *pc = calloc((size_t)P, sizeof *pc), *queue = malloc((size_t)P * sizeof *queue);
-    char *queued = calloc((size_t)P, 1);
-    pt_status st = v.pos && clock && issued && pc && queue && queued ? PT_OK
-                                                                      : pt_fail(PT_ERR_NOMEM, "schedule_time: out of memory");
+    int *pc = calloc((size_t)P, sizeof *pc);
+    pt_status st = v.pos && clock && issued && pc ? PT_OK : pt_fail(PT_ERR_NOMEM, "schedule_time: out of memory");
     for (int r = 0; !st && r < P; r++)
         if (!(issued[r] = malloc(((size_t)sc->ranks[r].n_ops + 1) * sizeof **issued)))
             st = pt_fail(PT_ERR_NOMEM, "schedule_time: out of memory");
     if (!st) {
         for (size_t i = 0; i < npos; i++) v.pos[i] = -1;
-        for (int r = 0; r < P; r++)
+        for (int r = 0; r < P; r++) {
+            busy[r] = 0;
             for (int i = 0; i < sc->ranks[r].n_ops; i++) {
                 const sched_op *o = &sc->ranks[r].ops[i];
                 if (o->kind < OP_KIND_COUNT && o->chunk < C && o->mb >= 0 && o->mb < M)
                     *pos_at(&v, r, o->chunk, o->kind, o->mb) = i;
             }
-        int head = 0, count = P;
-        for (int r = 0; r < P; r++) {
-            queue[r] = r;
-            queued[r] = 1;
-            busy[r] = 0;
         }
-        while (count > 0) {
-            int r = queue[head];
-            head = (head + 1) % P;
-            count--;
-            queued[r] = 0;
-            const sched_list *l = &sc->ranks[r];
-            while (pc[r] < l->n_ops) {
-                const sched_op *o = &l->ops[pc[r]];
-                int k = o->kind;
-                peer_op p = peer_of(&v, r, o->chunk, k);
-                if (k == OP_WAIT_RECV_ACT || k == OP_WAIT_RECV_GRAD || k == OP_WAIT_SEND_ACT ||
-                    k == OP_WAIT_SEND_GRAD) {
-                    int si = p.exists ? *pos_at(&v, p.rank, p.chunk, p.kind, o->mb) : -1;
-                    if (si < 0 || si >= pc[p.rank]) break;
-                    if (issued[p.rank][si] > clock[r]) clock[r] = issued[p.rank][si];
-                }
-                issued[r][pc[r]] = clock[r];
-                clock[r] += cost[k];
-                busy[r] += cost[k];
-                pc[r]++;
-                if ((k == OP_SEND_ACT || k == OP_SEND_GRAD || k == OP_POST_RECV_ACT || k == OP_POST_RECV_GRAD) &&
-                    p.exists && p.rank != r && !queued[p.rank]) {
-                    queue[(head + count) % P] = p.rank;
-                    count++;
-                    queued[p.rank] = 1;
-                }
-            }
-        }
+        st = run_lists(&v, cost, pc, clock, busy, issued);
+    }
+    if (!st) {
         *makespan = 0;
         for (int r = 0; r < P; r++) {
             if (pc[r] < sc->ranks[r].n_ops && !st)
@@ -938,8 +925,6 @@ pt_status schedule_time(const schedule *sc, const double cost[OP_KIND_COUNT], do
     free(issued);
     free(clock);
     free(pc);
-    free(queue);
-    free(queued);
     free(v.pos);
     return st;
 }
