@@ -240,22 +240,8 @@ pt_status report_gather_figures(const executor *ex, const stage *st, const model
     return PT_OK;
 }
 
-/* The bubble the run's own lowered lists imply with unit costs (F = BI = BW
- * = 1, B = 2, transfers free): (P−1)/(M+P−1) for GPipe and 1F1B, about a
- * third of it for ZB-H1 (schedule_theoretical_bubble). */
-static double theoretical_bubble(const comm_grid *g, const config *c)
-{
-    schedule sc;
-    if (schedule_build(&sc, c->schedule, g->P, c->micro_batches) != PT_OK) {
-        pt_clear_error();
-        return 0;
-    }
-    double b = schedule_theoretical_bubble(&sc);
-    schedule_free(&sc);
-    return b;
-}
-
-void report_breakdown(const config *c, const comm_grid *g, const int *cuts, const double *all)
+void report_breakdown(const config *c, const comm_grid *g, const int *cuts, const double *all,
+                      double theoretical_bubble)
 {
     printf("\nper-rank breakdown (seconds over the training steps; bubble = waiting on receives):\n");
     printf("  rank stage layers     params   compute  bubble   comm   data  optim  bubble%%  GFLOP/s  stash MiB  peak RSS MiB\n");
@@ -271,13 +257,12 @@ void report_breakdown(const config *c, const comm_grid *g, const int *cuts, cons
                v[RANK_RSS_KIB] / 1024.0);
     }
     printf("  theoretical bubble of the %s schedule (F = BI = BW, transfers free) = %.1f%%\n",
-           sched_kind_name(c->schedule), 100.0 * theoretical_bubble(g, c));
+           sched_kind_name(c->schedule), 100.0 * theoretical_bubble);
 }
 
 /* log.summary: the run's figures as JSON, for scripts and benchmarks. */
 static pt_status write_summary(const config *c, const comm_grid *g, const dataset *d, const int *cuts,
-                               const double *all, double throughput, double train_time, double test_loss,
-                               double test_acc, const char *fp)
+                               const double *all, const report_result *res)
 {
     cJSON *j = cJSON_CreateObject(), *ranks = cJSON_CreateArray();
     cJSON_AddNumberToObject(j, "stages", g->P);
@@ -288,15 +273,15 @@ static pt_status write_summary(const config *c, const comm_grid *g, const datase
     cJSON_AddNumberToObject(j, "micro_batch_rows", config_micro_rows(c));
     cJSON_AddNumberToObject(j, "blas_threads", c->blas_threads);
     cJSON_AddNumberToObject(j, "steps", (double)c->steps);
-    cJSON_AddNumberToObject(j, "train_seconds", train_time);
-    cJSON_AddNumberToObject(j, "throughput_samples_per_s", throughput);
+    cJSON_AddNumberToObject(j, "train_seconds", res->train_seconds);
+    cJSON_AddNumberToObject(j, "throughput_samples_per_s", res->throughput);
     double per_sample;
     if (!strcmp(report_rate_unit(d, &per_sample), "tokens"))
-        cJSON_AddNumberToObject(j, "throughput_tokens_per_s", throughput * per_sample);
-    cJSON_AddNumberToObject(j, "test_loss", test_loss);
-    cJSON_AddNumberToObject(j, "test_accuracy", test_acc);
-    cJSON_AddNumberToObject(j, "theoretical_bubble", theoretical_bubble(g, c));
-    cJSON_AddStringToObject(j, "parameter_fingerprint", fp);
+        cJSON_AddNumberToObject(j, "throughput_tokens_per_s", res->throughput * per_sample);
+    cJSON_AddNumberToObject(j, "test_loss", res->test_loss);
+    cJSON_AddNumberToObject(j, "test_accuracy", res->test_acc);
+    cJSON_AddNumberToObject(j, "theoretical_bubble", res->theoretical_bubble);
+    cJSON_AddStringToObject(j, "parameter_fingerprint", res->fingerprint);
     for (int i = 0; all && i < g->size; i++) {
         const double *v = all + (size_t)i * RANK_FIELDS;
         int s = i % g->P;
@@ -350,6 +335,5 @@ pt_status report_closing(const config *c, const comm_grid *g, const dataset *d, 
     printf("parameter fingerprint: %s\n", res->fingerprint);
     fflush(stdout);
     if (!c->log_summary[0]) return PT_OK;
-    return write_summary(c, g, d, cuts, all, res->throughput, res->train_seconds, res->test_loss, res->test_acc,
-                         res->fingerprint);
+    return write_summary(c, g, d, cuts, all, res);
 }

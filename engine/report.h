@@ -83,7 +83,8 @@ pt_status report_gather_figures(const executor *ex, const stage *st, const model
 
 /* Rank 0 prints one line per rank of `all` (report_gather_figures): where
  * its time went, and the theoretical bubble. Not collective. */
-void report_breakdown(const config *c, const comm_grid *g, const int *cuts, const double *all);
+void report_breakdown(const config *c, const comm_grid *g, const int *cuts, const double *all,
+                      double theoretical_bubble);
 
 /* Collective over g->pipe. The parameter fingerprint of the model m whose
  * stage st this rank holds, as 32 hex digits in hex[33]: XXH3-64 of each
@@ -104,6 +105,7 @@ typedef struct {
     double throughput;     /* samples per second of training */
     double test_loss, test_acc;
     const char *fingerprint; /* report_fingerprint's hex */
+    double theoretical_bubble; /* schedule_theoretical_bubble of the training schedule */
 } report_result;
 
 /* Rank 0 only (not collective): prints the closing lines (test loss, time,

@@ -231,7 +231,8 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     *reporter = -1;
     double *figures = NULL;
     if ((st = report_gather_figures(&r.ex, &r.st, &r.m, c, g, trained, &figures))) goto done;
-    if (g->rank == 0 && trained > 0) report_breakdown(c, g, r.cuts, figures);
+    double theory = schedule_theoretical_bubble(&r.train_sc); /* unit costs: F = BI = BW, transfers free */
+    if (g->rank == 0 && trained > 0) report_breakdown(c, g, r.cuts, figures, theory);
     double test_loss, test_acc;
     char fp[33];
     if (!(st = evaluate(&r, g, &test_loss, &test_acc)))
@@ -239,7 +240,7 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     double throughput = train_time > 0 ? trained * (double)c->batch_size / train_time : 0.0;
     if (!st && g->rank == 0) {
         report_result res = {opt->mode == TRAINER_TRAIN, comm_wtime() - t_start, train_time, throughput,
-                             test_loss, test_acc, fp};
+                             test_loss, test_acc, fp, theory};
         st = report_closing(c, g, &r.data, r.cuts, figures, &res);
     }
     free(figures);
