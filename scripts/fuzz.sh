@@ -66,21 +66,7 @@ done
 
 # ---- packages and builds --------------------------------------------------------
 if [ $install = 1 ]; then
-  missing=()
-  for p in clang libclang-rt-14-dev llvm; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "fuzz: installing ${missing[*]}"
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then
-      command -v sudo >/dev/null || { echo "fuzz: run as root or install sudo to install: ${missing[*]}" >&2; exit 1; }
-      SUDO=sudo
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  bash scripts/install-packages.sh clang libclang-rt-14-dev llvm
   bash scripts/setup.sh # the other packages, and build/ for the seed checkpoints
 fi
 command -v clang >/dev/null || { echo "fuzz: clang is missing (run without --no-install)" >&2; exit 1; }

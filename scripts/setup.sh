@@ -10,21 +10,7 @@ PACKAGES=(build-essential cmake pkg-config git
           libcriterion-dev libinih-dev libcjson-dev librandom123-dev libxxhash-dev libdeflate-dev
           dataset-fashion-mnist gnuplot-nox fortunes jq python3-h5py perl)
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "pipetrain: installing ${missing[*]}"
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "pipetrain: run as root or install sudo to install: ${missing[*]}" >&2; exit 1; }
-    SUDO=sudo
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash scripts/install-packages.sh "${PACKAGES[@]}"
 
 jobs=$(nproc 2>/dev/null || echo 2)
 echo "pipetrain: building (release) in build/"
