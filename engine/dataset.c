@@ -268,13 +268,12 @@ void dataset_test_batch(const dataset *d, long first, int rows, float *x, int32_
     }
 }
 
-void dataset_fingerprint(const dataset *d, char hex[33])
+pt_status dataset_fingerprint(const dataset *d, char hex[33])
 {
     XXH3_state_t *h = XXH3_createState();
     if (!h || XXH3_128bits_reset(h) != XXH_OK) {
-        snprintf(hex, 33, "%032d", 0);
         XXH3_freeState(h);
-        return;
+        return pt_fail(PT_ERR_NOMEM, "out of memory hashing the data set");
     }
     XXH3_128bits_update(h, &d->kind, sizeof d->kind);
     if (d->kind == DATASET_TEXT) {
@@ -294,4 +293,5 @@ void dataset_fingerprint(const dataset *d, char hex[33])
     XXH128_hash_t v = XXH3_128bits_digest(h);
     XXH3_freeState(h);
     snprintf(hex, 33, "%016llx%016llx", (unsigned long long)v.high64, (unsigned long long)v.low64);
+    return PT_OK;
 }

@@ -67,7 +67,8 @@ void dataset_test_batch(const dataset *d, long first, int rows, float *x, int32_
 /* A hash of the data the run reads (the loaded bytes, not the paths), as 32
  * hex digits in hex[33]: equal on every rank and every host that reads the
  * same data, whatever its path. XXH3-128 over the training and test splits
- * (synthetic data: of the generated rows). Not collective. */
-void dataset_fingerprint(const dataset *d, char hex[33]);
+ * (synthetic data: of the generated rows). Not collective. Errors:
+ * PT_ERR_NOMEM. */
+pt_status dataset_fingerprint(const dataset *d, char hex[33]);
 
 #endif

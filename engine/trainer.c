@@ -109,7 +109,7 @@ static pt_status setup(run *r, const config *c, const comm_grid *g, int *reporte
     pt_status st = comm_agree(g, plan(r, c, g), reporter);
     if (st) return st;
     char data_line[64];
-    dataset_fingerprint(&r->data, r->data_hash);
+    if ((st = comm_agree(g, dataset_fingerprint(&r->data, r->data_hash), reporter))) return st;
     snprintf(data_line, sizeof data_line, "data = %s\n", r->data_hash);
     if ((st = comm_same_text(g, "the data set (a hash of the bytes read from data.path)", data_line,
                              "every host must read the same data: copy the same files to every host, or put "
