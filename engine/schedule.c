@@ -35,6 +35,7 @@ static const char *const kind_names[SCHED_KIND_COUNT] = {
     [SCHED_1F1B] = "1f1b",
     [SCHED_FORWARD_ONLY] = "forward",
     [SCHED_ZBH1] = "zbh1",
+    [SCHED_INTERLEAVED] = "interleaved",
 };
 
 const char *sched_op_name(sched_op_kind k)
@@ -102,10 +103,26 @@ static int push(oplist *l, sched_op_kind k, int mb, int chunk, int slot)
     return 0;
 }
 
-static int build_rank(oplist *l, sched_kind kind, int P, int M, int r)
+static int build_rank(oplist *l, sched_kind kind, int P, int v, int M, int r)
 {
     int e = 0;
     switch (kind) {
+    case SCHED_INTERLEAVED: {
+        /* Megatron's order: k-th forward of this rank is micro-batch
+         * (k/(P·v))·P + k mod P of chunk (k/P) mod v; backwards reverse the chunks */
+        int N = M * v, warm = v == 1 ? P - r - 1 : (P - r - 1) * 2 + (v - 1) * P;
+        if (warm > N) warm = N;
+        int f = 0;
+        for (; f < warm; f++) e |= push(l, OP_FORWARD, f / (P * v) * P + f % P, f / P % v, -1);
+        for (int b = 0; b < N; b++) {
+            if (f < N) {
+                e |= push(l, OP_FORWARD, f / (P * v) * P + f % P, f / P % v, -1);
+                f++;
+            }
+            e |= push(l, OP_BACKWARD, b / (P * v) * P + b % P, v - 1 - b / P % v, -1);
+        }
+        break;
+    }
     case SCHED_GPIPE:
         for (int mb = 0; mb < M; mb++) e |= push(l, OP_FORWARD, mb, 0, -1);
         for (int mb = 0; mb < M; mb++) e |= push(l, OP_BACKWARD, mb, 0, -1);
@@ -135,6 +152,11 @@ static int build_rank(oplist *l, sched_kind kind, int P, int M, int r)
 
 pt_status schedule_build(schedule *sc, sched_kind kind, int P, int M)
 {
+    return schedule_build_chunks(sc, kind, P, 1, M);
+}
+
+pt_status schedule_build_chunks(schedule *sc, sched_kind kind, int P, int chunks, int M)
+{
     memset(sc, 0, sizeof *sc);
     if ((unsigned)kind >= SCHED_KIND_COUNT)
         return pt_fail(PT_ERR_INVALID, "schedule_build: unknown schedule kind %d (expected 0..%d)", (int)kind,
@@ -145,17 +167,24 @@ pt_status schedule_build(schedule *sc, sched_kind kind, int P, int M)
     if (M < 1 || M > SCHED_MAX_MB)
         return pt_fail(PT_ERR_INVALID, "schedule %s P=%d: M = %d micro-batches, expected 1..%d", kind_names[kind],
                        P, M, SCHED_MAX_MB);
+    if (chunks < 1 || chunks > SCHED_MAX_CHUNKS || (kind != SCHED_INTERLEAVED && chunks != 1))
+        return pt_fail(PT_ERR_INVALID, "schedule %s P=%d M=%d: %d model chunks per rank, expected %s", kind_names[kind],
+                       P, M, chunks, kind == SCHED_INTERLEAVED ? "1..8" : "1 (only the interleaved schedule has more)");
+    if (kind == SCHED_INTERLEAVED && chunks > 1 && M % P != 0)
+        return pt_fail(PT_ERR_INVALID, "schedule interleaved P=%d: M = %d micro-batches is not a multiple of the %d "
+                       "ranks (it goes round the chunks in groups of P micro-batches): use M = %d or %d", P, M, P,
+                       M / P * P > 0 ? M / P * P : P, (M / P + 1) * P);
     sc->ranks = calloc((size_t)P, sizeof *sc->ranks);
     if (!sc->ranks)
         return pt_fail(PT_ERR_NOMEM, "schedule %s P=%d M=%d: cannot allocate %d op lists", kind_names[kind], P, M,
                        P);
     sc->kind = kind;
     sc->P = P;
-    sc->chunks = 1;
+    sc->chunks = chunks;
     sc->M = M;
     for (int r = 0; r < P; r++) {
         oplist l = {0};
-        int e = build_rank(&l, kind, P, M, r);
+        int e = build_rank(&l, kind, P, chunks, M, r);
         sc->ranks[r].ops = l.ops;
         sc->ranks[r].n_ops = l.n;
         if (e) {
@@ -184,7 +213,8 @@ int schedule_stash_theory(sched_kind kind, int P, int M, int r)
     if (P < 1 || M < 1 || r < 0 || r >= P) return 0;
     switch (kind) {
     case SCHED_GPIPE: return M;
-    case SCHED_1F1B: return P - r < M ? P - r : M;
+    case SCHED_1F1B:
+    case SCHED_INTERLEAVED: return P - r < M ? P - r : M; /* (one chunk) */
     case SCHED_ZBH1: return P < M ? P : M;
     case SCHED_FORWARD_ONLY: return 1;
     default: return 0;

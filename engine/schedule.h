@@ -61,7 +61,7 @@ typedef struct {
     sched_op *ops;
 } sched_list;
 
-typedef enum { SCHED_GPIPE = 0, SCHED_1F1B, SCHED_FORWARD_ONLY, SCHED_ZBH1, SCHED_KIND_COUNT } sched_kind;
+typedef enum { SCHED_GPIPE = 0, SCHED_1F1B, SCHED_FORWARD_ONLY, SCHED_ZBH1, SCHED_INTERLEAVED, SCHED_KIND_COUNT } sched_kind;
 
 typedef struct {
     sched_kind kind;
@@ -74,8 +74,8 @@ typedef struct {
 } schedule;
 
 /* "forward", "backward", "backward_input", "post_recv_act", ...; and the
- * schedule kinds "gpipe", "1f1b", "forward", "zbh1", and back (-1 when
- * unknown). */
+ * schedule kinds "gpipe", "1f1b", "forward", "zbh1", "interleaved", and back
+ * (-1 when unknown). */
 const char *sched_op_name(sched_op_kind k);
 const char *sched_kind_name(sched_kind k);
 int sched_kind_from_name(const char *name);
@@ -103,6 +103,18 @@ int sched_kind_splits_backward(sched_kind k);
  * accumulate in the same order whatever the schedule (contract 2).
  * Errors: PT_ERR_INVALID (P, M or kind out of range), PT_ERR_NOMEM. */
 pt_status schedule_build(schedule *sc, sched_kind kind, int P, int M);
+
+/* schedule_build with `chunks` model chunks per rank (virtual stages
+ * chunks·P). INTERLEAVED (interleaved 1F1B of Megatron-LM, Narayanan et al.,
+ * SC'21): forwards and backwards go round the chunks in groups of P
+ * micro-batches (forward k: chunk (k/P) mod v, micro-batch (k/(P·v))·P +
+ * k mod P; backwards the same with the chunks reversed) after
+ * 2·(P−r−1) + (v−1)·P warm-up forwards, so the unit-cost bubble falls to
+ * (P−1)/(v·M+P−1); with more than one chunk it needs M divisible by P (one
+ * chunk is 1F1B). The other kinds take one chunk.
+ * Errors: PT_ERR_INVALID naming the numbers (chunks out of 1..8, M not
+ * divisible by P for INTERLEAVED), PT_ERR_NOMEM. */
+pt_status schedule_build_chunks(schedule *sc, sched_kind kind, int P, int chunks, int M);
 
 /* Lowers compute-only lists (sc->ranks as a generator or a test wrote them,
  * with sc->kind, P, chunks and M set; sc->slots NULL) in place: adds the

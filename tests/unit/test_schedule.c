@@ -125,6 +125,7 @@ static double now_s(void)
 Test(schedule, kind_names_round_trip)
 {
     cr_assert_str_eq(sched_kind_name(SCHED_ZBH1), "zbh1");
+    cr_assert_str_eq(sched_kind_name(SCHED_INTERLEAVED), "interleaved");
     cr_assert_str_eq(sched_kind_name(SCHED_GPIPE), "gpipe");
     cr_assert_str_eq(sched_kind_name(SCHED_1F1B), "1f1b");
     cr_assert_str_eq(sched_kind_name(SCHED_FORWARD_ONLY), "forward");
@@ -518,4 +519,43 @@ Test(schedule, theoretical_bubbles_from_the_lists)
             cr_assert(b <= 0.5 * o, "zbh1 P=%d M=%d: bubble %.4f, more than half of 1F1B's %.4f", P, M, b, o);
             schedule_free(&sc);
         }
+}
+
+/* Interleaved 1F1B with v chunks per rank: the lists lower and validate on
+ * every P ≤ 4, v ≤ 3, M a multiple of P, and their unit-cost bubble is
+ * Megatron's (P−1)/(v·M+P−1), a v-th of 1F1B's for large M. */
+Test(schedule, interleaved_lowers_validates_and_divides_the_bubble)
+{
+    for (int P = 1; P <= 4; P++)
+        for (int v = 1; v <= 3; v++)
+            for (int M = P; M <= 16; M += P) {
+                schedule sc;
+                cr_assert_eq(schedule_build_chunks(&sc, SCHED_INTERLEAVED, P, v, M), PT_OK, "P=%d v=%d M=%d: %s", P,
+                             v, M, pt_last_error());
+                cr_assert_eq(schedule_validate(&sc), PT_OK, "P=%d v=%d M=%d: %s", P, v, M, pt_last_error());
+                double b = schedule_theoretical_bubble(&sc), want = (P - 1) / (double)(v * M + P - 1);
+                cr_assert(b > want - 1e-9 && b < want + 1e-9, "P=%d v=%d M=%d: bubble %.6f, expected %.6f", P, v, M,
+                          b, want);
+                /* each chunk forwards and backwards every micro-batch in order */
+                for (int r = 0; r < P; r++)
+                    for (int c = 0; c < v; c++) {
+                        int nf = 0, nb = 0;
+                        const sched_list *l = &sc.ranks[r];
+                        for (int i = 0; i < l->n_ops; i++) {
+                            if (l->ops[i].chunk != c) continue;
+                            if (l->ops[i].kind == OP_FORWARD) cr_assert_eq(l->ops[i].mb, nf++);
+                            if (l->ops[i].kind == OP_BACKWARD) cr_assert_eq(l->ops[i].mb, nb++);
+                        }
+                        cr_assert(nf == M && nb == M, "P=%d v=%d M=%d rank %d chunk %d: %d forwards, %d backwards", P,
+                                  v, M, r, c, nf, nb);
+                    }
+                schedule_free(&sc);
+            }
+    schedule sc;
+    cr_assert_eq(schedule_build_chunks(&sc, SCHED_INTERLEAVED, 4, 2, 6), PT_ERR_INVALID);
+    cr_assert(strstr(pt_last_error(), "M = 6 micro-batches is not a multiple of the 4 ranks") != NULL, "%s",
+              pt_last_error());
+    cr_assert(strstr(pt_last_error(), "use M = 4 or 8") != NULL, "%s", pt_last_error());
+    cr_assert_eq(schedule_build_chunks(&sc, SCHED_1F1B, 4, 2, 8), PT_ERR_INVALID);
+    cr_assert_eq(schedule_build_chunks(&sc, SCHED_INTERLEAVED, 2, 9, 8), PT_ERR_INVALID);
 }
