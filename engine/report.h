@@ -82,7 +82,8 @@ pt_status report_gather_figures(const executor *ex, const stage *st, const model
                                 const comm_grid *g, long steps, double **out);
 
 /* Rank 0 prints one line per rank of `all` (report_gather_figures): where
- * its time went, and the theoretical bubble. Not collective. */
+ * its time went, and theoretical_bubble (a fraction of the step, 0..1, as
+ * schedule_theoretical_bubble gives it). Not collective. */
 void report_breakdown(const config *c, const comm_grid *g, const int *cuts, const double *all,
                       double theoretical_bubble);
 
