@@ -131,8 +131,8 @@ pt_status schedule_lower(schedule *sc, int min_slots);
 void schedule_free(schedule *sc);
 
 /* The theoretical stash of rank r (chunk 0) for P ranks and M micro-batches:
- * M for GPipe, min(P−r, M) for 1F1B, min(P, M) for ZB-H1, 1 for forward-only; what the lowered
- * list's slots must not exceed (the benchmarks print both). */
+ * M for GPipe, min(P−r, M) for 1F1B, min(P, M) for ZB-H1, 1 for
+ * forward-only; the unit tests check that the lowered lists' slots equal it. */
 int schedule_stash_theory(sched_kind kind, int P, int M, int r);
 
 /* Checks lowered lists (built here or broken on purpose) for what the
