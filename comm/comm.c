@@ -76,7 +76,6 @@ void comm_grid_free(comm_grid *g)
     if (g->world != MPI_COMM_NULL) MPI_Comm_free(&g->world);
 }
 
-#define COMM_CHUNKS 8
 
 static int make_tag(int mb, comm_dir dir, int chunk) { return (mb * COMM_CHUNKS + chunk) * 2 + (int)dir; }
 

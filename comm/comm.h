@@ -92,8 +92,9 @@ typedef struct {
 } comm_xfer;
 
 /* Tags are (micro-batch, direction, chunk) so matching never depends on
- * arrival order (design contract 4). The largest micro-batch the tag space
- * of this MPI library allows: */
+ * arrival order (design contract 4); chunk is 0..COMM_CHUNKS − 1. The
+ * largest micro-batch the tag space of this MPI library allows: */
+#define COMM_CHUNKS 8
 int comm_max_micro_batches(const comm_grid *g);
 
 /* Non-blocking send/receive of count floats to/from pipeline stage peer. */

@@ -69,7 +69,8 @@ static const cfg_word nonfinite_words[] = {
     {"stop", NONFINITE_STOP}, {"skip", NONFINITE_SKIP}, {NULL, 0}};
 /* The schedules a run can train with (forward-only is for evaluation). */
 static const cfg_word schedule_words[] = {
-    {"gpipe", SCHED_GPIPE}, {"1f1b", SCHED_1F1B}, {"zbh1", SCHED_ZBH1}, {NULL, 0}};
+    {"gpipe", SCHED_GPIPE}, {"1f1b", SCHED_1F1B}, {"zbh1", SCHED_ZBH1}, {"interleaved", SCHED_INTERLEAVED},
+    {NULL, 0}};
 static const cfg_word partition_words[] = {{"uniform", PARTITION_UNIFORM},
                                            {"params", PARTITION_PARAMS},
                                            {"cost", PARTITION_COST},
@@ -157,8 +158,12 @@ static const cfg_key keys[] = {
      "steps between progress lines (0 = none)", NULL, RESUME_FREE},
 
     {"pipeline", "schedule", T_ENUM, FIELD(schedule), "1f1b", ANY, schedule_words, NO_AUX,
-     "pipeline schedule: gpipe (fill-drain), 1f1b (PipeDream-Flush) or zbh1 (ZB-H1: 1F1B with the "
-     "backward split into input and weight gradients, the weight part filling the bubble)", NULL, RESUME_FREE},
+     "pipeline schedule: gpipe (fill-drain), 1f1b (PipeDream-Flush), zbh1 (ZB-H1: 1F1B with the "
+     "backward split into input and weight gradients, the weight part filling the bubble) or interleaved "
+     "(interleaved 1F1B over pipeline.chunks model chunks per rank)", NULL, RESUME_FREE},
+    {"pipeline", "chunks", T_INT, FIELD(chunks), "1", IN(1, 8), NULL, NO_AUX,
+     "model chunks per rank for the interleaved schedule: rank r holds virtual stages r, r+P, r+2P, ... "
+     "(needs micro_batches divisible by the stages when above 1)", NULL, RESUME_FREE},
     {"pipeline", "micro_batches", T_INT, FIELD(micro_batches), "8", GE(1), NULL, NO_AUX,
      "micro-batches per step (must divide train.batch_size)", NULL, RESUME_NOTE},
     {"pipeline", "partition", T_PARTITION, FIELD(partition), "uniform", ANY, partition_words,
@@ -695,6 +700,11 @@ pt_status config_validate(const config *c)
     if ((st = optim_check(&oc))) return st;
     lr_schedule ls = config_lr(c);
     if ((st = lr_check(&ls))) return st;
+
+    if (c->chunks > 1 && c->schedule != SCHED_INTERLEAVED)
+        return pt_fail(PT_ERR_INVALID, "pipeline.chunks = %d: only the interleaved schedule runs more than one "
+                       "model chunk per rank, and pipeline.schedule = %s: set pipeline.schedule = interleaved, "
+                       "or pipeline.chunks = 1", c->chunks, word_of(schedule_words, (int)c->schedule));
 
     if (c->fault_kind != FAULT_NONE) {
         const char *kind = word_of(fault_words, (int)c->fault_kind);

@@ -67,6 +67,7 @@ typedef struct {
 
     /* [pipeline] */
     sched_kind schedule;
+    int chunks; /* pipeline.chunks: model chunks per rank (interleaved) */
     int micro_batches;
     partition_kind partition;
     char partition_spec[CONFIG_STR_MAX]; /* explicit: "0-3,4-9" */

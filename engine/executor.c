@@ -32,12 +32,58 @@ static void free_slots(float **b, int slots)
     free(b);
 }
 
-pt_status executor_init(executor *e, const comm_grid *g, stage *st, dataset *data, int M,
-                        int rows, int targets, int classes, int slots, uint64_t seed)
+static void chunk_free(exec_chunk *c)
+{
+    free_slots(c->send_act, c->slots);
+    free_slots(c->recv_grad, c->slots);
+    free_slots(c->send_grad, c->slots);
+    free_slots(c->logits, c->slots);
+    free_slots(c->dlogits, c->slots);
+    if (c->labels)
+        for (int i = 0; i < c->slots; i++) free(c->labels[i]);
+    free(c->labels);
+    free(c->x_recv_act);
+    free(c->x_send_act);
+    free(c->x_recv_grad);
+    free(c->x_send_grad);
+    memset(c, 0, sizeof *c);
+}
+
+/* The buffers of one chunk: only those its boundaries use are sized. */
+static int chunk_alloc(exec_chunk *c, int slots, int rows, int lrows)
+{
+    size_t out = (size_t)rows * c->st->out_dim, in = (size_t)rows * c->st->in_dim;
+    c->slots = slots;
+    c->send_act = slot_buffers(slots, c->is_last ? 0 : out);
+    c->recv_grad = slot_buffers(slots, c->is_last ? 0 : out);
+    c->send_grad = slot_buffers(slots, c->is_first ? 0 : in);
+    c->logits = slot_buffers(slots, c->is_last ? out : 0);
+    c->dlogits = slot_buffers(slots, c->is_last ? out : 0);
+    c->labels = calloc((size_t)slots, sizeof *c->labels);
+    c->x_recv_act = calloc((size_t)slots, sizeof(comm_xfer));
+    c->x_send_act = calloc((size_t)slots, sizeof(comm_xfer));
+    c->x_recv_grad = calloc((size_t)slots, sizeof(comm_xfer));
+    c->x_send_grad = calloc((size_t)slots, sizeof(comm_xfer));
+    int ok = c->send_act && c->recv_grad && c->send_grad && c->logits && c->dlogits && c->labels &&
+             c->x_recv_act && c->x_send_act && c->x_recv_grad && c->x_send_grad;
+    for (int i = 0; ok && i < slots; i++) {
+        c->labels[i] = calloc(c->is_last ? (size_t)lrows : 1, sizeof(int32_t));
+        ok = c->labels[i] != NULL;
+        comm_xfer_clear(&c->x_recv_act[i]);
+        comm_xfer_clear(&c->x_send_act[i]);
+        comm_xfer_clear(&c->x_recv_grad[i]);
+        comm_xfer_clear(&c->x_send_grad[i]);
+    }
+    return ok;
+}
+
+pt_status executor_init(executor *e, const comm_grid *g, stage *st, int chunks, const int *slots, dataset *data,
+                        int M, int rows, int targets, int classes, uint64_t seed)
 {
     memset(e, 0, sizeof *e);
+    if (chunks < 1 || chunks > EXEC_MAX_CHUNKS)
+        return pt_fail(PT_ERR_INVALID, "%d model chunks per rank, expected 1..%d", chunks, EXEC_MAX_CHUNKS);
     e->grid = g;
-    e->st = st;
     e->data = data;
     e->P = g->P;
     e->s = g->stage;
@@ -45,55 +91,41 @@ pt_status executor_init(executor *e, const comm_grid *g, stage *st, dataset *dat
     e->rows = rows;
     e->classes = classes;
     e->lrows = rows * targets;
-    e->slots = slots;
+    e->chunks = chunks;
     e->seed = seed;
     e->doing = "start-up";
-    size_t out = (size_t)rows * st->out_dim, in = (size_t)rows * st->in_dim;
-    int last = e->s == e->P - 1;
-    e->send_act = slot_buffers(slots, last ? 0 : out);
-    e->recv_grad = slot_buffers(slots, last ? 0 : out);
-    e->send_grad = slot_buffers(slots, e->s == 0 ? 0 : in);
-    e->logits = slot_buffers(slots, last ? out : 0);
-    e->dlogits = slot_buffers(slots, last ? out : 0);
-    e->labels = calloc((size_t)slots, sizeof *e->labels);
-    e->probs = calloc((size_t)e->lrows * classes, sizeof *e->probs);
-    e->x_recv_act = calloc((size_t)slots, sizeof(comm_xfer));
-    e->x_send_act = calloc((size_t)slots, sizeof(comm_xfer));
-    e->x_recv_grad = calloc((size_t)slots, sizeof(comm_xfer));
-    e->x_send_grad = calloc((size_t)slots, sizeof(comm_xfer));
-    int ok = e->send_act && e->recv_grad && e->send_grad && e->logits && e->dlogits && e->labels &&
-             e->probs && e->x_recv_act && e->x_send_act && e->x_recv_grad && e->x_send_grad;
-    for (int i = 0; ok && i < slots; i++) {
-        e->labels[i] = calloc((size_t)e->lrows, sizeof(int32_t));
-        ok = e->labels[i] != NULL;
-        comm_xfer_clear(&e->x_recv_act[i]);
-        comm_xfer_clear(&e->x_send_act[i]);
-        comm_xfer_clear(&e->x_recv_grad[i]);
-        comm_xfer_clear(&e->x_send_grad[i]);
+    int P = g->P, V = chunks * P, ok = 1, last_held = 0;
+    for (int k = 0; k < chunks && ok; k++) {
+        exec_chunk *c = &e->ch[k];
+        c->st = &st[k];
+        c->vs = k * P + g->stage;
+        c->is_first = c->vs == 0;
+        c->is_last = c->vs == V - 1;
+        c->prev_rank = (g->stage + P - 1) % P;
+        c->next_rank = (g->stage + 1) % P;
+        c->tag_in = (c->vs - 1 + V) % V / P; /* the chunk of virtual stage vs − 1 */
+        c->tag_out = k;
+        last_held |= c->is_last;
+        if (!(ok = chunk_alloc(c, slots[k], rows, e->lrows))) {
+            size_t out = (size_t)rows * c->st->out_dim, in = (size_t)rows * c->st->in_dim;
+            executor_free(e);
+            return pt_fail(PT_ERR_NOMEM, "virtual stage %d (layers %d-%d): out of memory for %d transfer buffers "
+                           "of %zu floats", k * P + g->stage, st[k].first, st[k].last - 1, slots[k],
+                           out > in ? out : in);
+        }
     }
-    if (!ok) {
+    e->probs = calloc(last_held ? (size_t)e->lrows * classes : 1, sizeof *e->probs);
+    if (!e->probs) {
         executor_free(e);
-        return pt_fail(PT_ERR_NOMEM, "stage %d: out of memory for %d transfer buffers of %zu floats",
-                       g->stage, slots, out > in ? out : in);
+        return pt_fail(PT_ERR_NOMEM, "stage %d: out of memory for the loss of %d rows", g->stage, e->lrows);
     }
     return PT_OK;
 }
 
 void executor_free(executor *e)
 {
-    free_slots(e->send_act, e->slots);
-    free_slots(e->recv_grad, e->slots);
-    free_slots(e->send_grad, e->slots);
-    free_slots(e->logits, e->slots);
-    free_slots(e->dlogits, e->slots);
-    if (e->labels)
-        for (int i = 0; i < e->slots; i++) free(e->labels[i]);
-    free(e->labels);
+    for (int k = 0; k < EXEC_MAX_CHUNKS; k++) chunk_free(&e->ch[k]);
     free(e->probs);
-    free(e->x_recv_act);
-    free(e->x_send_act);
-    free(e->x_recv_grad);
-    free(e->x_send_grad);
     memset(e, 0, sizeof *e);
 }
 
@@ -133,44 +165,44 @@ static pt_status maybe_fault(executor *e, long step, int index, int n_ops)
     return PT_OK;
 }
 
-static pt_status forward_op(executor *e, int mb, int slot, long step, int training, long eval_first)
+static pt_status forward_op(executor *e, exec_chunk *c, int mb, int slot, long step, int training, long eval_first)
 {
-    int last = e->s == e->P - 1;
+    int last = c->is_last;
     double t0 = comm_wtime();
     if (e->gen && !training) {
         /* generation: the caller supplies inputs and takes the logits */
-        if (e->s == 0) e->gen->inputs(e->gen->ctx, mb, stage_input(e->st, slot));
-    } else if (e->s == 0) {
+        if (c->is_first) e->gen->inputs(e->gen->ctx, mb, stage_input(c->st, slot));
+    } else if (c->is_first) {
         if (training)
-            dataset_train_batch(e->data, step, mb, stage_input(e->st, slot), NULL);
+            dataset_train_batch(e->data, step, mb, stage_input(c->st, slot), NULL);
         else
-            dataset_test_batch(e->data, eval_first + (long)mb * e->rows, e->rows, stage_input(e->st, slot), NULL);
+            dataset_test_batch(e->data, eval_first + (long)mb * e->rows, e->rows, stage_input(c->st, slot), NULL);
     }
     if (last && !(e->gen && !training)) {
         if (training)
-            dataset_train_batch(e->data, step, mb, NULL, e->labels[slot]);
+            dataset_train_batch(e->data, step, mb, NULL, c->labels[slot]);
         else
-            dataset_test_batch(e->data, eval_first + (long)mb * e->rows, e->rows, NULL, e->labels[slot]);
+            dataset_test_batch(e->data, eval_first + (long)mb * e->rows, e->rows, NULL, c->labels[slot]);
     }
-    account(e, EXEC_EVENT_DATA, mb, 0, t0, comm_wtime());
-    float *out = last ? e->logits[slot] : e->send_act[slot];
-    stage_forward(e->st, slot, out, e->seed, (uint32_t)step, (uint32_t)mb, training);
+    account(e, EXEC_EVENT_DATA, mb, (int)(c - e->ch), t0, comm_wtime());
+    float *out = last ? c->logits[slot] : c->send_act[slot];
+    stage_forward(c->st, slot, out, e->seed, (uint32_t)step, (uint32_t)mb, training);
     if (last && e->gen && !training) {
         e->gen->outputs(e->gen->ctx, mb, out);
     } else if (last) {
         int valid = e->lrows; /* loss rows: samples × targets per sample */
         if (!training)
-            while (valid > 0 && e->labels[slot][valid - 1] < 0) valid--;
+            while (valid > 0 && c->labels[slot][valid - 1] < 0) valid--;
         float loss = 0.0f;
         if (valid > 0) {
-            long bad = softmax_xent_forward(e->probs, &loss, out, e->labels[slot], valid, e->classes);
+            long bad = softmax_xent_forward(e->probs, &loss, out, c->labels[slot], valid, e->classes);
             if (bad >= 0)
                 return pt_fail(PT_ERR_INVALID, "micro-batch %d of step %ld: row %ld has label %d, expected 0..%d (the model has %d outputs)",
-                               mb, step + 1, bad, e->labels[slot][bad], e->classes - 1, e->classes);
+                               mb, step + 1, bad, c->labels[slot][bad], e->classes - 1, e->classes);
         }
         if (training) {
             e->loss_sum += loss;
-            softmax_xent_backward(e->dlogits[slot], e->probs, e->labels[slot], e->lrows, e->classes,
+            softmax_xent_backward(c->dlogits[slot], e->probs, c->labels[slot], e->lrows, e->classes,
                                   1.0f / ((float)e->lrows * (float)e->M));
         } else {
             e->loss_sum += (double)loss * valid;
@@ -179,7 +211,7 @@ static pt_status forward_op(executor *e, int mb, int slot, long step, int traini
                 int best = 0;
                 for (int k = 1; k < e->classes; k++)
                     if (p[k] > p[best]) best = k;
-                e->correct += best == e->labels[slot][r];
+                e->correct += best == c->labels[slot][r];
             }
             e->counted += valid;
         }
@@ -191,61 +223,73 @@ static pt_status forward_op(executor *e, int mb, int slot, long step, int traini
  * in which stash slot; the executor decides nothing else (design contract 3). */
 static pt_status run_ops(executor *e, const sched_list *ops, long step, int training, long eval_first)
 {
-    int last = e->s == e->P - 1, first = e->s == 0;
-    int out = e->rows * e->st->out_dim, in = e->rows * e->st->in_dim;
     pt_status st = PT_OK;
     double t_start = comm_wtime();
     e->doing_step = step;
     for (int i = 0; i < ops->n_ops && !st; i++) {
         const sched_op *op = &ops->ops[i];
         int mb = op->mb, slot = op->slot;
-        if (slot < 0 || slot >= e->slots || op->chunk != 0) {
+        if (op->chunk >= e->chunks || slot < 0 || slot >= e->ch[op->chunk].slots) {
             st = pt_fail(PT_ERR_INVALID, "op %d (%s mb=%d) names stash slot %d of chunk %d; this rank holds "
-                         "one chunk of %d slots", i, sched_op_name((sched_op_kind)op->kind), mb, slot,
-                         (int)op->chunk, e->slots);
+                         "%d chunk%s of %d slots", i, sched_op_name((sched_op_kind)op->kind), mb, slot,
+                         (int)op->chunk, e->chunks, e->chunks == 1 ? "" : "s",
+                         op->chunk < e->chunks ? e->ch[op->chunk].slots : 0);
             break;
         }
+        exec_chunk *c = &e->ch[op->chunk];
+        const stage *s = c->st;
+        int out = e->rows * s->out_dim, in = e->rows * s->in_dim;
+        const float *dout = c->is_last ? c->dlogits[slot] : c->recv_grad[slot];
         e->doing = sched_op_name((sched_op_kind)op->kind);
         e->doing_mb = mb;
+        e->doing_chunk = op->chunk;
         if ((st = maybe_fault(e, step, i, ops->n_ops))) break;
         double t0 = comm_wtime();
         switch ((sched_op_kind)op->kind) {
         case OP_POST_RECV_ACT:
-            st = comm_irecv(e->grid, stage_input(e->st, slot), in, e->s - 1, mb, COMM_ACT, 0, &e->x_recv_act[slot]);
+            st = comm_irecv(e->grid, stage_input(c->st, slot), in, c->prev_rank, mb, COMM_ACT, c->tag_in,
+                            &c->x_recv_act[slot]);
             break;
-        case OP_WAIT_RECV_ACT: st = comm_wait(&e->x_recv_act[slot]); break;
-        case OP_FORWARD: st = forward_op(e, mb, slot, step, training, eval_first); break;
+        case OP_WAIT_RECV_ACT: st = comm_wait(&c->x_recv_act[slot]); break;
+        case OP_FORWARD: st = forward_op(e, c, mb, slot, step, training, eval_first); break;
         case OP_SEND_ACT:
-            st = comm_isend(e->grid, e->send_act[slot], out, e->s + 1, mb, COMM_ACT, 0, &e->x_send_act[slot]);
+            st = comm_isend(e->grid, c->send_act[slot], out, c->next_rank, mb, COMM_ACT, c->tag_out,
+                            &c->x_send_act[slot]);
             break;
-        case OP_WAIT_SEND_ACT: st = comm_wait(&e->x_send_act[slot]); break;
+        case OP_WAIT_SEND_ACT: st = comm_wait(&c->x_send_act[slot]); break;
         case OP_POST_RECV_GRAD:
-            st = comm_irecv(e->grid, e->recv_grad[slot], out, e->s + 1, mb, COMM_GRAD, 0, &e->x_recv_grad[slot]);
+            st = comm_irecv(e->grid, c->recv_grad[slot], out, c->next_rank, mb, COMM_GRAD, c->tag_out,
+                            &c->x_recv_grad[slot]);
             break;
-        case OP_WAIT_RECV_GRAD: st = comm_wait(&e->x_recv_grad[slot]); break;
+        case OP_WAIT_RECV_GRAD: st = comm_wait(&c->x_recv_grad[slot]); break;
         case OP_BACKWARD:
-            stage_backward(e->st, slot, last ? e->dlogits[slot] : e->recv_grad[slot],
-                           first ? NULL : e->send_grad[slot], e->seed, (uint32_t)step, (uint32_t)mb);
+            stage_backward(c->st, slot, dout, c->is_first ? NULL : c->send_grad[slot], e->seed, (uint32_t)step,
+                           (uint32_t)mb);
             break;
         case OP_BACKWARD_INPUT:
-            st = stage_backward_input(e->st, slot, last ? e->dlogits[slot] : e->recv_grad[slot],
-                                      first ? NULL : e->send_grad[slot], e->seed, (uint32_t)step, (uint32_t)mb);
+            st = stage_backward_input(c->st, slot, dout, c->is_first ? NULL : c->send_grad[slot], e->seed,
+                                      (uint32_t)step, (uint32_t)mb);
             break;
         case OP_BACKWARD_WEIGHT: /* the output gradient stays in its slot until here (schedule_lower) */
-            st = stage_backward_weight(e->st, slot, last ? e->dlogits[slot] : e->recv_grad[slot], e->seed,
-                                       (uint32_t)step, (uint32_t)mb);
+            st = stage_backward_weight(c->st, slot, dout, e->seed, (uint32_t)step, (uint32_t)mb);
             break;
         case OP_SEND_GRAD:
-            st = comm_isend(e->grid, e->send_grad[slot], in, e->s - 1, mb, COMM_GRAD, 0, &e->x_send_grad[slot]);
+            st = comm_isend(e->grid, c->send_grad[slot], in, c->prev_rank, mb, COMM_GRAD, c->tag_in,
+                            &c->x_send_grad[slot]);
             break;
-        case OP_WAIT_SEND_GRAD: st = comm_wait(&e->x_send_grad[slot]); break;
+        case OP_WAIT_SEND_GRAD: st = comm_wait(&c->x_send_grad[slot]); break;
         default:
             st = pt_fail(PT_ERR_INVALID, "op %d has kind %s, which this executor does not run", i,
                          sched_op_name((sched_op_kind)op->kind));
         }
         account(e, op->kind, mb, op->chunk, t0, comm_wtime());
     }
-    if (st) return pt_wrap(st, "step %ld, %s of micro-batch %d: ", step + 1, e->doing, e->doing_mb);
+    if (st) {
+        if (e->chunks > 1)
+            return pt_wrap(st, "step %ld, %s of micro-batch %d (chunk %d): ", step + 1, e->doing, e->doing_mb,
+                           e->doing_chunk);
+        return pt_wrap(st, "step %ld, %s of micro-batch %d: ", step + 1, e->doing, e->doing_mb);
+    }
     e->doing = "end-of-step reduction";
     e->t.total += comm_wtime() - t_start;
     return PT_OK;
@@ -255,13 +299,14 @@ pt_status executor_train_step(executor *e, const sched_list *ops, long step)
 {
     e->loss_sum = 0.0;
     pt_status st = run_ops(e, ops, step, 1, 0);
-    if (!st && e->fault.kind == FAULT_NAN && e->fault.step == step && e->fault.layer >= e->st->first &&
-        e->fault.layer < e->st->last) {
+    for (int k = 0; !st && e->fault.kind == FAULT_NAN && e->fault.step == step && k < e->chunks; k++) {
+        stage *s = e->ch[k].st;
+        if (e->fault.layer < s->first || e->fault.layer >= s->last) continue;
         /* poison one gradient of the chosen layer (the first layer with
          * parameters at or after it on this stage) */
-        for (int k = 0; k < e->st->n_tensors; k++)
-            if (e->st->tensors[k].layer >= e->fault.layer) {
-                e->st->grads[e->st->tensors[k].offset] = NAN;
+        for (int t = 0; t < s->n_tensors; t++)
+            if (s->tensors[t].layer >= e->fault.layer) {
+                s->grads[s->tensors[t].offset] = NAN;
                 break;
             }
     }

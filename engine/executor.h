@@ -37,6 +37,9 @@ typedef struct {
  * Times are comm_wtime seconds of this rank. */
 enum { EXEC_EVENT_DATA = OP_KIND_COUNT };
 
+/* Model chunks a rank can hold (pipeline.chunks): the tag space's. */
+#define EXEC_MAX_CHUNKS COMM_CHUNKS
+
 typedef struct {
     int rank;      /* world rank */
     int kind;      /* sched_op_kind or EXEC_EVENT_DATA */
@@ -58,18 +61,28 @@ typedef struct {
     void *ctx;
 } exec_generate;
 
+/* One model chunk of this rank: virtual stage vs = chunk·P + rank, with its
+ * stage and, per stash slot, its transfer buffers. */
 typedef struct {
-    const comm_grid *grid;
     stage *st;
-    dataset *data;
-    int P, s, M, rows, classes;
-    int lrows; /* rows of the loss: rows × targets per sample */
+    int vs;                   /* virtual stage */
+    int is_first, is_last;    /* vs = 0 (reads inputs), vs = V − 1 (computes the loss) */
+    int prev_rank, next_rank; /* ranks (in pipe) of virtual stages vs − 1 and vs + 1 */
+    int tag_in, tag_out;      /* tag chunks of the boundaries below and above (the lower side's chunk) */
     int slots;
-    uint64_t seed;
-    /* per slot */
     float **send_act, **recv_grad, **send_grad, **logits, **dlogits;
     int32_t **labels;
     comm_xfer *x_recv_act, *x_send_act, *x_recv_grad, *x_send_grad;
+} exec_chunk;
+
+typedef struct {
+    const comm_grid *grid;
+    dataset *data;
+    int P, s, M, rows, classes;
+    int lrows; /* rows of the loss: rows × targets per sample */
+    int chunks;
+    exec_chunk ch[EXEC_MAX_CHUNKS];
+    uint64_t seed;
     float *probs;
     /* results of the last step on the last stage */
     double loss_sum; /* Σ over micro-batches of their mean loss */
@@ -80,19 +93,25 @@ typedef struct {
     const exec_recorder *rec; /* set: every executed op is reported to it */
     /* what the rank is doing, for fault reports */
     const char *doing;
-    int doing_mb;
+    int doing_mb, doing_chunk;
     long doing_step;
 } executor;
 
-/* slots: the stash bound of the schedules this executor will run. */
-pt_status executor_init(executor *e, const comm_grid *g, stage *st, dataset *data, int M,
-                        int rows, int targets, int classes, int slots, uint64_t seed);
+/* Prepares rank g->stage to run lists over `chunks` model chunks (1..
+ * EXEC_MAX_CHUNKS): st[c] is the stage of virtual stage c·P + g->stage, of
+ * the V = chunks·P virtual stages, and slots[c] its stash slots (the most the
+ * lowered lists this executor will run need). Each chunk gets slots transfer
+ * buffers of rows × its stage's boundary widths (floats). Not collective.
+ * Errors: PT_ERR_INVALID (chunks out of range), PT_ERR_NOMEM naming the
+ * stage and the buffer size. */
+pt_status executor_init(executor *e, const comm_grid *g, stage *st, int chunks, const int *slots, dataset *data,
+                        int M, int rows, int targets, int classes, uint64_t seed);
 void executor_free(executor *e);
 
 /* Runs this rank's lowered, validated op list of a training step (point to
  * point with the neighbour ranks: a rank that fails leaves its peers waiting
  * until the job is aborted): gradients accumulate into e->st->grads (the
- * caller zeroes them), the last stage records loss_sum. Errors:
+ * caller zeroes them), the rank of the last virtual stage records loss_sum. Errors:
  * PT_ERR_INVALID (an op the list should not hold: a slot out of range, a
  * chunk this executor does not hold, a fault switch), PT_ERR_MPI, and the
  * stage's errors; the message names the step, the op and the micro-batch. */
@@ -100,7 +119,7 @@ pt_status executor_train_step(executor *e, const sched_list *ops, long step);
 
 /* Runs a lowered forward-only op list over test samples [first, first + M·rows)
  * (point to point, errors as executor_train_step):
- * the last stage adds to loss_sum (Σ of the losses of every target), correct
+ * the rank of the last virtual stage adds to loss_sum (Σ of the losses of every target), correct
  * (targets whose most likely class is right) and counted (targets). */
 pt_status executor_eval_step(executor *e, const sched_list *ops, long first);
 

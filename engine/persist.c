@@ -54,7 +54,7 @@ static void maybe_crash(void *ctx, int k)
 }
 
 pt_status persist_save(const config *c, const comm_grid *g, const persist_run *pr, const model *m,
-                       const int *cuts, const stage *st, long step, int crash_after, int *reporter)
+                       const int *cuts, const stage *st, int chunks, long step, int crash_after, int *reporter)
 {
     char tmp[CKPT_PATH_MAX] = "";
     pt_status local = PT_OK, st_all;
@@ -66,23 +66,25 @@ pt_status persist_save(const config *c, const comm_grid *g, const persist_run *p
         return st_all;
     }
 
-    /* every stage writes its shard (one replica writes: replica 0) */
-    int n_all = 0;
-    ckpt_entry *all = model_entries(m, cuts, g->P, &n_all);
+    /* every virtual stage is a shard; each rank writes its chunks' (one replica writes: replica 0) */
+    int n_all = 0, V = chunks * g->P, most = 0;
+    for (int k = 0; k < chunks; k++) most = st[k].n_tensors > most ? st[k].n_tensors : most;
+    ckpt_entry *all = model_entries(m, cuts, V, &n_all);
     unsigned long long *crc = calloc((size_t)n_all * CKPT_ARRAYS + 1, sizeof *crc);
-    ckpt_tensor *ts = calloc((size_t)st->n_tensors + 1, sizeof *ts);
-    uint32_t *mine = calloc((size_t)st->n_tensors * CKPT_ARRAYS + 1, sizeof *mine);
+    ckpt_tensor *ts = calloc((size_t)most + 1, sizeof *ts);
+    uint32_t *mine = calloc((size_t)most * CKPT_ARRAYS + 1, sizeof *mine);
     if (!all || !crc || !ts || !mine) local = pt_fail(PT_ERR_NOMEM, "checkpoint: out of memory");
     crash_hook hook = {crash_after};
-    if (!local && g->replica == 0) {
+    for (int ci = 0; ci < chunks && !local && g->replica == 0; ci++) {
+        const stage *s = &st[ci];
         int n = 0;
-        for (int k = 0; k < st->n_tensors; k++) {
-            const stage_tensor *t = &st->tensors[k];
+        for (int k = 0; k < s->n_tensors; k++) {
+            const stage_tensor *t = &s->tensors[k];
             if (t->tied_to >= 0) continue; /* stored once, as its source */
             ts[n++] = (ckpt_tensor){t->name, t->layer, t->ndim, {t->shape[0], t->shape[1]}, t->numel,
-                                    {st->params + t->offset, st->m1 + t->offset, st->m2 + t->offset}};
+                                    {s->params + t->offset, s->m1 + t->offset, s->m2 + t->offset}};
         }
-        ckpt_shard shard = {g->stage, g->P, st->first, st->last, step, c->seed, c->checkpoint_compression,
+        ckpt_shard shard = {ci * g->P + g->stage, V, s->first, s->last, step, c->seed, c->checkpoint_compression,
                             n, ts, crash_after >= 0 ? maybe_crash : NULL, &hook};
         local = ckpt_write_shard(tmp, &shard, mine);
         for (int k = 0; !local && k < n; k++) {
@@ -101,7 +103,7 @@ pt_status persist_save(const config *c, const comm_grid *g, const persist_run *p
         config_to_text(c, text, sizeof text);
         for (int k = 0; k < n_all; k++)
             for (int a = 0; a < CKPT_ARRAYS; a++) all[k].crc[a] = (uint32_t)crc[k * CKPT_ARRAYS + a];
-        ckpt_manifest man = {CKPT_FORMAT_VERSION, step, c->seed, g->P, g->D, m->n_layers, (int *)cuts, text,
+        ckpt_manifest man = {CKPT_FORMAT_VERSION, step, c->seed, V, g->D, m->n_layers, (int *)cuts, text,
                              n_all, all, pr->history, ""};
         snprintf(man.data_fingerprint, sizeof man.data_fingerprint, "%s", pr->data_hash);
         local = ckpt_write_manifest(tmp, &man);
@@ -152,7 +154,22 @@ static pt_status check_model(const ckpt_manifest *man, const ckpt_entry *want, i
     return PT_OK;
 }
 
-pt_status persist_load(const char *path, const comm_grid *g, const model *m, stage *st, int moments,
+/* Reads one stage's tensors (a tied copy reads its source's stored values). */
+static pt_status load_stage(ckpt_reader *rd, const ckpt_manifest *man, const model *m, stage *st, int moments)
+{
+    pt_status rc = PT_OK;
+    for (int k = 0; !rc && k < st->n_tensors; k++) {
+        const stage_tensor *t = &st->tensors[k];
+        char source[STAGE_TENSOR_NAME_MAX];
+        if (t->tied_to >= 0) model_param_name(source, sizeof source, m->tied_embed, "w");
+        const ckpt_entry *e = &man->entries[ckpt_find(man, t->tied_to >= 0 ? source : t->name)];
+        float *dst[CKPT_ARRAYS] = {st->params + t->offset, st->m1 + t->offset, st->m2 + t->offset};
+        for (int a = 0; !rc && a < (moments ? CKPT_ARRAYS : 1); a++) rc = ckpt_read_tensor(rd, e, a, dst[a]);
+    }
+    return rc;
+}
+
+pt_status persist_load(const char *path, const comm_grid *g, const model *m, stage *st, int chunks, int moments,
                        long *step, int *reporter)
 {
     char dir[CKPT_PATH_MAX];
@@ -167,16 +184,7 @@ pt_status persist_load(const char *path, const comm_grid *g, const model *m, sta
     if (!local) local = ckpt_read_manifest(dir, &man);
     if (!local) local = check_model(&man, want, n, dir);
     if (!local) local = ckpt_reader_open(&rd, dir, &man);
-    for (int k = 0; !local && k < st->n_tensors; k++) {
-        const stage_tensor *t = &st->tensors[k];
-        /* a tied copy reads its source's stored values */
-        char source[STAGE_TENSOR_NAME_MAX];
-        if (t->tied_to >= 0)
-            model_param_name(source, sizeof source, m->tied_embed, "w");
-        const ckpt_entry *e = &man.entries[ckpt_find(&man, t->tied_to >= 0 ? source : t->name)];
-        float *dst[CKPT_ARRAYS] = {st->params + t->offset, st->m1 + t->offset, st->m2 + t->offset};
-        for (int a = 0; !local && a < (moments ? CKPT_ARRAYS : 1); a++) local = ckpt_read_tensor(&rd, e, a, dst[a]);
-    }
+    for (int c = 0; !local && c < chunks; c++) local = load_stage(&rd, &man, m, &st[c], moments);
     if (!local) *step = man.step;
     ckpt_reader_close(&rd);
     ckpt_manifest_free(&man);

@@ -19,22 +19,24 @@ typedef struct {
 } persist_run;
 
 /* Saves the state after `step` steps to c->checkpoint_dir/step-<step>:
- * every stage writes and fsyncs its shard under a temporary name, the ranks
+ * every virtual stage (st[0..chunks−1] on this rank: chunk c is virtual
+ * stage c·P + g->stage, layers [cuts[vs], cuts[vs+1]) of the chunks·P + 1 cut
+ * points) writes and fsyncs its shard under a temporary name, the ranks
  * agree that all shards succeeded, rank 0 writes the manifest, renames the
  * directory into place, replaces `latest` and prunes to checkpoint.keep.
  * The manifest records pr's history and data fingerprint.
  * crash_after ≥ 0 (test only) makes this rank die after writing that many
  * tensors of its shard. */
 pt_status persist_save(const config *c, const comm_grid *g, const persist_run *pr, const model *m,
-                       const int *cuts, const stage *st, long step, int crash_after, int *reporter);
+                       const int *cuts, const stage *st, int chunks, long step, int crash_after, int *reporter);
 
 /* Loads the checkpoint that `path` names (a run directory's latest, or a
- * checkpoint directory) into this rank's stage, whatever the partition it was
- * saved with: checks the format version, that the checkpoint holds exactly
+ * checkpoint directory) into this rank's stages st[0..chunks−1], whatever the
+ * partition, chunks and schedule it was saved with: checks the format version, that the checkpoint holds exactly
  * this model's tensors with the same shapes, and every checksum read. With
  * moments = 0 only the parameters are loaded (a fresh optimizer). *step is
  * the step the checkpoint was taken after. */
-pt_status persist_load(const char *path, const comm_grid *g, const model *m, stage *st, int moments,
+pt_status persist_load(const char *path, const comm_grid *g, const model *m, stage *st, int chunks, int moments,
                        long *step, int *reporter);
 
 /* Reads the config stored in the manifest of the checkpoint `path` names (not

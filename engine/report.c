@@ -88,18 +88,27 @@ void report_plan(const config *c, const comm_grid *g, const model *m, const int 
                  const dataset *d)
 {
     if (g->rank != 0) return;
-    printf("plan: %d stage%s, %s schedule, %d micro-batches of %d samples (global batch %d), %s partition\n",
-           g->P, g->P > 1 ? "s" : "", sched_kind_name(c->schedule), c->micro_batches, config_micro_rows(c),
+    int V = g->P * c->chunks;
+    char chunks[96] = "";
+    if (c->chunks > 1)
+        snprintf(chunks, sizeof chunks, " of %d model chunks each (%d virtual stages)", c->chunks, V);
+    printf("plan: %d stage%s%s, %s schedule, %d micro-batches of %d samples (global batch %d), %s partition\n",
+           g->P, g->P > 1 ? "s" : "", chunks, sched_kind_name(c->schedule), c->micro_batches, config_micro_rows(c),
            c->batch_size, partition_kind_name(c->partition));
-    for (int s = 0; s < g->P; s++) {
+    for (int s = 0; s < V; s++) {
         size_t params = 0;
         double flops = 0;
         for (int l = cuts[s]; l < cuts[s + 1]; l++) {
             params += layer_param_floats(&m->layers[l]);
             flops += layer_get(m->layers[l].kind)->flops(&m->layers[l]);
         }
-        printf("  stage %d: layers %d-%d, %zu parameters, %.2f MFLOP/sample forward, stash bound %d\n", s,
-               cuts[s], cuts[s + 1] - 1, params, flops / 1e6, train->slots[s]);
+        int r = s % g->P, k = s / g->P;
+        if (c->chunks > 1)
+            printf("  virtual stage %d (rank %d, chunk %d): ", s, r, k);
+        else
+            printf("  stage %d: ", s);
+        printf("layers %d-%d, %zu parameters, %.2f MFLOP/sample forward, stash bound %d\n", cuts[s], cuts[s + 1] - 1,
+               params, flops / 1e6, train->slots[r * c->chunks + k]);
     }
     if (d->kind == DATASET_TEXT)
         printf("  data: %s, %ld training bytes, %ld validation contexts of %d bytes, unigram entropy %.4f "
@@ -151,20 +160,11 @@ void report_eval(const comm_grid *g, const dataset *d, long done, double loss, d
     fflush(stdout);
 }
 
-/* Each slot of the array has one owner, so XOR combines them; the
- * "name hash" lines let two runs be compared tensor by tensor. */
-pt_status report_fingerprint(const model *m, const stage *st, const comm_grid *g, const char *hashes_path,
-                             char hex[33])
+/* Hashes one stage's tensors into h at their global ordinals (a tied copy
+ * into h[total], as its source). */
+static void hash_stage(const model *m, const stage *st, int total, unsigned long long *h)
 {
-    int total = model_tensor_count(m, 0, m->n_layers), before = model_tensor_count(m, 0, st->first);
-    /* slot `total` holds the hash of a tied copy, checked against its source */
-    unsigned long long *h = calloc((size_t)total + 1, sizeof *h);
-    model_tensor *names = hashes_path && g->rank == 0 ? calloc((size_t)total + 1, sizeof *names) : NULL;
-    if (!h || (hashes_path && g->rank == 0 && !names)) {
-        free(h);
-        free(names);
-        return pt_fail(PT_ERR_NOMEM, "out of memory");
-    }
+    int before = model_tensor_count(m, 0, st->first);
     for (int k = 0; k < st->n_tensors; k++) {
         const stage_tensor *t = &st->tensors[k];
         char source[STAGE_TENSOR_NAME_MAX];
@@ -175,6 +175,23 @@ pt_status report_fingerprint(const model *m, const stage *st, const comm_grid *g
         h[t->tied_to >= 0 ? total : before + k] =
             XXH3_64bits_withSeed(st->params + t->offset, t->numel * sizeof(float), seed);
     }
+}
+
+/* Each slot of the array has one owner, so XOR combines them; the
+ * "name hash" lines let two runs be compared tensor by tensor. */
+pt_status report_fingerprint(const model *m, const stage *stages, int chunks, const comm_grid *g,
+                             const char *hashes_path, char hex[33])
+{
+    int total = model_tensor_count(m, 0, m->n_layers);
+    /* slot `total` holds the hash of a tied copy, checked against its source */
+    unsigned long long *h = calloc((size_t)total + 1, sizeof *h);
+    model_tensor *names = hashes_path && g->rank == 0 ? calloc((size_t)total + 1, sizeof *names) : NULL;
+    if (!h || (hashes_path && g->rank == 0 && !names)) {
+        free(h);
+        free(names);
+        return pt_fail(PT_ERR_NOMEM, "out of memory");
+    }
+    for (int c = 0; c < chunks; c++) hash_stage(m, &stages[c], total, h);
     pt_status rc = comm_allreduce_xor(h, total + 1, g->pipe, "MPI_Allreduce of the parameter fingerprint");
     if (!rc && m->tied_head >= 0 && h[total] != h[model_tied_source(m, m->tied_head, 0)])
         rc = pt_fail(PT_ERR_MISMATCH, "the tied copy layers.%d.w differs from layers.%d.w", m->tied_head,
@@ -219,14 +236,18 @@ static double stage_step_flops(const model *m, const stage *st, const config *c)
 enum { RANK_COMPUTE, RANK_WAIT, RANK_COMM, RANK_DATA, RANK_OPTIM, RANK_TOTAL, RANK_RSS_KIB,
        RANK_STASH, RANK_PARAMS, RANK_FLOPS, RANK_FIELDS };
 
-pt_status report_gather_figures(const executor *ex, const stage *st, const model *m, const config *c,
+pt_status report_gather_figures(const executor *ex, const stage *st, int chunks, const model *m, const config *c,
                                 const comm_grid *g, long steps, double **out)
 {
     double mine[RANK_FIELDS] = {
         [RANK_COMPUTE] = ex->t.compute, [RANK_WAIT] = ex->t.wait, [RANK_COMM] = ex->t.comm,
         [RANK_DATA] = ex->t.data, [RANK_OPTIM] = ex->t.optim, [RANK_TOTAL] = ex->t.total + ex->t.optim,
-        [RANK_RSS_KIB] = (double)peak_rss_kib(), [RANK_STASH] = (double)stage_stash_bytes(st),
-        [RANK_PARAMS] = (double)st->n_params, [RANK_FLOPS] = stage_step_flops(m, st, c) * (double)steps};
+        [RANK_RSS_KIB] = (double)peak_rss_kib()};
+    for (int k = 0; k < chunks; k++) {
+        mine[RANK_STASH] += (double)stage_stash_bytes(&st[k]);
+        mine[RANK_PARAMS] += (double)st[k].n_params;
+        mine[RANK_FLOPS] += stage_step_flops(m, &st[k], c) * (double)steps;
+    }
     *out = NULL;
     double *all = g->rank == 0 ? calloc((size_t)g->size * RANK_FIELDS, sizeof *all) : NULL;
     if (g->rank == 0 && !all) return pt_fail(PT_ERR_NOMEM, "out of memory");
@@ -240,6 +261,18 @@ pt_status report_gather_figures(const executor *ex, const stage *st, const model
     return PT_OK;
 }
 
+/* The layers rank stage s holds: "a-b" per chunk, joined by commas. */
+static void rank_layers(char *buf, size_t len, const int *cuts, int P, int chunks, int s)
+{
+    size_t pos = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < chunks && pos < len; k++) {
+        int vs = k * P + s, n = snprintf(buf + pos, len - pos, "%s%d-%d", k ? "," : "", cuts[vs], cuts[vs + 1] - 1);
+        if (n < 0) break;
+        pos += (size_t)n;
+    }
+}
+
 void report_breakdown(const config *c, const comm_grid *g, const int *cuts, const double *all,
                       double theoretical_bubble)
 {
@@ -248,8 +281,8 @@ void report_breakdown(const config *c, const comm_grid *g, const int *cuts, cons
     for (int i = 0; i < g->size; i++) {
         const double *v = all + (size_t)i * RANK_FIELDS;
         int s = i % g->P;
-        char layers[32];
-        snprintf(layers, sizeof layers, "%d-%d", cuts[s], cuts[s + 1] - 1);
+        char layers[128];
+        rank_layers(layers, sizeof layers, cuts, g->P, c->chunks, s);
         printf("  %4d %5d %-7s %9.0f %9.2f %7.2f %6.2f %6.2f %6.2f %7.1f%% %8.1f %10.1f %13.1f\n", i, s, layers,
                v[RANK_PARAMS], v[RANK_COMPUTE], v[RANK_WAIT], v[RANK_COMM], v[RANK_DATA], v[RANK_OPTIM],
                v[RANK_TOTAL] > 0 ? 100.0 * v[RANK_WAIT] / v[RANK_TOTAL] : 0.0,
@@ -268,6 +301,7 @@ static pt_status write_summary(const config *c, const comm_grid *g, const datase
     cJSON_AddNumberToObject(j, "stages", g->P);
     cJSON_AddNumberToObject(j, "micro_batches", c->micro_batches);
     cJSON_AddStringToObject(j, "schedule", sched_kind_name(c->schedule));
+    cJSON_AddNumberToObject(j, "chunks", c->chunks);
     cJSON_AddStringToObject(j, "partition", partition_kind_name(c->partition));
     cJSON_AddNumberToObject(j, "batch_size", c->batch_size);
     cJSON_AddNumberToObject(j, "micro_batch_rows", config_micro_rows(c));
@@ -288,8 +322,14 @@ static pt_status write_summary(const config *c, const comm_grid *g, const datase
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "rank", i);
         cJSON_AddNumberToObject(o, "stage", s);
-        cJSON_AddNumberToObject(o, "first_layer", cuts[s]);
-        cJSON_AddNumberToObject(o, "last_layer", cuts[s + 1] - 1);
+        cJSON *vss = cJSON_CreateArray(), *ls = cJSON_CreateArray();
+        for (int k = 0; k < c->chunks; k++) { /* chunk k: virtual stage k·P + s */
+            int vs = k * g->P + s, range[2] = {cuts[vs], cuts[vs + 1] - 1};
+            cJSON_AddItemToArray(vss, cJSON_CreateNumber(vs));
+            cJSON_AddItemToArray(ls, cJSON_CreateIntArray(range, 2));
+        }
+        cJSON_AddItemToObject(o, "virtual_stages", vss);
+        cJSON_AddItemToObject(o, "layers", ls);
         cJSON_AddNumberToObject(o, "params", v[RANK_PARAMS]);
         cJSON_AddNumberToObject(o, "flops", v[RANK_FLOPS]);
         cJSON_AddNumberToObject(o, "compute_s", v[RANK_COMPUTE]);

@@ -40,7 +40,8 @@ pt_status report_open_outputs(FILE **metrics, const config *c, const comm_grid *
                               const char *tensor_hashes, int *reporter);
 
 /* Rank 0 prints the plan: stages, schedule, micro-batches, partition, one
- * line per stage (layers cuts[s]..cuts[s+1]−1, parameters, forward
+ * line per virtual stage s of the c->chunks·P (rank s mod P, chunk s / P;
+ * layers cuts[s]..cuts[s+1]−1, parameters, forward
  * MFLOP/sample, the stash slots of the lowered training schedule `train`)
  * and one for the data. Not collective. */
 void report_plan(const config *c, const comm_grid *g, const model *m, const int *cuts, const schedule *train,
@@ -75,10 +76,10 @@ void report_eval(const comm_grid *g, const dataset *d, long done, double loss, d
  * (malloc'ed, a fixed number of doubles per rank, in world rank order, for
  * report_breakdown and report_closing: seconds of compute, waiting,
  * communication, data, optimizer and in total from ex->t, peak RSS in KiB,
- * stash bytes, parameters, and the FLOPs of `steps` training steps on this
- * stage); NULL on other ranks. Errors:
+ * stash bytes, parameters, and the FLOPs of `steps` training steps, summed
+ * over the rank's stages st[0..chunks−1]); NULL on other ranks. Errors:
  * PT_ERR_NOMEM (rank 0 only), PT_ERR_MPI. */
-pt_status report_gather_figures(const executor *ex, const stage *st, const model *m, const config *c,
+pt_status report_gather_figures(const executor *ex, const stage *st, int chunks, const model *m, const config *c,
                                 const comm_grid *g, long steps, double **out);
 
 /* Rank 0 prints one line per rank of `all` (report_gather_figures): where
@@ -88,15 +89,15 @@ void report_breakdown(const config *c, const comm_grid *g, const int *cuts, cons
                       double theoretical_bubble);
 
 /* Collective over g->pipe. The parameter fingerprint of the model m whose
- * stage st this rank holds, as 32 hex digits in hex[33]: XXH3-64 of each
+ * stages st[0..chunks−1] this rank holds, as 32 hex digits in hex[33]: XXH3-64 of each
  * tensor's bytes seeded with the hash of its name, placed at the tensor's
  * global ordinal, combined across the stages with XOR, then XXH3-128 over
  * the ordered array (a tied copy is checked against its source and counted
  * once). With hashes_path, rank 0 also writes one "name hash" line per
  * tensor there. Errors: PT_ERR_MISMATCH (a tied copy differs from its
  * source), PT_ERR_IO (hashes_path), PT_ERR_NOMEM, PT_ERR_MPI. */
-pt_status report_fingerprint(const model *m, const stage *st, const comm_grid *g, const char *hashes_path,
-                             char hex[33]);
+pt_status report_fingerprint(const model *m, const stage *st, int chunks, const comm_grid *g,
+                             const char *hashes_path, char hex[33]);
 
 /* What the closing lines and the summary say. */
 typedef struct {

@@ -143,8 +143,10 @@ static int build_rank(oplist *l, sched_kind kind, int P, int v, int M, int r)
         break;
     }
     case SCHED_FORWARD_ONLY:
-    default:
-        for (int mb = 0; mb < M; mb++) e |= push(l, OP_FORWARD, mb, 0, -1);
+    default: /* groups of P micro-batches go round the chunks (the last group may be smaller) */
+        for (int g0 = 0; g0 < M; g0 += P)
+            for (int c = 0; c < v; c++)
+                for (int mb = g0; mb < g0 + P && mb < M; mb++) e |= push(l, OP_FORWARD, mb, c, -1);
         break;
     }
     return e;
@@ -167,9 +169,10 @@ pt_status schedule_build_chunks(schedule *sc, sched_kind kind, int P, int chunks
     if (M < 1 || M > SCHED_MAX_MB)
         return pt_fail(PT_ERR_INVALID, "schedule %s P=%d: M = %d micro-batches, expected 1..%d", kind_names[kind],
                        P, M, SCHED_MAX_MB);
-    if (chunks < 1 || chunks > SCHED_MAX_CHUNKS || (kind != SCHED_INTERLEAVED && chunks != 1))
+    int many = kind == SCHED_INTERLEAVED || kind == SCHED_FORWARD_ONLY;
+    if (chunks < 1 || chunks > SCHED_MAX_CHUNKS || (!many && chunks != 1))
         return pt_fail(PT_ERR_INVALID, "schedule %s P=%d M=%d: %d model chunks per rank, expected %s", kind_names[kind],
-                       P, M, chunks, kind == SCHED_INTERLEAVED ? "1..8" : "1 (only the interleaved schedule has more)");
+                       P, M, chunks, many ? "1..8" : "1 (only the interleaved schedule has more)");
     if (kind == SCHED_INTERLEAVED && chunks > 1 && M % P != 0)
         return pt_fail(PT_ERR_INVALID, "schedule interleaved P=%d: M = %d micro-batches is not a multiple of the %d "
                        "ranks (it goes round the chunks in groups of P micro-batches): use M = %d or %d", P, M, P,

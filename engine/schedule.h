@@ -111,7 +111,9 @@ pt_status schedule_build(schedule *sc, sched_kind kind, int P, int M);
  * k mod P; backwards the same with the chunks reversed) after
  * 2·(P−r−1) + (v−1)·P warm-up forwards, so the unit-cost bubble falls to
  * (P−1)/(v·M+P−1); with more than one chunk it needs M divisible by P (one
- * chunk is 1F1B). The other kinds take one chunk.
+ * chunk is 1F1B). FORWARD_ONLY goes round the chunks in groups of P
+ * micro-batches too (the last group may be smaller, so any M works). The
+ * other kinds take one chunk.
  * Errors: PT_ERR_INVALID naming the numbers (chunks out of 1..8, M not
  * divisible by P for INTERLEAVED), PT_ERR_NOMEM. */
 pt_status schedule_build_chunks(schedule *sc, sched_kind kind, int P, int chunks, int M);

@@ -8,17 +8,29 @@
 
 #include "partition.h"
 
-pt_status step_init(step_state *s, const model *m, const int *cuts, const stage *st, const comm_grid *g)
+pt_status step_init(step_state *s, const model *m, const int *cuts, const stage *st, int chunks,
+                    const comm_grid *g)
 {
     pt_status rc;
+    s->chunks = chunks;
     s->tied_src = s->tied_copy = -1;
     if (m->tied_head >= 0) {
-        int a = partition_stage_of(cuts, g->P, m->tied_embed), b = partition_stage_of(cuts, g->P, m->tied_head);
+        int V = chunks * g->P;
+        int a = partition_stage_of(cuts, V, m->tied_embed) % g->P, b = partition_stage_of(cuts, V, m->tied_head) % g->P;
         char name[STAGE_TENSOR_NAME_MAX];
         model_param_name(name, sizeof name, m->tied_embed, "w");
-        s->tied_src = stage_find_tensor(st, name);
-        for (int k = 0; k < st->n_tensors; k++)
-            if (st->tensors[k].tied_to >= 0) s->tied_copy = k;
+        for (int c = 0; c < chunks; c++) {
+            int k = stage_find_tensor(&st[c], name);
+            if (k >= 0) {
+                s->src_chunk = c;
+                s->tied_src = k;
+            }
+            for (k = 0; k < st[c].n_tensors; k++)
+                if (st[c].tensors[k].tied_to >= 0) {
+                    s->copy_chunk = c;
+                    s->tied_copy = k;
+                }
+        }
         if (a != b && (rc = comm_tied_group(g, a, b, &s->tied))) return rc;
     }
     s->reduce = calloc((size_t)m->n_layers + 2, sizeof *s->reduce);
@@ -36,15 +48,16 @@ void step_free(step_state *s)
 pt_status step_sync_tied(step_state *s, const model *m, stage *st)
 {
     if (m->tied_head < 0) return PT_OK;
-    const stage_tensor *src = s->tied_src >= 0 ? &st->tensors[s->tied_src] : NULL;
-    const stage_tensor *copy = s->tied_copy >= 0 ? &st->tensors[s->tied_copy] : NULL;
+    stage *ss = &st[s->src_chunk], *cs = &st[s->copy_chunk];
+    const stage_tensor *src = s->tied_src >= 0 ? &ss->tensors[s->tied_src] : NULL;
+    const stage_tensor *copy = s->tied_copy >= 0 ? &cs->tensors[s->tied_copy] : NULL;
     if (src && copy) {
-        float *a = st->grads + src->offset, *b = st->grads + copy->offset;
+        float *a = ss->grads + src->offset, *b = cs->grads + copy->offset;
         for (size_t i = 0; i < src->numel; i++) b[i] = a[i] = a[i] + b[i];
         return PT_OK;
     }
-    const stage_tensor *t = src ? src : copy;
-    return t ? comm_tied_sum(st->grads + t->offset, t->numel, &s->tied) : PT_OK;
+    if (src) return comm_tied_sum(ss->grads + src->offset, src->numel, &s->tied);
+    return copy ? comm_tied_sum(cs->grads + copy->offset, copy->numel, &s->tied) : PT_OK;
 }
 
 pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const model *m, const int *cuts,
@@ -54,10 +67,11 @@ pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const 
     double *reduce = s->reduce;
     double t0 = comm_wtime();
     memset(reduce, 0, (size_t)(L + 2) * sizeof *reduce);
-    stage_grad_sumsq(st, reduce);
-    if (g->stage == g->P - 1) reduce[L] = ex->loss_sum / c->micro_batches;
+    for (int k = 0; k < s->chunks; k++) stage_grad_sumsq(&st[k], reduce);
+    if (g->stage == g->P - 1) reduce[L] = ex->loss_sum / c->micro_batches; /* it holds the last virtual stage */
     reduce[L + 1] = !isfinite(reduce[L]);
-    for (int l = st->first; l < st->last; l++) reduce[L + 1] += !isfinite(reduce[l]);
+    for (int k = 0; k < s->chunks; k++)
+        for (int l = st[k].first; l < st[k].last; l++) reduce[L + 1] += !isfinite(reduce[l]);
     double t1 = comm_wtime();
     pt_status rc = comm_allreduce_sum(reduce, L + 2, g->pipe, "the fused end-of-step reduction");
     double t2 = comm_wtime();
@@ -74,11 +88,17 @@ pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const 
         for (int l = 0; l < L && bad < 0; l++)
             if (!isfinite(reduce[l])) bad = l;
         char where[160];
-        if (bad >= 0)
-            snprintf(where, sizeof where, "gradient of layer %d (%s) on stage %d", bad,
-                     layer_get(m->layers[bad].kind)->kind_name, partition_stage_of(cuts, g->P, bad));
+        int vs = bad >= 0 ? partition_stage_of(cuts, s->chunks * g->P, bad) : s->chunks * g->P - 1;
+        char on[64];
+        if (s->chunks > 1)
+            snprintf(on, sizeof on, "virtual stage %d (rank %d)", vs, vs % g->P);
         else
-            snprintf(where, sizeof where, "loss (computed on stage %d)", g->P - 1);
+            snprintf(on, sizeof on, "stage %d", vs);
+        if (bad >= 0)
+            snprintf(where, sizeof where, "gradient of layer %d (%s) on %s", bad,
+                     layer_get(m->layers[bad].kind)->kind_name, on);
+        else
+            snprintf(where, sizeof where, "loss (computed on %s)", on);
         if (c->nonfinite == NONFINITE_STOP)
             return pt_fail(PT_ERR_NONFINITE,
                            "step %ld: non-finite %s; training stopped (lower train.lr, set "
@@ -89,10 +109,12 @@ pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const 
         ex->t.optim += comm_wtime() - t0;
         return PT_OK;
     }
-    if (c->grad_clip > 0 && *norm > c->grad_clip) stage_scale_grads(st, (float)(c->grad_clip / (*norm + 1e-6)));
     lr_schedule ls = config_lr(c);
     optim_config oc = config_optim(c);
-    stage_optim_step(st, &oc, lr_at(&ls, step + 1), step + 1);
+    for (int k = 0; k < s->chunks; k++) {
+        if (c->grad_clip > 0 && *norm > c->grad_clip) stage_scale_grads(&st[k], (float)(c->grad_clip / (*norm + 1e-6)));
+        stage_optim_step(&st[k], &oc, lr_at(&ls, step + 1), step + 1);
+    }
     ex->t.optim += comm_wtime() - t0;
     return PT_OK;
 }

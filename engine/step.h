@@ -18,15 +18,20 @@ typedef struct {
                               * count of non-finite values */
     comm_tied tied;          /* the two ranks holding the tied embedding and its copy, when they are
                               * different stages; zeroed otherwise */
-    int tied_src, tied_copy; /* this stage's tensor indices of the tied source and copy, -1: absent */
+    int chunks;              /* model chunks of this rank (st[0..chunks−1]) */
+    int src_chunk, tied_src; /* chunk and tensor index of the tied source on this rank, tied_src −1: absent */
+    int copy_chunk, tied_copy; /* the same for its copy */
 } step_state;
 
-/* Collective over g->pipe when the model ties its embedding (every stage
- * takes part in making the group of the two holding stages, found from cuts,
- * the P + 1 cut points of partition_layers); otherwise not collective.
- * Finds the tied tensors in st and allocates the reduction buffer. Errors:
+/* Collective over g->pipe when the model ties its embedding (every rank
+ * takes part in making the group of the two ranks holding the embedding and
+ * its copy, found from cuts, the V + 1 cut points of partition_layers over
+ * the V = chunks·P virtual stages); otherwise not collective. st[0..chunks−1]
+ * are this rank's stages (chunk c: virtual stage c·P + g->stage). Finds the
+ * tied tensors in them and allocates the reduction buffer. Errors:
  * PT_ERR_MPI, PT_ERR_NOMEM (this rank only). */
-pt_status step_init(step_state *s, const model *m, const int *cuts, const stage *st, const comm_grid *g);
+pt_status step_init(step_state *s, const model *m, const int *cuts, const stage *st, int chunks,
+                    const comm_grid *g);
 
 /* Collective over the tied group when this rank is in one; frees and zeroes
  * s. Safe on a zeroed step_state. */
@@ -34,19 +39,21 @@ void step_free(step_state *s);
 
 /* Tied embeddings, after the backward passes: both holders' gradients of
  * the tied matrix become g_source + g_copy, so the two copies take the same
- * update. On one stage the sum is local; across two stages it is an
- * all-reduce of the two ranks — the same single addition either way
- * (collective over the tied group). No-op for an untied model. Errors:
+ * update. On one rank (one stage, or two chunks of it) the sum is local;
+ * across two ranks it is an all-reduce of the two — the same single
+ * addition either way (collective over the tied group). st: this rank's
+ * chunks, as given to step_init. No-op for an untied model. Errors:
  * PT_ERR_MPI. */
 pt_status step_sync_tied(step_state *s, const model *m, stage *st);
 
-/* Collective over g->pipe. Ends training step `step` (0-based): one fused
- * all-reduce of per-layer Σg², the last stage's mean loss (ex->loss_sum /
- * micro-batches) and a non-finite count; then *norm = the global gradient
+/* Collective over g->pipe. Ends training step `step` (0-based) on this
+ * rank's chunks st (as given to step_init): one fused all-reduce of
+ * per-layer Σg², the last stage's mean loss (ex->loss_sum / micro-batches)
+ * and a non-finite count; then *norm = the global gradient
  * norm (summed in global layer order), *loss = the step's mean loss,
  * clipping to train.grad_clip and the optimizer update at the learning rate
  * of step + 1. A non-finite loss or gradient (named by layer and the stage
- * holding it, found from cuts) either stops the run — PT_ERR_NONFINITE on
+ * holding it, found from cuts over the virtual stages) either stops the run — PT_ERR_NONFINITE on
  * every rank alike — or, with train.nonfinite = skip, skips the update
  * (*skipped = 1; rank 0 prints one line). Adds the reduction's seconds to
  * ex->t.comm and the rest to ex->t.optim. Errors: PT_ERR_NONFINITE,

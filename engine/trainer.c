@@ -25,7 +25,8 @@ typedef struct {
     int *cuts;
     schedule train_sc, eval_sc;
     dataset data;
-    stage st;
+    int chunks;                 /* model chunks this rank holds: chunk c is virtual stage c·P + rank */
+    stage st[EXEC_MAX_CHUNKS];
     executor ex;
     step_state step; /* the reduction buffer and the tied-weight group */
     FILE *metrics;
@@ -39,7 +40,7 @@ static void run_free(run *r)
     if (r->metrics) fclose(r->metrics);
     step_free(&r->step);
     executor_free(&r->ex);
-    stage_free(&r->st);
+    for (int k = 0; k < EXEC_MAX_CHUNKS; k++) stage_free(&r->st[k]);
     dataset_close(&r->data);
     schedule_free(&r->eval_sc);
     schedule_free(&r->train_sc);
@@ -70,16 +71,38 @@ static pt_status plan(run *r, const config *c, const comm_grid *g)
         return pt_fail(PT_ERR_INVALID,
                        "model.layers: the last layer has %d outputs per target but the data set (%s) has %d classes",
                        r->m.classes, c->data_dataset, r->data.classes);
-    r->cuts = calloc((size_t)g->P + 1, sizeof *r->cuts);
+    /* v chunks per rank: V = v·P virtual stages, partitioned like stages */
+    r->chunks = c->chunks;
+    int V = g->P * r->chunks;
+    r->cuts = calloc((size_t)V + 1, sizeof *r->cuts);
     if (!r->cuts) return pt_fail(PT_ERR_NOMEM, "out of memory");
-    if ((st = partition_layers(&r->m, g->P, c->partition, c->partition_spec, r->cuts))) return st;
+    if (r->chunks > 1 && V > r->m.n_layers) {
+        int most = r->m.n_layers / g->P;
+        char advice[96];
+        if (most >= 2)
+            snprintf(advice, sizeof advice, "use pipeline.chunks = %d or less", most);
+        else
+            snprintf(advice, sizeof advice, "use pipeline.chunks = 1 (no interleaving) or fewer ranks");
+        return pt_fail(PT_ERR_INVALID, "pipeline.chunks = %d on %d rank%s makes %d virtual stages but the model has %d "
+                       "layers: every virtual stage needs at least one; %s", r->chunks, g->P, g->P == 1 ? "" : "s",
+                       V, r->m.n_layers, advice);
+    }
+    if ((st = partition_layers(&r->m, V, c->partition, c->partition_spec, r->cuts))) {
+        if (r->chunks == 1) return st;
+        return pt_wrap(st, "pipeline.chunks = %d on %d rank%s makes %d virtual stages (rank r holds r, r+%d, ...): ",
+                       r->chunks, g->P, g->P == 1 ? "" : "s", V, g->P);
+    }
     if (c->micro_batches > comm_max_micro_batches(g))
         return pt_fail(PT_ERR_INVALID, "pipeline.micro_batches = %d: this MPI library's tags allow at most %d",
                        c->micro_batches, comm_max_micro_batches(g));
-    if ((st = schedule_build(&r->train_sc, c->schedule, g->P, c->micro_batches))) return st;
+    if ((st = schedule_build_chunks(&r->train_sc, c->schedule, g->P, r->chunks, c->micro_batches))) {
+        if (c->schedule != SCHED_INTERLEAVED || r->chunks == 1) return st;
+        return pt_wrap(st, "pipeline.schedule = interleaved with pipeline.chunks = %d and pipeline.micro_batches "
+                       "= %d on %d ranks: ", r->chunks, c->micro_batches, g->P);
+    }
     if ((st = schedule_validate(&r->train_sc)))
         return pt_wrap(st, "the %s schedule failed validation: ", sched_kind_name(c->schedule));
-    if ((st = schedule_build(&r->eval_sc, SCHED_FORWARD_ONLY, g->P, c->micro_batches))) return st;
+    if ((st = schedule_build_chunks(&r->eval_sc, SCHED_FORWARD_ONLY, g->P, r->chunks, c->micro_batches))) return st;
     return schedule_validate(&r->eval_sc);
 }
 
@@ -115,21 +138,25 @@ static pt_status setup(run *r, const config *c, const comm_grid *g, int *reporte
                              "every host must read the same data: copy the same files to every host, or put "
                              "data.path on a shared file system", reporter))) return st;
     *reporter = -1;
-    int s = g->stage;
-    /* stash slots as the lowered lists use them (the executor serves both schedules) */
-    int slots = r->train_sc.slots[s] > r->eval_sc.slots[s] ? r->train_sc.slots[s] : r->eval_sc.slots[s];
-    if ((st = stage_init(&r->st, &r->m, r->cuts[s], r->cuts[s + 1], config_micro_rows(c), slots, c->seed)))
-        return st;
-    if (sched_kind_splits_backward(c->schedule) && (st = stage_split_backward_init(&r->st))) return st;
-    if ((st = executor_init(&r->ex, g, &r->st, &r->data, c->micro_batches, config_micro_rows(c),
-                            r->data.targets, r->m.classes, slots, c->seed)))
+    int slots[EXEC_MAX_CHUNKS];
+    for (int k = 0; k < r->chunks; k++) {
+        /* stash slots as the lowered lists use them (the executor serves both schedules) */
+        int i = g->stage * r->chunks + k, vs = k * g->P + g->stage;
+        slots[k] = r->train_sc.slots[i] > r->eval_sc.slots[i] ? r->train_sc.slots[i] : r->eval_sc.slots[i];
+        if ((st = stage_init(&r->st[k], &r->m, r->cuts[vs], r->cuts[vs + 1], config_micro_rows(c), slots[k],
+                             c->seed)))
+            return st;
+        if (sched_kind_splits_backward(c->schedule) && (st = stage_split_backward_init(&r->st[k]))) return st;
+    }
+    if ((st = executor_init(&r->ex, g, r->st, r->chunks, slots, &r->data, c->micro_batches, config_micro_rows(c),
+                            r->data.targets, r->m.classes, c->seed)))
         return st;
     if ((c->fault_kind == FAULT_ERROR || c->fault_kind == FAULT_CRASH) && c->fault_rank == g->rank)
         r->ex.fault = (exec_fault){c->fault_kind, c->fault_step, c->fault_layer};
     if (c->fault_kind == FAULT_NAN) /* every stage checks whether it holds the layer */
         r->ex.fault = (exec_fault){c->fault_kind, c->fault_step, c->fault_layer};
     executor_install_crash_report(&r->ex);
-    return step_init(&r->step, &r->m, r->cuts, &r->st, g);
+    return step_init(&r->step, &r->m, r->cuts, r->st, r->chunks, g);
 }
 
 /* Is a checkpoint due after `done` steps of a run that stops after `stop`? */
@@ -147,13 +174,13 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
     report_clock_start(&k, first, stop);
     for (long step = first; step < stop; step++) {
         *reporter = -1;
-        stage_zero_grad(&r->st);
+        for (int k = 0; k < r->chunks; k++) stage_zero_grad(&r->st[k]);
         pt_status st = executor_train_step(&r->ex, &r->train_sc.ranks[g->stage], step);
-        if (!st) st = step_sync_tied(&r->step, &r->m, &r->st);
+        if (!st) st = step_sync_tied(&r->step, &r->m, r->st);
         if (st) return st;
         double loss, norm;
         int skipped;
-        st = step_finish(&r->step, c, g, &r->m, r->cuts, &r->st, &r->ex, step, &loss, &norm, &skipped);
+        st = step_finish(&r->step, c, g, &r->m, r->cuts, r->st, &r->ex, step, &loss, &norm, &skipped);
         if (st) {
             if (st == PT_ERR_NONFINITE) *reporter = 0;
             return st;
@@ -171,7 +198,7 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
             double t0 = comm_wtime();
             int crash = c->fault_kind == FAULT_CHECKPOINT_CRASH && c->fault_rank == g->rank &&
                         c->fault_step == step + 1 ? 1 : -1;
-            if ((st = persist_save(c, g, &r->pr, &r->m, r->cuts, &r->st, step + 1, crash, reporter))) return st;
+            if ((st = persist_save(c, g, &r->pr, &r->m, r->cuts, r->st, r->chunks, step + 1, crash, reporter))) return st;
             k.t_start += comm_wtime() - t0; /* checkpoint time is not training time */
         }
     }
@@ -196,7 +223,7 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     long first = 0;
     const char *from = opt->resume ? opt->resume : opt->init;
     if (from) {
-        if ((st = persist_load(from, g, &r.m, &r.st, opt->resume != NULL, &first, reporter))) goto done;
+        if ((st = persist_load(from, g, &r.m, r.st, r.chunks, opt->resume != NULL, &first, reporter))) goto done;
         long saved = first; /* the checkpoint's own step */
         if (!opt->resume) first = 0; /* --init: weights only, a new run from step 0 */
         if (g->rank == 0) {
@@ -230,13 +257,13 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     }
     *reporter = -1;
     double *figures = NULL;
-    if ((st = report_gather_figures(&r.ex, &r.st, &r.m, c, g, trained, &figures))) goto done;
+    if ((st = report_gather_figures(&r.ex, r.st, r.chunks, &r.m, c, g, trained, &figures))) goto done;
     double theory = schedule_theoretical_bubble(&r.train_sc); /* unit costs: F = BI = BW, transfers free */
     if (g->rank == 0 && trained > 0) report_breakdown(c, g, r.cuts, figures, theory);
     double test_loss, test_acc;
     char fp[33];
     if (!(st = evaluate(&r, g, &test_loss, &test_acc)))
-        st = report_fingerprint(&r.m, &r.st, g, opt->tensor_hashes, fp);
+        st = report_fingerprint(&r.m, r.st, r.chunks, g, opt->tensor_hashes, fp);
     double throughput = train_time > 0 ? trained * (double)c->batch_size / train_time : 0.0;
     if (!st && g->rank == 0) {
         report_result res = {opt->mode == TRAINER_TRAIN, comm_wtime() - t_start, train_time, throughput,

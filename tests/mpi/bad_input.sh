@@ -20,6 +20,12 @@ check 2 "no-such-file.ini" train "$TMP/no-such-file.ini"
 check 2 "dataset-fashion-mnist" train "$CONFIG" --set data.path=$TMP/nowhere
 check 8 "8 stages but the model has 7 layers" train "$CONFIG"
 check 3 "pipeline.partition" train "$CONFIG" --set pipeline.partition=0-2,4-6
+# interleaved layouts that cannot work name the numbers and what to use instead
+IL=(--set pipeline.schedule=interleaved --set pipeline.chunks=2)
+check 3 "M = 4 micro-batches is not a multiple of the 3 ranks.*use M = 3 or 6" train "$CONFIG" "${IL[@]}"
+check 4 "pipeline.chunks = 2 on 4 ranks makes 8 virtual stages but the model has 7 layers.*use pipeline.chunks = 1 (no interleaving) or fewer ranks" train "$CONFIG" "${IL[@]}"
+check 2 "pipeline.chunks = 4 on 2 ranks makes 8 virtual stages but the model has 7 layers.*use pipeline.chunks = 3 or less" train "$CONFIG" "${IL[@]}" --set pipeline.chunks=4
+check 2 "pipeline.chunks = 2: only the interleaved schedule" train "$CONFIG" --set pipeline.chunks=2
 check 2 "the last layer has 10 outputs\|3 classes" train "$CONFIG" --set data.dataset=synthetic --set data.synthetic_classes=3
 GPT="$(dirname "$0")/../configs/tiny_gpt.ini"
 check 2 "vocabulary must hold the 256 token values" train "$GPT" \

@@ -34,6 +34,17 @@ for np in 2 3 4; do
   [ "$(text)" = "$ref" ] || { echo "$ref"; text; fail "generation on $np stages differs from 1 stage"; }
 done
 echo "same text on 1, 2, 3 and 4 stages"
+# a checkpoint of an interleaved run generates the same on contiguous stages
+# (the default) and on interleaved chunks
+run 2 train "$CONFIG" --set train.steps=20 --set checkpoint.dir="$TMP/run-il" \
+    --set pipeline.schedule=interleaved --set pipeline.chunks=2
+[ $RC -eq 0 ] || { cat "$TMP/out"; fail "interleaved training exited with $RC"; }
+run 2 generate "$TMP/run-il" --prompt "The " --prompt "Q: " --tokens 48
+[ $RC -eq 0 ] || { cat "$TMP/out"; fail "generate from an interleaved checkpoint exited with $RC"; }
+[ "$(text)" = "$ref" ] || { echo "$ref"; text; fail "generation from the interleaved run's checkpoint differs"; }
+gen 2 --set pipeline.schedule=interleaved --set pipeline.chunks=2
+[ "$(text)" = "$ref" ] || { echo "$ref"; text; fail "generation on 2 ranks × 2 chunks differs"; }
+echo "same text from an interleaved checkpoint and on interleaved chunks"
 gen 2 --seed 7
 [ "$(text)" != "$ref" ] || fail "another seed gave the same text"
 gen 2 --temperature 0; greedy=$(text)

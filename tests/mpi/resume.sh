@@ -27,6 +27,27 @@ for pq in "2 2" "4 1" "4 2" "4 3" "1 4" "3 4"; do
   echo "saved on $1 stages after step $N, resumed on $2: $fp"
 done
 
+# the same across schedules: a checkpoint of interleaved chunks (a rank holds
+# non-contiguous layers, one shard per virtual stage) resumes on contiguous
+# stages and the other way round
+layout() {
+  case $1 in
+    interleaved-*) echo "--set pipeline.schedule=interleaved --set pipeline.chunks=${1#interleaved-}" ;;
+    *) echo "--set pipeline.schedule=$1" ;;
+  esac
+}
+for spec in "2 interleaved-2 3 zbh1" "1 gpipe 2 interleaved-3" "1 interleaved-2 2 interleaved-2"; do
+  set -- $spec
+  dir="$TMP/sched-$1-$2-$3-$4"
+  run $1 train "$CONFIG" "${base[@]}" $(layout $2) --set checkpoint.dir="$dir" --stop-after $N
+  [ $RC -eq 0 ] || { cat "$TMP/out"; fail "P=$1 $2 --stop-after $N exited with $RC"; }
+  run $3 train "$CONFIG" "${base[@]}" $(layout $4) --set checkpoint.dir="$dir" --resume "$dir"
+  [ $RC -eq 0 ] || { cat "$TMP/out"; fail "resume of P=$1 $2 on P=$3 $4 exited with $RC"; }
+  fp=$(fingerprint_of "$TMP/out")
+  [ "$fp" = "$ref" ] || fail "saved on P=$1 $2, resumed on P=$3 $4: fingerprint $fp, expected $ref"
+  echo "saved on P=$1 $2 after step $N, resumed on P=$3 $4: $fp"
+done
+
 # eval of the final checkpoint on another number of stages: the same parameters
 run 3 eval "$CONFIG" "${base[@]}" --resume "$TMP/run-4-2"
 [ $RC -eq 0 ] || { cat "$TMP/out"; fail "eval --resume exited with $RC"; }

@@ -280,7 +280,7 @@ Test(config, bad_values_name_the_key_and_the_expectation)
         {"train.optimizer=adam", "train.optimizer = 'adam': expected adamw or sgd"},
         {"train.lr_schedule=linear", "cosine or constant"},
         {"train.nonfinite=ignore", "train.nonfinite"},
-        {"pipeline.schedule=zb", "pipeline.schedule = 'zb': expected gpipe, 1f1b or zbh1"},
+        {"pipeline.schedule=zb", "pipeline.schedule = 'zb': expected gpipe, 1f1b, zbh1 or interleaved"},
         {"pipeline.micro_batches=0", "pipeline.micro_batches = '0': expected an integer >= 1"},
         {"pipeline.partition=unifrom", "pipeline.partition = 'unifrom'"},
         {"pipeline.partition=0-3;4-9", "pipeline.partition"},
@@ -480,7 +480,16 @@ Test(config, validate_ranges_of_fields_set_in_code)
     EXPECT_ERROR(config_validate(&c), "pipeline.data_parallel", "only 1");
     c = valid_config();
     c.schedule = SCHED_FORWARD_ONLY;
-    EXPECT_ERROR(config_validate(&c), "pipeline.schedule", "gpipe, 1f1b or zbh1");
+    EXPECT_ERROR(config_validate(&c), "pipeline.schedule", "gpipe, 1f1b, zbh1 or interleaved");
+    c = valid_config();
+    c.chunks = 9;
+    EXPECT_ERROR(config_validate(&c), "pipeline.chunks");
+    c = valid_config();
+    c.chunks = 2; /* only the interleaved schedule holds more than one chunk per rank */
+    EXPECT_ERROR(config_validate(&c), "pipeline.chunks = 2", "pipeline.schedule = 1f1b",
+                 "set pipeline.schedule = interleaved");
+    c.schedule = SCHED_INTERLEAVED;
+    cr_expect_eq(config_validate(&c), PT_OK, "interleaved with 2 chunks: %s", pt_last_error());
     c = valid_config();
     c.optimizer = (optim_kind)7;
     EXPECT_ERROR(config_validate(&c), "train.optimizer");
@@ -683,7 +692,7 @@ Test(config, help_lists_every_key_with_default_and_description)
                              "layers", "synthetic_samples", "warmup_steps",
                              "micro_batches", "data_parallel", "metrics", "default 1f1b",
                              "default 8192", "/usr/share/datasets/fashion-mnist",
-                             "gpipe, 1f1b or zbh1", "peak learning rate", "a number > 0"};
+                             "gpipe, 1f1b, zbh1 or interleaved", "peak learning rate", "a number > 0"};
     for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++)
         cr_expect(strstr(buf, needles[i]) != NULL, "help lacks '%s'", needles[i]);
     /* every key of the canonical text appears in the help */

@@ -323,6 +323,34 @@ Test(schedule, two_chunks_per_rank_lower_and_validate)
     }
 }
 
+Test(schedule, forward_only_goes_round_the_chunks_in_groups_of_p)
+{
+    /* evaluation and generation of an interleaved layout: any M; groups of P micro-batches (the
+     * last one smaller) go through chunk 0, then chunk 1, ... */
+    for (int P = 1; P <= 4; P++)
+        for (int v = 1; v <= 3; v++)
+            for (int M = 1; M <= 7; M++) {
+                schedule sc;
+                cr_assert_eq(schedule_build_chunks(&sc, SCHED_FORWARD_ONLY, P, v, M), PT_OK, "%s", pt_last_error());
+                cr_assert_eq(schedule_validate(&sc), PT_OK, "P=%d v=%d M=%d: %s", P, v, M, pt_last_error());
+                for (int r = 0; r < P; r++) {
+                    int k = 0;
+                    for (int i = 0; i < sc.ranks[r].n_ops; i++) {
+                        const sched_op *o = &sc.ranks[r].ops[i];
+                        if (o->kind != OP_FORWARD) continue;
+                        int g0 = k / (P * v) * P, size = M - g0 < P ? M - g0 : P, in = k - g0 * v;
+                        cr_assert(o->chunk == in / size && o->mb == g0 + in % size, "P=%d v=%d M=%d rank %d: "
+                                  "forward %d is mb=%d chunk=%d", P, v, M, r, k, o->mb, o->chunk);
+                        k++;
+                    }
+                    cr_assert_eq(k, v * M);
+                }
+                schedule_free(&sc);
+            }
+    schedule sc;
+    cr_assert_eq(schedule_build_chunks(&sc, SCHED_1F1B, 2, 2, 4), PT_ERR_INVALID, "1f1b accepted two chunks");
+}
+
 Test(schedule, lowering_rejects_forwards_out_of_order)
 {
     static const cop r0[] = {{F, 1, 0}, {F, 0, 0}, {B, 0, 0}, {B, 1, 0}};
