@@ -4,7 +4,7 @@
 # The model is examples/gpt_bytes.ini (embed 256 256, posembed, 4 × block 4
 # causal, layernorm, lmhead 256, tied embeddings; context 128; the fortunes
 # text). It trains with P = 1 and 2 pipeline stages, M = 4, 8, 16
-# micro-batches, the 1F1B, GPipe and ZB-H1 schedules (1F1B first), one BLAS thread
+# micro-batches, the 1F1B, GPipe, ZB-H1 and interleaved 1F1B (2 chunks) schedules (1F1B first), one BLAS thread
 # per rank, and P = 1 with 2 BLAS threads as the second baseline. Every run
 # has the same global batch, so a given M means the same micro-batch at every
 # P. From each run's JSON summary (log.summary) it reports tokens/s, GFLOP/s
@@ -67,6 +67,9 @@ Prints markdown tables and writes into the results directory:
 
 environment: BENCH_P, BENCH_M and BENCH_SCHEDULES narrow the plan to the listed values, e.g.
 BENCH_P="1 2" BENCH_M=8 BENCH_SCHEDULES="1f1b zbh1" for a focused comparison.
+The interleaved schedule runs BENCH_CHUNKS model chunks per rank (default 2);
+layouts it cannot run (M not divisible by P, fewer layers than virtual stages)
+are skipped with a message.
 EOF
 }
 bench_option() { case "$1" in --profile) PROFILE=1 ;; *) return 1 ;; esac; }
@@ -79,10 +82,10 @@ if [ "$PROFILE" = 1 ]; then bench_setup perf; else bench_setup; fi
 
 # ---- the plan ----------------------------------------------------------------
 if [ "$QUICK" = 1 ]; then
-  BATCH=16; PS=(1 2); MS=(4 8); SCHEDS=(1f1b gpipe zbh1); STEPS=2; PROF_M=4; PROF_STEPS=2
+  BATCH=16; PS=(1 2); MS=(4 8); SCHEDS=(1f1b gpipe zbh1 interleaved); STEPS=2; PROF_M=4; PROF_STEPS=2
 else
   # P = 1 takes about 2.5 s a step; P = 2 (the fastest runs) still 10 s or more
-  BATCH=64; PS=(1 2); MS=(4 8 16); SCHEDS=(1f1b gpipe zbh1); STEPS=8; PROF_M=8; PROF_STEPS=4
+  BATCH=64; PS=(1 2); MS=(4 8 16); SCHEDS=(1f1b gpipe zbh1 interleaved); STEPS=8; PROF_M=8; PROF_STEPS=4
 fi
 CONTEXT=$(sed -n 's/^[[:space:]]*context[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p' "$REPO/$CONFIG" | sed -n 1p)
 [ -n "$CONTEXT" ] || { echo "$BENCH: no 'context =' line in $CONFIG" >&2; exit 1; }
@@ -116,11 +119,15 @@ SG2_UNSETTLED=$SG_UNSETTLED
 
 # ---- the runs ----------------------------------------------------------------------
 run_one() { # P M schedule threads
-  local P=$1 M=$2 sched=$3 threads=$4
+  local P=$1 M=$2 sched=$3 threads=$4 why
+  why=$(bench_schedule_fits "$sched" "$P" "$M" "$(jq length <<<"$LAYERS")") ||
+    { echo "$BENCH: skipping P=$P M=$M $sched: $why" >&2; return 0; }
+  local sets
+  mapfile -t sets < <(bench_schedule_sets "$sched")
   bench_run "gpt_P${P}_M${M}_${sched}_t${threads}" "$P" "$threads" "$CONFIG" "$SPEC" "$STEPS" "$BATCH" \
     "{\"model\":\"gpt\",\"M\":$M,\"schedule\":\"$sched\"}" \
     "${COMMON_SETS[@]}" "train.steps=$STEPS" "train.blas_threads=$threads" \
-    "pipeline.micro_batches=$M" "pipeline.schedule=$sched"
+    "pipeline.micro_batches=$M" "${sets[@]}"
 }
 
 bench_begin
@@ -247,7 +254,7 @@ bench_derive "$OUT/models.json" "$OUT/sgemm.json" "$OUT/sgemm-t2.json"
     "| P | thr | M | sched | stage | layers | work | GFLOP/s | % sgemm | compute s | bubble s | comm s | optim s | data s | total s | bubble % | theory | ratio | stash MiB | peak RSS MiB |",
     "|--:|--:|--:|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     (.[] | . as $r | .ranks[] |
-      "| \($r.meta.P) | \($r.meta.blas_threads) | \($r.meta.M) | \($r.meta.schedule) | \(.stage) | \(.first_layer)-\(.last_layer) | \(.work_share | pct) | \(.compute_gflops | fmt(1)) | \(.peak_fraction | pct) | \(.compute_s | fmt(2)) | \(.bubble_s | fmt(2)) | \(.comm_s | fmt(2)) | \(.optim_s | fmt(2)) | \(.data_s | fmt(2)) | \(.total_s | fmt(2)) | \(.bubble_fraction | pct) | \(.theoretical_bubble | pct) | \(.bubble_ratio | x2) | \(.stash_bytes / 1048576 | fmt(1)) | \(.peak_rss_kib / 1024 | fmt(1)) |")
+      "| \($r.meta.P) | \($r.meta.blas_threads) | \($r.meta.M) | \($r.meta.schedule) | \(.stage) | \(.layers | map("\(.[0])-\(.[1])") | join(",")) | \(.work_share | pct) | \(.compute_gflops | fmt(1)) | \(.peak_fraction | pct) | \(.compute_s | fmt(2)) | \(.bubble_s | fmt(2)) | \(.comm_s | fmt(2)) | \(.optim_s | fmt(2)) | \(.data_s | fmt(2)) | \(.total_s | fmt(2)) | \(.bubble_fraction | pct) | \(.theoretical_bubble | pct) | \(.bubble_ratio | x2) | \(.stash_bytes / 1048576 | fmt(1)) | \(.peak_rss_kib / 1024 | fmt(1)) |")
   ' "$OUT/results.json"
   echo
   echo "### sgemm on the model's shapes"

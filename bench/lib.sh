@@ -330,7 +330,7 @@ bench_derive() {
          speedup_vs_p1: (base($r; 1) as $d | if $r.meta.P > 1 and $r.meta.blas_threads == 1 and $d != null then $r.summary.throughput_samples_per_s / $d else null end),
          speedup_vs_p1_2threads: (base($r; 2) as $d | if $r.meta.P > 1 and $r.meta.blas_threads == 1 and $d != null then $r.summary.throughput_samples_per_s / $d else null end),
          ranks: [ $r.summary.ranks[] | . as $k
-           | gemms($L; $k.first_layer; $k.last_layer; $b) as $g
+           | [ $k.layers[] as $rg | gemms($L; $rg[0]; $rg[1]; $b)[] ] as $g
            | (if ($g | length) > 0 then ($g | map(.f) | add) / ($g | map(.f / $peak[.k]) | add) else null end) as $ep
            | $k + {work_share: ($k.flops / $ftot),
                    gemm_peak_gflops: $ep,
@@ -339,6 +339,24 @@ bench_derive() {
                    bubble_ratio: (if $r.summary.theoretical_bubble > 0 then $k.bubble_fraction / $r.summary.theoretical_bubble else null end)} ] } ]
   ' "$OUT/.raw.json" >"$OUT/results.json"
   rm -f "$OUT/.raw.json" "$OUT/.none.json" "$TIMES_FILE" "$RUN_LIST"
+}
+
+# The --set values that select schedule $1 ("interleaved" runs BENCH_CHUNKS
+# model chunks per rank, 2 by default), one per line.
+bench_schedule_sets() {
+  echo "pipeline.schedule=$1"
+  [ "$1" = interleaved ] && echo "pipeline.chunks=${BENCH_CHUNKS:-2}"
+  return 0
+}
+
+# Can schedule $1 run P = $2 ranks with M = $3 micro-batches on $4 layers?
+# Interleaved needs M divisible by P and a layer per virtual stage; prints why not.
+bench_schedule_fits() {
+  local v=${BENCH_CHUNKS:-2}
+  [ "$1" = interleaved ] || return 0
+  if [ "$2" -gt 1 ] && [ $(($3 % $2)) -ne 0 ]; then echo "M = $3 is not a multiple of P = $2"; return 1; fi
+  if [ $(($2 * v)) -gt "$4" ]; then echo "$(($2 * v)) virtual stages for $4 layers"; return 1; fi
+  return 0
 }
 
 # ---- the report's first lines ---------------------------------------------------------

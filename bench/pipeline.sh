@@ -4,7 +4,7 @@
 # For two models, the balanced model (bench/configs/balanced.ini) and the
 # example MLP (examples/fashion_mlp.ini), it trains with P = 1, 2 and 4
 # pipeline stages (P = 4 oversubscribes a 2-core machine and is kept only for
-# the record), M = 4, 8, 16, 32 micro-batches, the GPipe, 1F1B and ZB-H1 schedules,
+# the record), M = 4, 8, 16, 32 micro-batches, the GPipe, 1F1B, ZB-H1 and interleaved 1F1B (2 chunks) schedules,
 # one BLAS thread per rank, and P = 1 with 2 BLAS threads as a second
 # baseline. Every run has the same global batch, so a given M means the same
 # micro-batch rows at every P. From each run's JSON summary (log.summary) it
@@ -62,6 +62,9 @@ Prints markdown tables and writes into the results directory:
 environment: BENCH_P, BENCH_M, BENCH_SCHEDULES (and BENCH_MODELS for
 bench/pipeline.sh) narrow the plan to the listed values, e.g.
 BENCH_P="1 2" BENCH_M=8 BENCH_SCHEDULES="1f1b zbh1" for a focused comparison.
+The interleaved schedule runs BENCH_CHUNKS model chunks per rank (default 2);
+layouts it cannot run (M not divisible by P, fewer layers than virtual stages)
+are skipped with a message.
 EOF
 }
 
@@ -73,10 +76,10 @@ bench_setup
 
 # ---- the plan ----------------------------------------------------------------
 if [ "$QUICK" = 1 ]; then
-  BATCH=256; PS=(1 2); MS=(4 8); SCHEDS=(gpipe 1f1b zbh1)
+  BATCH=256; PS=(1 2); MS=(4 8); SCHEDS=(gpipe 1f1b zbh1 interleaved)
   declare -A STEPS=([balanced]=2 [mlp]=2)
 else
-  BATCH=2048; PS=(1 2 4); MS=(4 8 16 32); SCHEDS=(gpipe 1f1b zbh1)
+  BATCH=2048; PS=(1 2 4); MS=(4 8 16 32); SCHEDS=(gpipe 1f1b zbh1 interleaved)
   # about 5 s or more for the fastest run (P = 2, M = 32) of each model
   declare -A STEPS=([balanced]=8 [mlp]=24)
 fi
@@ -116,10 +119,14 @@ bench_sgemm_reference 1 sgemm "${shapes[@]}"
 # ---- one run -----------------------------------------------------------------------
 run_one() { # model P M schedule threads
   local model=$1 P=$2 M=$3 sched=$4 threads=$5
+  local why
+  why=$(bench_schedule_fits "$sched" "$P" "$M" "$(jq --arg m "$model" '.[$m].layers | length' "$OUT/models.json")") ||
+    { echo "$BENCH: skipping $model P=$P M=$M $sched: $why" >&2; return 0; }
   local sets=(data.dataset=synthetic "data.synthetic_features=${FEATURES[$model]}" data.synthetic_classes=10
               "data.synthetic_samples=$BATCH" "train.batch_size=$BATCH" "train.steps=${STEPS[$model]}"
               train.log_every=0 checkpoint.dir= "train.blas_threads=$threads" "pipeline.micro_batches=$M"
-              "pipeline.schedule=$sched" pipeline.partition=cost)
+              pipeline.partition=cost)
+  mapfile -t -O ${#sets[@]} sets < <(bench_schedule_sets "$sched")
   local s
   for s in ${EXTRA[$model]}; do sets+=("$s"); done
   local spec
@@ -174,7 +181,7 @@ bench_derive "$OUT/models.json" "$OUT/sgemm.json"
     "| model | P | M | sched | thr | stage | layers | work | GFLOP/s | sgemm ref | % sgemm | compute s | bubble s | comm s | optim s | data s | total s | bubble % | theory | ratio | stash MiB | peak RSS MiB |",
     "|---|--:|--:|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     (.[] | . as $r | .ranks[] |
-      "| \($r.meta.model) | \($r | pp) | \($r.meta.M) | \($r.meta.schedule) | \($r.meta.blas_threads) | \(.stage) | \(.first_layer)-\(.last_layer) | \(.work_share | pct) | \(.compute_gflops | fmt(1)) | \(.gemm_peak_gflops | fmt(1)) | \(.peak_fraction | pct) | \(.compute_s | fmt(2)) | \(.bubble_s | fmt(2)) | \(.comm_s | fmt(2)) | \(.optim_s | fmt(2)) | \(.data_s | fmt(2)) | \(.total_s | fmt(2)) | \(.bubble_fraction | pct) | \(.theoretical_bubble | pct) | \(.bubble_ratio | x2) | \(.stash_bytes / 1048576 | fmt(1)) | \(.peak_rss_kib / 1024 | fmt(1)) |"),
+      "| \($r.meta.model) | \($r | pp) | \($r.meta.M) | \($r.meta.schedule) | \($r.meta.blas_threads) | \(.stage) | \(.layers | map("\(.[0])-\(.[1])") | join(",")) | \(.work_share | pct) | \(.compute_gflops | fmt(1)) | \(.gemm_peak_gflops | fmt(1)) | \(.peak_fraction | pct) | \(.compute_s | fmt(2)) | \(.bubble_s | fmt(2)) | \(.comm_s | fmt(2)) | \(.optim_s | fmt(2)) | \(.data_s | fmt(2)) | \(.total_s | fmt(2)) | \(.bubble_fraction | pct) | \(.theoretical_bubble | pct) | \(.bubble_ratio | x2) | \(.stash_bytes / 1048576 | fmt(1)) | \(.peak_rss_kib / 1024 | fmt(1)) |"),
     "",
     "### Activation stash of stage 0: 1F1B / GPipe",
     "",
