@@ -181,6 +181,57 @@ pt_status comm_tied_sum(float *buf, size_t n, const comm_tied *t)
     return PT_OK;
 }
 
+pt_status comm_iallreduce_floats(float *buf, size_t n, MPI_Comm comm, const char *what, comm_coll *c)
+{
+    c->what = what;
+    c->count = n;
+    if (n > INT_MAX) return pt_fail(PT_ERR_INVALID, "%s: %zu floats, at most %d per call", what, n, INT_MAX);
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, comm, &c->req);
+    if (rc != MPI_SUCCESS) {
+        c->req = MPI_REQUEST_NULL;
+        return mpi_fail(rc, what, -1, -1, (int)n);
+    }
+    return PT_OK;
+}
+
+pt_status comm_iallgather_floats(const float *mine, size_t n, float *all, MPI_Comm comm, const char *what,
+                                 comm_coll *c)
+{
+    c->what = what;
+    c->count = n;
+    if (n > INT_MAX) return pt_fail(PT_ERR_INVALID, "%s: %zu floats, at most %d per call", what, n, INT_MAX);
+    int rc = MPI_Iallgather(mine, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, comm, &c->req);
+    if (rc != MPI_SUCCESS) {
+        c->req = MPI_REQUEST_NULL;
+        return mpi_fail(rc, what, -1, -1, (int)n);
+    }
+    return PT_OK;
+}
+
+pt_status comm_coll_wait(comm_coll *c)
+{
+    if (c->req == MPI_REQUEST_NULL) return PT_OK;
+    int rc = MPI_Wait(&c->req, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, c->what, -1, -1, (int)c->count);
+    return PT_OK;
+}
+
+pt_status comm_coll_test(comm_coll *c, int *done)
+{
+    *done = 1;
+    if (c->req == MPI_REQUEST_NULL) return PT_OK;
+    int rc = MPI_Test(&c->req, done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, c->what, -1, -1, (int)c->count);
+    return PT_OK;
+}
+
+pt_status comm_gather_bytes(const void *mine, int bytes, void *all, int root, MPI_Comm comm, const char *what)
+{
+    int rc = MPI_Gather(mine, bytes, MPI_BYTE, all, bytes, MPI_BYTE, root, comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, what, -1, -1, bytes);
+    return PT_OK;
+}
+
 pt_status comm_allreduce_sum(double *buf, int n, MPI_Comm comm, const char *what)
 {
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, comm);

@@ -70,6 +70,11 @@ pt_status comm_bcast(void *buf, int bytes, int root, MPI_Comm comm, const char *
 pt_status comm_gather_doubles(const double *mine, int n, double *all, int root, MPI_Comm comm,
                               const char *what);
 
+/* Collective over comm: gathers `bytes` bytes of every rank's mine into
+ * root's all (size(comm)·bytes; may be NULL elsewhere), rank i's at
+ * all + i·bytes. Errors: PT_ERR_MPI naming `what`. */
+pt_status comm_gather_bytes(const void *mine, int bytes, void *all, int root, MPI_Comm comm, const char *what);
+
 /* Wall-clock time in seconds since some moment in the past (MPI_Wtime):
  * differences of two calls are elapsed seconds. Not collective; works
  * between comm_init and comm_finalize. */
@@ -131,6 +136,32 @@ pt_status comm_tied_sum(float *buf, size_t n, const comm_tied *group);
 /* Collective over the group: frees it and zeroes *t; no-op (not collective)
  * on a zeroed comm_tied. */
 void comm_tied_free(comm_tied *t);
+
+/* A non-blocking collective in flight (gradient reductions over replicas). */
+typedef struct {
+    MPI_Request req;
+    const char *what; /* names it in errors */
+    size_t count;     /* floats per rank */
+} comm_coll;
+
+/* Collective over comm (every rank starts the same call in the same order):
+ * starts the in-place sum of n floats of buf (MPI_Iallreduce, MPI_SUM; the
+ * association is the library's, so results are the same on every rank but
+ * not bitwise the same as a sum in another order). buf must stay untouched
+ * until comm_coll_wait. Errors: PT_ERR_MPI naming `what`. */
+pt_status comm_iallreduce_floats(float *buf, size_t n, MPI_Comm comm, const char *what, comm_coll *c);
+
+/* Collective over comm: starts gathering n floats of every rank's mine into
+ * every rank's all (size(comm)·n floats, rank i's at all[i·n ..]) with
+ * MPI_Iallgather. Errors: PT_ERR_MPI naming `what`. */
+pt_status comm_iallgather_floats(const float *mine, size_t n, float *all, MPI_Comm comm, const char *what,
+                                 comm_coll *c);
+
+/* Completes a collective started above (no-op when none is in flight);
+ * comm_coll_test lets it progress (MPI_Test) without blocking and sets *done.
+ * Errors: PT_ERR_MPI. */
+pt_status comm_coll_wait(comm_coll *c);
+pt_status comm_coll_test(comm_coll *c, int *done);
 
 /* In-place sum over `comm` of n doubles (collective over comm). */
 pt_status comm_allreduce_sum(double *buf, int n, MPI_Comm comm, const char *what);

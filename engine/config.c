@@ -68,6 +68,7 @@ static const cfg_word lr_words[] = {{"cosine", LR_COSINE}, {"constant", LR_CONST
 static const cfg_word nonfinite_words[] = {
     {"stop", NONFINITE_STOP}, {"skip", NONFINITE_SKIP}, {NULL, 0}};
 /* The schedules a run can train with (forward-only is for evaluation). */
+static const cfg_word reduction_words[] = {{"invariant", REDUCTION_INVARIANT}, {"fast", REDUCTION_FAST}, {NULL, 0}};
 static const cfg_word schedule_words[] = {
     {"gpipe", SCHED_GPIPE}, {"1f1b", SCHED_1F1B}, {"zbh1", SCHED_ZBH1}, {"interleaved", SCHED_INTERLEAVED},
     {NULL, 0}};
@@ -80,6 +81,7 @@ static const cfg_word fault_words[] = {{"none", FAULT_NONE},
                                        {"crash", FAULT_CRASH},
                                        {"nan", FAULT_NAN},
                                        {"checkpoint_crash", FAULT_CHECKPOINT_CRASH},
+                                       {"diverge", FAULT_DIVERGE},
                                        {NULL, 0}};
 
 #define FIELD(f) offsetof(config, f), sizeof(((config *)0)->f)
@@ -163,14 +165,23 @@ static const cfg_key keys[] = {
      "(interleaved 1F1B over pipeline.chunks model chunks per rank)", NULL, RESUME_FREE},
     {"pipeline", "chunks", T_INT, FIELD(chunks), "1", IN(1, 8), NULL, NO_AUX,
      "model chunks per rank for the interleaved schedule: rank r holds virtual stages r, r+P, r+2P, ... "
-     "(needs micro_batches divisible by the stages when above 1)", NULL, RESUME_FREE},
+     "(above 1: needs micro_batches divisible by the number of ranks and at least one layer per virtual stage)", NULL, RESUME_FREE},
     {"pipeline", "micro_batches", T_INT, FIELD(micro_batches), "8", GE(1), NULL, NO_AUX,
      "micro-batches per step (must divide train.batch_size)", NULL, RESUME_NOTE},
     {"pipeline", "partition", T_PARTITION, FIELD(partition), "uniform", ANY, partition_words,
      offsetof(config, partition_spec), sizeof(((config *)0)->partition_spec),
      "layers per stage: uniform counts, balanced params or cost, or ranges such as 0-3,4-9", NULL, RESUME_FREE},
-    {"pipeline", "data_parallel", T_INT, FIELD(data_parallel), "1", IN(1, 1), NULL, NO_AUX,
-     "data-parallel replicas", "data parallelism is not supported yet: only 1 is allowed for now", RESUME_FREE},
+    {"pipeline", "data_parallel", T_INT, FIELD(data_parallel), "1", IN(1, 1024), NULL, NO_AUX,
+     "data-parallel replicas D: mpirun -np N runs N / D pipeline stages per replica, and replica d trains "
+     "micro-batches d·M/D .. (d+1)·M/D − 1 of every step", NULL, RESUME_FREE},
+    {"pipeline", "reduction", T_ENUM, FIELD(reduction), "invariant", ANY, reduction_words, NO_AUX,
+     "how gradients are summed over micro-batches and replicas: invariant (a fixed binary tree over "
+     "micro-batch indices: the same bits for every number of stages and replicas) or fast (accumulate in "
+     "place, the MPI library's all-reduce: the same bits for every number of stages, not replicas)",
+     NULL, RESUME_FREE},
+    {"pipeline", "bucket_mb", T_FLOAT, FIELD(bucket_mb), "25", GT(0), NULL, NO_AUX,
+     "size of a gradient all-reduce bucket in MiB (layers are grouped from the last until a bucket holds "
+     "this much)", NULL, RESUME_FREE},
 
     {"log", "metrics", T_STRING, FIELD(log_metrics), "", ANY, NULL, NO_AUX,
      "path of a CSV file of per-step metrics (empty = none)", NULL, RESUME_FREE},
@@ -187,7 +198,7 @@ static const cfg_key keys[] = {
      "deflate level of checkpoint datasets (0 = none)", NULL, RESUME_FREE},
 
     {"fault", "kind", T_ENUM, FIELD(fault_kind), "none", ANY, fault_words, NO_AUX,
-     "test only: inject an error, a crash or a NaN gradient", NULL, RESUME_FREE},
+     "test only: inject an error, a crash, a NaN gradient, a crash while checkpointing, or a one-ulp change of one parameter on one replica (diverge)", NULL, RESUME_FREE},
     {"fault", "rank", T_INT, FIELD(fault_rank), "-1", GE(-1), NULL, NO_AUX,
      "test only: rank that fails (-1 = none)", NULL, RESUME_FREE},
     {"fault", "step", T_LONG, FIELD(fault_step), "-1", GE(-1), NULL, NO_AUX,
@@ -701,6 +712,19 @@ pt_status config_validate(const config *c)
     lr_schedule ls = config_lr(c);
     if ((st = lr_check(&ls))) return st;
 
+    if (M % c->data_parallel)
+        return pt_fail(PT_ERR_INVALID, "pipeline.micro_batches = %d is not divisible by pipeline.data_parallel = %d: "
+                       "each replica trains M / D micro-batches of every step; use micro_batches = %d or %d",
+                       M, c->data_parallel, M / c->data_parallel * c->data_parallel > 0 ? M / c->data_parallel * c->data_parallel
+                                                                                        : c->data_parallel,
+                       (M / c->data_parallel + 1) * c->data_parallel);
+    int share = M / c->data_parallel;
+    if (c->reduction == REDUCTION_INVARIANT && c->data_parallel > 1 && (share & (share - 1)))
+        return pt_fail(PT_ERR_INVALID, "pipeline.reduction = invariant with pipeline.data_parallel = %d needs each "
+                       "replica's share of the micro-batches (micro_batches / data_parallel = %d / %d = %d) to be a "
+                       "power of two, so that it is a subtree of the fixed summation tree; use micro_batches = %d, "
+                       "or pipeline.reduction = fast", c->data_parallel, M, c->data_parallel, share,
+                       c->data_parallel * (1 << (int)floor(log2((double)share))));
     if (c->chunks > 1 && c->schedule != SCHED_INTERLEAVED)
         return pt_fail(PT_ERR_INVALID, "pipeline.chunks = %d: only the interleaved schedule runs more than one "
                        "model chunk per rank, and pipeline.schedule = %s: set pipeline.schedule = interleaved, "

@@ -21,7 +21,9 @@
 
 typedef enum { PARTITION_UNIFORM = 0, PARTITION_PARAMS, PARTITION_COST, PARTITION_EXPLICIT } partition_kind;
 typedef enum { NONFINITE_STOP = 0, NONFINITE_SKIP } nonfinite_policy;
-typedef enum { FAULT_NONE = 0, FAULT_ERROR, FAULT_CRASH, FAULT_NAN, FAULT_CHECKPOINT_CRASH } fault_kind;
+/* pipeline.reduction: how a step's gradients are summed (design contract 2) */
+typedef enum { REDUCTION_INVARIANT = 0, REDUCTION_FAST } reduction_kind;
+typedef enum { FAULT_NONE = 0, FAULT_ERROR, FAULT_CRASH, FAULT_NAN, FAULT_CHECKPOINT_CRASH, FAULT_DIVERGE } fault_kind;
 
 /* What a change of a key's value means when a run resumes a checkpoint
  * (docs/checkpoint-format.md, "Resuming with another config"):
@@ -71,7 +73,9 @@ typedef struct {
     int micro_batches;
     partition_kind partition;
     char partition_spec[CONFIG_STR_MAX]; /* explicit: "0-3,4-9" */
-    int data_parallel;               /* replicas; 1 for now */
+    int data_parallel;               /* replicas D */
+    reduction_kind reduction;        /* pipeline.reduction */
+    float bucket_mb;                 /* pipeline.bucket_mb: MiB per gradient bucket */
 
     /* [log] */
     char log_metrics[CONFIG_STR_MAX]; /* CSV of per-step metrics, "" = none */

@@ -87,7 +87,7 @@ pt_status executor_init(executor *e, const comm_grid *g, stage *st, int chunks, 
     e->data = data;
     e->P = g->P;
     e->s = g->stage;
-    e->M = M;
+    e->M = e->M_step = M;
     e->rows = rows;
     e->classes = classes;
     e->lrows = rows * targets;
@@ -122,6 +122,12 @@ pt_status executor_init(executor *e, const comm_grid *g, stage *st, int chunks, 
     return PT_OK;
 }
 
+void executor_set_share(executor *e, int M_step, int mb_first)
+{
+    e->M_step = M_step;
+    e->mb_first = mb_first;
+}
+
 void executor_free(executor *e)
 {
     for (int k = 0; k < EXEC_MAX_CHUNKS; k++) chunk_free(&e->ch[k]);
@@ -143,6 +149,8 @@ static void account(executor *e, int kind, int mb, int chunk, double t0, double 
     case OP_BACKWARD_WEIGHT: e->t.compute += d; break;
     case OP_WAIT_RECV_ACT:
     case OP_WAIT_RECV_GRAD: e->t.wait += d; break;
+    case OP_REDUCE_GRAD_START:
+    case OP_REDUCE_GRAD_WAIT: e->t.reduce += d; break;
     case EXEC_EVENT_DATA:
         e->t.data += d;
         e->t.compute -= d; /* the forward that read it counted it as compute */
@@ -203,7 +211,7 @@ static pt_status forward_op(executor *e, exec_chunk *c, int mb, int slot, long s
         if (training) {
             e->loss_sum += loss;
             softmax_xent_backward(c->dlogits[slot], e->probs, c->labels[slot], e->lrows, e->classes,
-                                  1.0f / ((float)e->lrows * (float)e->M));
+                                  1.0f / ((float)e->lrows * (float)e->M_step));
         } else {
             e->loss_sum += (double)loss * valid;
             for (int r = 0; r < valid; r++) {
@@ -219,6 +227,22 @@ static pt_status forward_op(executor *e, exec_chunk *c, int mb, int slot, long s
     return PT_OK;
 }
 
+/* REDUCE_GRAD_START / WAIT of a gradient bucket (its index in op->mb). */
+static pt_status reduce_op(executor *e, const sched_op *op, int i)
+{
+    if (!e->red || op->chunk >= e->chunks)
+        return pt_fail(PT_ERR_INVALID, "op %d (%s bucket=%d chunk=%d): this executor reduces no gradients over "
+                       "replicas", i, sched_op_name((sched_op_kind)op->kind), (int)op->mb, (int)op->chunk);
+    e->doing = sched_op_name((sched_op_kind)op->kind);
+    e->doing_mb = -1;
+    e->doing_chunk = op->chunk;
+    double t0 = comm_wtime();
+    pt_status st = op->kind == OP_REDUCE_GRAD_START ? e->red->start(e->red->ctx, op->chunk, op->mb)
+                                                    : e->red->wait(e->red->ctx, op->chunk, op->mb);
+    account(e, op->kind, op->mb, op->chunk, t0, comm_wtime());
+    return st;
+}
+
 /* Runs a lowered op list: every op says what to do, on which micro-batch,
  * in which stash slot; the executor decides nothing else (design contract 3). */
 static pt_status run_ops(executor *e, const sched_list *ops, long step, int training, long eval_first)
@@ -229,6 +253,12 @@ static pt_status run_ops(executor *e, const sched_list *ops, long step, int trai
     for (int i = 0; i < ops->n_ops && !st; i++) {
         const sched_op *op = &ops->ops[i];
         int mb = op->mb, slot = op->slot;
+        if (sched_op_is_reduce(op->kind)) {
+            st = reduce_op(e, op, i);
+            continue;
+        }
+        /* tags and slots count this replica's micro-batches; data, dropout keys and messages the step's */
+        int gmb = training ? e->mb_first + mb : mb;
         if (op->chunk >= e->chunks || slot < 0 || slot >= e->ch[op->chunk].slots) {
             st = pt_fail(PT_ERR_INVALID, "op %d (%s mb=%d) names stash slot %d of chunk %d; this rank holds "
                          "%d chunk%s of %d slots", i, sched_op_name((sched_op_kind)op->kind), mb, slot,
@@ -241,7 +271,7 @@ static pt_status run_ops(executor *e, const sched_list *ops, long step, int trai
         int out = e->rows * s->out_dim, in = e->rows * s->in_dim;
         const float *dout = c->is_last ? c->dlogits[slot] : c->recv_grad[slot];
         e->doing = sched_op_name((sched_op_kind)op->kind);
-        e->doing_mb = mb;
+        e->doing_mb = gmb;
         e->doing_chunk = op->chunk;
         if ((st = maybe_fault(e, step, i, ops->n_ops))) break;
         double t0 = comm_wtime();
@@ -251,7 +281,7 @@ static pt_status run_ops(executor *e, const sched_list *ops, long step, int trai
                             &c->x_recv_act[slot]);
             break;
         case OP_WAIT_RECV_ACT: st = comm_wait(&c->x_recv_act[slot]); break;
-        case OP_FORWARD: st = forward_op(e, c, mb, slot, step, training, eval_first); break;
+        case OP_FORWARD: st = forward_op(e, c, gmb, slot, step, training, eval_first); break;
         case OP_SEND_ACT:
             st = comm_isend(e->grid, c->send_act[slot], out, c->next_rank, mb, COMM_ACT, c->tag_out,
                             &c->x_send_act[slot]);
@@ -264,14 +294,16 @@ static pt_status run_ops(executor *e, const sched_list *ops, long step, int trai
         case OP_WAIT_RECV_GRAD: st = comm_wait(&c->x_recv_grad[slot]); break;
         case OP_BACKWARD:
             stage_backward(c->st, slot, dout, c->is_first ? NULL : c->send_grad[slot], e->seed, (uint32_t)step,
-                           (uint32_t)mb);
+                           (uint32_t)gmb);
+            if (e->red && e->red->after_weights) st = e->red->after_weights(e->red->ctx, op->chunk, mb);
             break;
         case OP_BACKWARD_INPUT:
             st = stage_backward_input(c->st, slot, dout, c->is_first ? NULL : c->send_grad[slot], e->seed,
-                                      (uint32_t)step, (uint32_t)mb);
+                                      (uint32_t)step, (uint32_t)gmb);
             break;
         case OP_BACKWARD_WEIGHT: /* the output gradient stays in its slot until here (schedule_lower) */
-            st = stage_backward_weight(c->st, slot, dout, e->seed, (uint32_t)step, (uint32_t)mb);
+            st = stage_backward_weight(c->st, slot, dout, e->seed, (uint32_t)step, (uint32_t)gmb);
+            if (!st && e->red && e->red->after_weights) st = e->red->after_weights(e->red->ctx, op->chunk, mb);
             break;
         case OP_SEND_GRAD:
             st = comm_isend(e->grid, c->send_grad[slot], in, c->prev_rank, mb, COMM_GRAD, c->tag_in,
@@ -282,7 +314,8 @@ static pt_status run_ops(executor *e, const sched_list *ops, long step, int trai
             st = pt_fail(PT_ERR_INVALID, "op %d has kind %s, which this executor does not run", i,
                          sched_op_name((sched_op_kind)op->kind));
         }
-        account(e, op->kind, mb, op->chunk, t0, comm_wtime());
+        account(e, op->kind, gmb, op->chunk, t0, comm_wtime());
+        if (!st && e->red) st = e->red->progress(e->red->ctx);
     }
     if (st) {
         if (e->chunks > 1)

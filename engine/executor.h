@@ -19,7 +19,8 @@
 typedef struct {
     double compute; /* forward, backward, loss */
     double wait;    /* blocked on a receive: the bubble */
-    double comm;    /* posting and completing sends and receives, reductions */
+    double comm;    /* posting and completing sends and receives, the end-of-step reduction */
+    double reduce;  /* starting and completing gradient reductions over replicas (the exposed part) */
     double data;    /* reading inputs and labels */
     double optim;   /* gradient norm, clipping, optimizer step */
     double total;   /* wall time of the steps */
@@ -54,6 +55,21 @@ typedef struct {
     void *ctx;
 } exec_recorder;
 
+/* The gradient reduction over micro-batches and data-parallel replicas, as
+ * engine/reduce.h implements it: the executor calls after_weights after each
+ * op that adds micro-batch mb's weight gradients to chunk c's stage (B or
+ * BW; mb counts this replica's micro-batches), start and wait for the
+ * REDUCE_GRAD ops of the list, and progress after every other op (so that
+ * reductions in flight advance while the list computes). Each returns a
+ * status. */
+typedef struct {
+    pt_status (*after_weights)(void *ctx, int chunk, int mb);
+    pt_status (*start)(void *ctx, int chunk, int bucket);
+    pt_status (*wait)(void *ctx, int chunk, int bucket);
+    pt_status (*progress)(void *ctx);
+    void *ctx;
+} exec_reducer;
+
 /* Generation: a forward-only step whose inputs and outputs are the caller's. */
 typedef struct {
     void (*inputs)(void *ctx, int mb, float *x);          /* stage 0: rows × in_dim */
@@ -79,6 +95,8 @@ typedef struct {
     const comm_grid *grid;
     dataset *data;
     int P, s, M, rows, classes;
+    int M_step;   /* micro-batches of the whole step over all replicas (M is this replica's share) */
+    int mb_first; /* the step's micro-batch index of this replica's micro-batch 0 */
     int lrows; /* rows of the loss: rows × targets per sample */
     int chunks;
     exec_chunk ch[EXEC_MAX_CHUNKS];
@@ -91,6 +109,7 @@ typedef struct {
     exec_fault fault;
     const exec_generate *gen; /* set: executor_eval_step generates instead of evaluating */
     const exec_recorder *rec; /* set: every executed op is reported to it */
+    const exec_reducer *red;  /* set: gradients are reduced over replicas (data parallelism) */
     /* what the rank is doing, for fault reports */
     const char *doing;
     int doing_mb, doing_chunk;
@@ -106,6 +125,12 @@ typedef struct {
  * stage and the buffer size. */
 pt_status executor_init(executor *e, const comm_grid *g, stage *st, int chunks, const int *slots, dataset *data,
                         int M, int rows, int targets, int classes, uint64_t seed);
+
+/* Data parallelism: this replica's lists hold micro-batches 0..M−1 of the
+ * step's M_step, which are the step's micro-batches mb_first.. mb_first+M−1
+ * (what is read, the dropout keys and the loss scale 1 / (rows·M_step) follow
+ * the step's numbering). Without a call, M_step = M and mb_first = 0. */
+void executor_set_share(executor *e, int M_step, int mb_first);
 void executor_free(executor *e);
 
 /* Runs this rank's lowered, validated op list of a training step (point to

@@ -202,9 +202,10 @@ int main(int argc, char **argv)
         /* the checkpoint's own config, one row per prompt, one micro-batch each */
         if (opt.n_prompts == 0) st = pt_fail(PT_ERR_INVALID, "generate needs at least one --prompt TEXT");
         if (!st) st = persist_read_config(path, &c);
-        /* the weights, not the training layout: one chunk per rank unless --set says otherwise */
+        /* the weights, not the training layout: one chunk per rank, one replica, unless --set says otherwise */
         c.schedule = SCHED_1F1B;
         c.chunks = 1;
+        c.data_parallel = 1;
         for (int i = 0; !st && i < n_sets; i++) st = config_set(&c, sets[i]);
         c.batch_size = c.micro_batches = opt.n_prompts;
         if (!st) st = config_validate(&c);

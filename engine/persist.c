@@ -66,7 +66,8 @@ pt_status persist_save(const config *c, const comm_grid *g, const persist_run *p
         return st_all;
     }
 
-    /* every virtual stage is a shard; each rank writes its chunks' (one replica writes: replica 0) */
+    /* every virtual stage is a shard; each rank writes its chunks' — shard vs by replica vs mod D, so
+     * that the replicas (which hold the same values) share the writing */
     int n_all = 0, V = chunks * g->P, most = 0;
     for (int k = 0; k < chunks; k++) most = st[k].n_tensors > most ? st[k].n_tensors : most;
     ckpt_entry *all = model_entries(m, cuts, V, &n_all);
@@ -75,8 +76,9 @@ pt_status persist_save(const config *c, const comm_grid *g, const persist_run *p
     uint32_t *mine = calloc((size_t)most * CKPT_ARRAYS + 1, sizeof *mine);
     if (!all || !crc || !ts || !mine) local = pt_fail(PT_ERR_NOMEM, "checkpoint: out of memory");
     crash_hook hook = {crash_after};
-    for (int ci = 0; ci < chunks && !local && g->replica == 0; ci++) {
+    for (int ci = 0; ci < chunks && !local; ci++) {
         const stage *s = &st[ci];
+        if ((ci * g->P + g->stage) % g->D != g->replica) continue;
         int n = 0;
         for (int k = 0; k < s->n_tensors; k++) {
             const stage_tensor *t = &s->tensors[k];

@@ -21,7 +21,8 @@ typedef struct {
 /* Saves the state after `step` steps to c->checkpoint_dir/step-<step>:
  * every virtual stage (st[0..chunks−1] on this rank: chunk c is virtual
  * stage c·P + g->stage, layers [cuts[vs], cuts[vs+1]) of the chunks·P + 1 cut
- * points) writes and fsyncs its shard under a temporary name, the ranks
+ * points) writes and fsyncs its shard under a temporary name — shard vs by
+ * replica vs mod D, the replicas holding the same values —, the ranks
  * agree that all shards succeeded, rank 0 writes the manifest, renames the
  * directory into place, replaces `latest` and prunes to checkpoint.keep.
  * The manifest records pr's history and data fingerprint.

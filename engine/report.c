@@ -1,6 +1,9 @@
 /* report.c — what a run tells: plan, progress, breakdown, closing lines,
  * summary, fingerprint. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "report.h"
+
+#include <sched.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -84,6 +87,46 @@ pt_status report_open_outputs(FILE **metrics, const config *c, const comm_grid *
     return comm_agree(g, st, reporter);
 }
 
+pt_status report_grid(const config *c, const comm_grid *g)
+{
+    /* each rank: its host and the CPUs its affinity mask allows */
+    struct {
+        char host[64];
+        int cpus;
+    } mine = {{0}, 0}, *all = NULL;
+    snprintf(mine.host, sizeof mine.host, "%.63s", g->host);
+    cpu_set_t set;
+    mine.cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    if (g->rank == 0 && !(all = calloc((size_t)g->size, sizeof *all))) return pt_fail(PT_ERR_NOMEM, "out of memory");
+    pt_status st = comm_gather_bytes(&mine, (int)sizeof mine, all, 0, g->world, "MPI_Gather of the hosts");
+    if (st || g->rank != 0) {
+        free(all);
+        return st;
+    }
+    if (g->D > 1) {
+        printf("grid: %d stage%s × %d replicas: world rank r is stage r mod %d of replica r / %d\n", g->P,
+               g->P == 1 ? "" : "s", g->D, g->P, g->P);
+        for (int i = 0; i < g->size && i < 64; i++)
+            printf("  rank %d: stage %d of replica %d on %s\n", i, i % g->P, i / g->P, all[i].host);
+        if (g->size > 64) printf("  ... (%d ranks)\n", g->size);
+    }
+    int short_of = 0, fewest = 1 << 30;
+    for (int i = 0; i < g->size; i++)
+        if (all[i].cpus > 0 && all[i].cpus < c->blas_threads) {
+            short_of++;
+            if (all[i].cpus < fewest) fewest = all[i].cpus;
+        }
+    if (short_of)
+        printf("warning: train.blas_threads = %d but %d rank%s may run on only %d CPU%s (%s affinity mask): "
+               "its BLAS threads share %s; start mpirun with --bind-to none, or give each rank %d cores with "
+               "--map-by slot:PE=%d\n", c->blas_threads, short_of, short_of == 1 ? "" : "s", fewest,
+               fewest == 1 ? "" : "s", short_of == 1 ? "its" : "their", fewest == 1 ? "one core" : "them",
+               c->blas_threads, c->blas_threads);
+    fflush(stdout);
+    free(all);
+    return PT_OK;
+}
+
 void report_plan(const config *c, const comm_grid *g, const model *m, const int *cuts, const schedule *train,
                  const dataset *d)
 {
@@ -92,9 +135,14 @@ void report_plan(const config *c, const comm_grid *g, const model *m, const int 
     char chunks[96] = "";
     if (c->chunks > 1)
         snprintf(chunks, sizeof chunks, " of %d model chunks each (%d virtual stages)", c->chunks, V);
-    printf("plan: %d stage%s%s, %s schedule, %d micro-batches of %d samples (global batch %d), %s partition\n",
-           g->P, g->P > 1 ? "s" : "", chunks, sched_kind_name(c->schedule), c->micro_batches, config_micro_rows(c),
-           c->batch_size, partition_kind_name(c->partition));
+    char replicas[160] = "";
+    if (g->D > 1)
+        snprintf(replicas, sizeof replicas, " × %d data-parallel replicas (each trains %d of the micro-batches; "
+                 "%s reduction, buckets of %g MiB)", g->D, c->micro_batches / g->D,
+                 c->reduction == REDUCTION_FAST ? "fast" : "invariant", c->bucket_mb);
+    printf("plan: %d stage%s%s%s, %s schedule, %d micro-batches of %d samples (global batch %d), %s partition\n",
+           g->P, g->P > 1 ? "s" : "", chunks, replicas, sched_kind_name(c->schedule), c->micro_batches,
+           config_micro_rows(c), c->batch_size, partition_kind_name(c->partition));
     for (int s = 0; s < V; s++) {
         size_t params = 0;
         double flops = 0;
@@ -219,34 +267,35 @@ static long peak_rss_kib(void)
     return ru.ru_maxrss;
 }
 
-/* Training FLOPs of one step on this stage: forward, and backward counted as
- * twice the forward, except the model's first layer, whose input gradient is
- * never computed. */
-static double stage_step_flops(const model *m, const stage *st, const config *c)
+/* Training FLOPs of one step on this stage, for the samples its replica
+ * trains (batch / D): forward, and backward counted as twice the forward,
+ * except the model's first layer, whose input gradient is never computed. */
+static double stage_step_flops(const model *m, const stage *st, const config *c, int D)
 {
     double f = 0;
     for (int l = st->first; l < st->last; l++) {
         double fwd = layer_get(m->layers[l].kind)->flops(&m->layers[l]);
         f += fwd * (l == 0 && m->layers[l].kind == LAYER_LINEAR ? 2.0 : 3.0);
     }
-    return f * c->batch_size;
+    return f * c->batch_size / D;
 }
 
 /* One rank's figures, in this order, in report_gather_figures's array. */
 enum { RANK_COMPUTE, RANK_WAIT, RANK_COMM, RANK_DATA, RANK_OPTIM, RANK_TOTAL, RANK_RSS_KIB,
-       RANK_STASH, RANK_PARAMS, RANK_FLOPS, RANK_FIELDS };
+       RANK_STASH, RANK_PARAMS, RANK_FLOPS, RANK_REDUCE, RANK_REDUCE_SPAN, RANK_REDUCE_BYTES, RANK_FIELDS };
 
-pt_status report_gather_figures(const executor *ex, const stage *st, int chunks, const model *m, const config *c,
-                                const comm_grid *g, long steps, double **out)
+pt_status report_gather_figures(const executor *ex, const stage *st, int chunks, const grad_reduce *red,
+                                const model *m, const config *c, const comm_grid *g, long steps, double **out)
 {
     double mine[RANK_FIELDS] = {
         [RANK_COMPUTE] = ex->t.compute, [RANK_WAIT] = ex->t.wait, [RANK_COMM] = ex->t.comm,
         [RANK_DATA] = ex->t.data, [RANK_OPTIM] = ex->t.optim, [RANK_TOTAL] = ex->t.total + ex->t.optim,
-        [RANK_RSS_KIB] = (double)peak_rss_kib()};
+        [RANK_RSS_KIB] = (double)peak_rss_kib(), [RANK_REDUCE] = ex->t.reduce, [RANK_REDUCE_SPAN] = red->span,
+        [RANK_REDUCE_BYTES] = (double)reduce_bytes(red)};
     for (int k = 0; k < chunks; k++) {
         mine[RANK_STASH] += (double)stage_stash_bytes(&st[k]);
         mine[RANK_PARAMS] += (double)st[k].n_params;
-        mine[RANK_FLOPS] += stage_step_flops(m, &st[k], c) * (double)steps;
+        mine[RANK_FLOPS] += stage_step_flops(m, &st[k], c, g->D) * (double)steps;
     }
     *out = NULL;
     double *all = g->rank == 0 ? calloc((size_t)g->size * RANK_FIELDS, sizeof *all) : NULL;
@@ -276,18 +325,25 @@ static void rank_layers(char *buf, size_t len, const int *cuts, int P, int chunk
 void report_breakdown(const config *c, const comm_grid *g, const int *cuts, const double *all,
                       double theoretical_bubble)
 {
-    printf("\nper-rank breakdown (seconds over the training steps; bubble = waiting on receives):\n");
-    printf("  rank stage layers     params   compute  bubble   comm   data  optim  bubble%%  GFLOP/s  stash MiB  peak RSS MiB\n");
+    int dp = g->D > 1;
+    printf("\nper-rank breakdown (seconds over the training steps; bubble = waiting on receives%s):\n",
+           dp ? "; reduce = waiting on the gradient reduction over the replicas" : "");
+    printf("  rank %sstage layers     params   compute  bubble   comm   data  optim %s bubble%%  GFLOP/s  stash MiB  "
+           "peak RSS MiB\n", dp ? "replica " : "", dp ? "reduce " : "");
     for (int i = 0; i < g->size; i++) {
         const double *v = all + (size_t)i * RANK_FIELDS;
         int s = i % g->P;
-        char layers[128];
+        char layers[128], replica[16] = "", reduce[16] = "";
         rank_layers(layers, sizeof layers, cuts, g->P, c->chunks, s);
-        printf("  %4d %5d %-7s %9.0f %9.2f %7.2f %6.2f %6.2f %6.2f %7.1f%% %8.1f %10.1f %13.1f\n", i, s, layers,
-               v[RANK_PARAMS], v[RANK_COMPUTE], v[RANK_WAIT], v[RANK_COMM], v[RANK_DATA], v[RANK_OPTIM],
-               v[RANK_TOTAL] > 0 ? 100.0 * v[RANK_WAIT] / v[RANK_TOTAL] : 0.0,
-               v[RANK_COMPUTE] > 0 ? v[RANK_FLOPS] / v[RANK_COMPUTE] / 1e9 : 0.0, v[RANK_STASH] / 1048576.0,
-               v[RANK_RSS_KIB] / 1024.0);
+        if (dp) {
+            snprintf(replica, sizeof replica, "%7d ", i / g->P);
+            snprintf(reduce, sizeof reduce, "%6.2f ", v[RANK_REDUCE]);
+        }
+        printf("  %4d %s%5d %-7s %9.0f %9.2f %7.2f %6.2f %6.2f %6.2f %s%7.1f%% %8.1f %10.1f %13.1f\n", i, replica, s,
+               layers, v[RANK_PARAMS], v[RANK_COMPUTE], v[RANK_WAIT], v[RANK_COMM], v[RANK_DATA], v[RANK_OPTIM],
+               reduce, v[RANK_TOTAL] > 0 ? 100.0 * v[RANK_WAIT] / v[RANK_TOTAL] : 0.0,
+               v[RANK_COMPUTE] > 0 ? v[RANK_FLOPS] / v[RANK_COMPUTE] / 1e9 : 0.0,
+               (v[RANK_STASH] + v[RANK_REDUCE_BYTES]) / 1048576.0, v[RANK_RSS_KIB] / 1024.0);
     }
     printf("  theoretical bubble of the %s schedule (F = BI = BW, transfers free) = %.1f%%\n",
            sched_kind_name(c->schedule), 100.0 * theoretical_bubble);
@@ -299,6 +355,8 @@ static pt_status write_summary(const config *c, const comm_grid *g, const datase
 {
     cJSON *j = cJSON_CreateObject(), *ranks = cJSON_CreateArray();
     cJSON_AddNumberToObject(j, "stages", g->P);
+    cJSON_AddNumberToObject(j, "data_parallel", g->D);
+    cJSON_AddStringToObject(j, "reduction", c->reduction == REDUCTION_FAST ? "fast" : "invariant");
     cJSON_AddNumberToObject(j, "micro_batches", c->micro_batches);
     cJSON_AddStringToObject(j, "schedule", sched_kind_name(c->schedule));
     cJSON_AddNumberToObject(j, "chunks", c->chunks);
@@ -322,6 +380,7 @@ static pt_status write_summary(const config *c, const comm_grid *g, const datase
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "rank", i);
         cJSON_AddNumberToObject(o, "stage", s);
+        cJSON_AddNumberToObject(o, "replica", i / g->P);
         cJSON *vss = cJSON_CreateArray(), *ls = cJSON_CreateArray();
         for (int k = 0; k < c->chunks; k++) { /* chunk k: virtual stage k·P + s */
             int vs = k * g->P + s, range[2] = {cuts[vs], cuts[vs + 1] - 1};
@@ -341,6 +400,9 @@ static pt_status write_summary(const config *c, const comm_grid *g, const datase
         cJSON_AddNumberToObject(o, "bubble_fraction", v[RANK_TOTAL] > 0 ? v[RANK_WAIT] / v[RANK_TOTAL] : 0);
         cJSON_AddNumberToObject(o, "compute_gflops", v[RANK_COMPUTE] > 0 ? v[RANK_FLOPS] / v[RANK_COMPUTE] / 1e9 : 0);
         cJSON_AddNumberToObject(o, "stash_bytes", v[RANK_STASH]);
+        cJSON_AddNumberToObject(o, "reduce_s", v[RANK_REDUCE]);
+        cJSON_AddNumberToObject(o, "reduce_span_s", v[RANK_REDUCE_SPAN]);
+        cJSON_AddNumberToObject(o, "reduce_bytes", v[RANK_REDUCE_BYTES]);
         cJSON_AddNumberToObject(o, "peak_rss_kib", v[RANK_RSS_KIB]);
         cJSON_AddItemToArray(ranks, o);
     }

@@ -15,6 +15,7 @@
 #include "layers.h"
 #include "pt_status.h"
 #include "schedule.h"
+#include "reduce.h"
 #include "stage.h"
 
 /* Writes the duration of s seconds to buf (len bytes): "0 s", "4.3 ms",
@@ -38,6 +39,13 @@ const char *report_rate_unit(const dataset *d, double *per_sample);
  * (not a regular file), PT_ERR_IO (cannot create). */
 pt_status report_open_outputs(FILE **metrics, const config *c, const comm_grid *g, const dataset *d,
                               const char *tensor_hashes, int *reporter);
+
+/* Collective over g->world. Rank 0 prints the grid when there are
+ * replicas (which world rank is which stage of which replica, on which
+ * host) and warns when a rank's affinity mask allows fewer CPUs than
+ * train.blas_threads (mpirun binds each rank to one core by default), naming
+ * the fix. Errors: PT_ERR_NOMEM (rank 0), PT_ERR_MPI. */
+pt_status report_grid(const config *c, const comm_grid *g);
 
 /* Rank 0 prints the plan: stages, schedule, micro-batches, partition, one
  * line per virtual stage s of the c->chunks·P (rank s mod P, chunk s / P;
@@ -77,10 +85,12 @@ void report_eval(const comm_grid *g, const dataset *d, long done, double loss, d
  * report_breakdown and report_closing: seconds of compute, waiting,
  * communication, data, optimizer and in total from ex->t, peak RSS in KiB,
  * stash bytes, parameters, and the FLOPs of `steps` training steps, summed
- * over the rank's stages st[0..chunks−1]); NULL on other ranks. Errors:
+ * over the rank's stages st[0..chunks−1]; the seconds spent starting and
+ * waiting on gradient reductions (ex->t.reduce), from each reduction's start
+ * to its end (red->span), and the bytes red holds); NULL on other ranks. Errors:
  * PT_ERR_NOMEM (rank 0 only), PT_ERR_MPI. */
-pt_status report_gather_figures(const executor *ex, const stage *st, int chunks, const model *m, const config *c,
-                                const comm_grid *g, long steps, double **out);
+pt_status report_gather_figures(const executor *ex, const stage *st, int chunks, const grad_reduce *red,
+                                const model *m, const config *c, const comm_grid *g, long steps, double **out);
 
 /* Rank 0 prints one line per rank of `all` (report_gather_figures): where
  * its time went, and theoretical_bubble (a fraction of the step, 0..1, as

@@ -28,6 +28,8 @@ static const char *const op_names[OP_KIND_COUNT] = {
     [OP_WAIT_RECV_GRAD] = "wait_recv_grad",
     [OP_SEND_GRAD] = "send_grad",
     [OP_WAIT_SEND_GRAD] = "wait_send_grad",
+    [OP_REDUCE_GRAD_START] = "reduce_grad_start",
+    [OP_REDUCE_GRAD_WAIT] = "reduce_grad_wait",
 };
 
 static const char *const kind_names[SCHED_KIND_COUNT] = {
@@ -59,6 +61,8 @@ int sched_kind_from_name(const char *name)
 }
 
 int sched_op_is_compute(sched_op_kind k) { return k <= OP_BACKWARD_WEIGHT; }
+
+int sched_op_is_reduce(int k) { return k == OP_REDUCE_GRAD_START || k == OP_REDUCE_GRAD_WAIT; }
 
 int sched_kind_splits_backward(sched_kind k) { return k == SCHED_ZBH1; }
 
@@ -154,10 +158,15 @@ static int build_rank(oplist *l, sched_kind kind, int P, int v, int M, int r)
 
 pt_status schedule_build(schedule *sc, sched_kind kind, int P, int M)
 {
-    return schedule_build_chunks(sc, kind, P, 1, M);
+    return schedule_build_grid(sc, kind, P, 1, M, NULL);
 }
 
 pt_status schedule_build_chunks(schedule *sc, sched_kind kind, int P, int chunks, int M)
+{
+    return schedule_build_grid(sc, kind, P, chunks, M, NULL);
+}
+
+pt_status schedule_build_grid(schedule *sc, sched_kind kind, int P, int chunks, int M, const int *buckets)
 {
     memset(sc, 0, sizeof *sc);
     if ((unsigned)kind >= SCHED_KIND_COUNT)
@@ -185,6 +194,20 @@ pt_status schedule_build_chunks(schedule *sc, sched_kind kind, int P, int chunks
     sc->P = P;
     sc->chunks = chunks;
     sc->M = M;
+    if (buckets) {
+        for (int i = 0; i < P * chunks; i++)
+            if (buckets[i] < 0 || buckets[i] > INT16_MAX) {
+                schedule_free(sc);
+                return pt_fail(PT_ERR_INVALID, "schedule %s P=%d M=%d: %d gradient buckets on rank %d chunk %d, "
+                               "expected 0..%d", kind_names[kind], P, M, buckets[i], i / chunks, i % chunks, INT16_MAX);
+            }
+        sc->buckets = malloc((size_t)P * chunks * sizeof *sc->buckets);
+        if (!sc->buckets) {
+            schedule_free(sc);
+            return pt_fail(PT_ERR_NOMEM, "schedule %s: out of memory", kind_names[kind]);
+        }
+        memcpy(sc->buckets, buckets, (size_t)P * chunks * sizeof *sc->buckets);
+    }
     for (int r = 0; r < P; r++) {
         oplist l = {0};
         int e = build_rank(&l, kind, P, chunks, M, r);
@@ -208,6 +231,7 @@ void schedule_free(schedule *sc)
         for (int r = 0; r < sc->P; r++) free(sc->ranks[r].ops);
     free(sc->ranks);
     free(sc->slots);
+    free(sc->buckets);
     memset(sc, 0, sizeof *sc);
 }
 
@@ -362,6 +386,9 @@ static pt_status lower_rank(const schedule *sc, int r, int min_slots, oplist *ou
         }
         /* the slot is free: post the receive of the micro-batch that will use it next */
         if (releases(o, &facts[c]) && nb.has_prev && mb + S < M) e |= push(out, OP_POST_RECV_ACT, mb + S, c, slot);
+        /* the chunk's weight gradients are complete: start reducing them over the replicas */
+        if (releases(o, &facts[c]) && facts[c].training && mb == M - 1 && sc->buckets)
+            for (int b = 0; b < sc->buckets[r * C + c]; b++) e |= push(out, OP_REDUCE_GRAD_START, b, c, 0);
     }
     /* complete the sends still pending, in micro-batch order */
     for (int c = 0; c < C && !e; c++)
@@ -373,6 +400,10 @@ static pt_status lower_rank(const schedule *sc, int r, int min_slots, oplist *ou
                     *p = -1;
                 }
             }
+    /* and complete the reductions */
+    for (int c = 0; c < C && !e && sc->buckets; c++)
+        for (int b = 0; facts[c].training && b < sc->buckets[r * C + c]; b++)
+            e |= push(out, OP_REDUCE_GRAD_WAIT, b, c, 0);
 #undef PEND_ACT
 #undef PEND_GRAD
     free(pend);
@@ -455,7 +486,8 @@ static void describe_op(msgbuf *m, const vstate *v, int r, int i)
     const sched_list *l = &v->sc->ranks[r];
     if (i < l->n_ops) {
         const sched_op *o = &l->ops[i];
-        msg_add(m, "(%s mb=%d", sched_op_name((sched_op_kind)o->kind), (int)o->mb);
+        msg_add(m, "(%s %s=%d", sched_op_name((sched_op_kind)o->kind), sched_op_is_reduce(o->kind) ? "bucket" : "mb",
+                (int)o->mb);
         if (v->C > 1) msg_add(m, " chunk=%d", (int)o->chunk);
         msg_add(m, "): ");
     } else {
@@ -517,6 +549,33 @@ typedef struct {
 
 /* Pass 1, one rank: kinds, ranges, order of each micro-batch's ops, the
  * buffer rules, and the order of weight-gradient accumulation. Fills pos. */
+/* A REDUCE_GRAD op at index i of rank r: a start after the chunk's last
+ * weight gradient (acc = weight-gradient ops seen so far), once; a wait after
+ * its start, once. seen[2b], seen[2b+1]: index of the bucket's start, wait. */
+static pt_status check_reduce(vstate *v, int r, int i, int *seen, int acc)
+{
+    const sched_op *o = &v->sc->ranks[r].ops[i];
+    int b = o->mb, c = o->chunk;
+    if (!v->facts[r * v->C + c].training)
+        return fail_at(v, r, i, "chunk %d has no backward: it has no gradients to reduce", c);
+    if (o->kind == OP_REDUCE_GRAD_START) {
+        if (seen[2 * b] >= 0) return fail_at(v, r, i, "bucket %d of chunk %d is already reduced at op %d", b, c, seen[2 * b]);
+        if (acc < v->M)
+            return fail_at(v, r, i, "reduces bucket %d of chunk %d before its weight gradients are complete: "
+                           "%d of %d micro-batches accumulated, expected the reduction after the last", b, c, acc,
+                           v->M);
+        seen[2 * b] = i;
+    } else {
+        if (seen[2 * b] < 0)
+            return fail_at(v, r, i, "waits on the reduction of bucket %d of chunk %d, which was never started: "
+                           "expected reduce_grad_start before it", b, c);
+        if (seen[2 * b + 1] >= 0)
+            return fail_at(v, r, i, "bucket %d of chunk %d is already completed at op %d", b, c, seen[2 * b + 1]);
+        seen[2 * b + 1] = i;
+    }
+    return PT_OK;
+}
+
 static pt_status check_rank(vstate *v, int r)
 {
     const sched_list *l = &v->sc->ranks[r];
@@ -533,6 +592,18 @@ static pt_status check_rank(vstate *v, int r)
         ss[c] = (slot_state){bufs + off, bufs + off + S, bufs + off + 2 * S, bufs + off + 3 * S};
         off += 4 * S;
     }
+    /* per chunk and bucket: the op index of its REDUCE_GRAD_START and WAIT, −1 none */
+    int reduce_base[SCHED_MAX_CHUNKS] = {0}, n_reduce = 0;
+    for (int c = 0; c < C; c++) {
+        reduce_base[c] = 2 * n_reduce;
+        n_reduce += v->sc->buckets ? v->sc->buckets[r * C + c] : 0;
+    }
+    int *reduce = malloc((size_t)(2 * n_reduce + 1) * sizeof *reduce);
+    if (!reduce) {
+        free(bufs);
+        return pt_fail(PT_ERR_NOMEM, "schedule validation: out of memory");
+    }
+    for (int k = 0; k < 2 * n_reduce; k++) reduce[k] = -1;
     pt_status st = PT_OK;
     /* facts: which chunks the list trains, and whether with the B/W split */
     for (int i = 0; i < l->n_ops; i++) {
@@ -544,6 +615,15 @@ static pt_status check_rank(vstate *v, int r)
         if (o->chunk >= C) {
             st = fail_at(v, r, i, "chunk out of range, expected 0..%d", C - 1);
             goto done;
+        }
+        if (sched_op_is_reduce(o->kind)) {
+            int nb = v->sc->buckets ? v->sc->buckets[r * C + o->chunk] : 0;
+            if (o->mb < 0 || o->mb >= nb) {
+                st = fail_at(v, r, i, "bucket %d out of range: chunk %d has %d gradient buckets", (int)o->mb,
+                             (int)o->chunk, nb);
+                goto done;
+            }
+            continue;
         }
         if (o->mb < 0 || o->mb >= M) {
             st = fail_at(v, r, i, "micro-batch out of range, expected 0..%d", M - 1);
@@ -560,6 +640,10 @@ static pt_status check_rank(vstate *v, int r)
         const sched_op *o = &l->ops[i];
         int k = o->kind, c = o->chunk, mb = o->mb, S = v->sc->slots[r * C + c];
         const chunk_facts *f = &v->facts[r * C + c];
+        if (sched_op_is_reduce(k)) {
+            if ((st = check_reduce(v, r, i, reduce + reduce_base[c], next_acc[c]))) goto done;
+            continue;
+        }
         if (o->slot < 0 || o->slot >= S) {
             st = fail_at(v, r, i, "slot %d out of range: chunk %d has %d stash slots", (int)o->slot, c, S);
             goto done;
@@ -731,7 +815,15 @@ static pt_status check_rank(vstate *v, int r)
                 st = fail_at(v, r, l->n_ops, "stash slot %d still holds mb=%d at the end of the step", s,
                              ss[c].held[s]);
         }
+    /* every gradient bucket of a training chunk reduced, and completed */
+    for (int c = 0; c < C && !st; c++)
+        for (int b = 0; v->sc->buckets && v->facts[r * C + c].training && b < v->sc->buckets[r * C + c] && !st; b++)
+            if (reduce[reduce_base[c] + 2 * b] < 0 || reduce[reduce_base[c] + 2 * b + 1] < 0)
+                st = fail_at(v, r, l->n_ops, "gradient bucket %d of chunk %d is never %s over the replicas, "
+                             "expected reduce_grad_start and reduce_grad_wait", b, c,
+                             reduce[reduce_base[c] + 2 * b] < 0 ? "reduced" : "completed");
 done:
+    free(reduce);
     free(bufs);
     return st;
 }
@@ -987,9 +1079,9 @@ void schedule_print(const schedule *sc, void (*emit)(void *ctx, const char *line
     for (int r = 0; r < sc->P; r++) {
         const sched_list *l = &sc->ranks[r];
         for (int i = 0; i < l->n_ops; i++) {
-            snprintf(line, sizeof line, "r%d %d %s mb=%d chunk=%d slot=%d", r, i,
-                     sched_op_name((sched_op_kind)l->ops[i].kind), (int)l->ops[i].mb, (int)l->ops[i].chunk,
-                     (int)l->ops[i].slot);
+            snprintf(line, sizeof line, "r%d %d %s %s=%d chunk=%d slot=%d", r, i,
+                     sched_op_name((sched_op_kind)l->ops[i].kind), sched_op_is_reduce(l->ops[i].kind) ? "bucket" : "mb",
+                     (int)l->ops[i].mb, (int)l->ops[i].chunk, (int)l->ops[i].slot);
             emit(ctx, line);
         }
     }

@@ -21,6 +21,12 @@
  *       WAIT_RECV_GRAD mb  wait for it (right before B or BI)
  *       SEND_GRAD      mb  send the gradient of mb's input (right after B/BI)
  *       WAIT_SEND_GRAD mb  complete that send (before B/BI overwrites its buffer)
+ *     and, with data-parallel replicas (sc->buckets set), per gradient bucket
+ *     b of each chunk:
+ *       REDUCE_GRAD_START b  start its reduction over the replicas, right after
+ *                          the chunk's last weight-gradient op (B or BW of
+ *                          micro-batch M − 1), so it overlaps what follows
+ *       REDUCE_GRAD_WAIT  b  complete it, at the end of the list
  *
  * The executor runs the lowered list and decides nothing else; the validator,
  * the deadlock check, the trace and the simulator read the same lowered list. */
@@ -46,6 +52,9 @@ typedef enum {
     OP_WAIT_RECV_GRAD,
     OP_SEND_GRAD,
     OP_WAIT_SEND_GRAD,
+    /* data parallelism (schedule_lower, when the schedule has buckets) */
+    OP_REDUCE_GRAD_START, /* start the reduction over the replicas of a gradient bucket */
+    OP_REDUCE_GRAD_WAIT,  /* complete it */
     OP_KIND_COUNT
 } sched_op_kind;
 
@@ -53,7 +62,7 @@ typedef struct {
     uint8_t kind;  /* sched_op_kind */
     uint8_t chunk; /* model chunk on this rank: virtual stage chunk·P + rank */
     int16_t slot;  /* stash slot of (mb, chunk) on this rank; -1 before lowering */
-    int32_t mb;    /* micro-batch 0..M−1 */
+    int32_t mb;    /* micro-batch 0..M−1; the bucket for REDUCE_GRAD_START/WAIT */
 } sched_op;
 
 typedef struct {
@@ -71,6 +80,8 @@ typedef struct {
     int lowered;
     sched_list *ranks; /* P lists */
     int *slots;        /* after lowering: slots[r·chunks + c], stash slots of chunk c on rank r */
+    int *buckets;      /* NULL, or buckets[r·chunks + c]: gradient buckets of chunk c on rank r that
+                        * REDUCE_GRAD ops reduce over the replicas (owned by the schedule) */
 } schedule;
 
 /* "forward", "backward", "backward_input", "post_recv_act", ...; and the
@@ -79,8 +90,10 @@ typedef struct {
 const char *sched_op_name(sched_op_kind k);
 const char *sched_kind_name(sched_kind k);
 int sched_kind_from_name(const char *name);
-/* Is k a compute op (F, B, BI, BW)? */
+/* Is k a compute op (F, B, BI, BW)? A gradient reduction (REDUCE_GRAD_START,
+ * REDUCE_GRAD_WAIT: its mb field is the bucket)? */
 int sched_op_is_compute(sched_op_kind k);
+int sched_op_is_reduce(int k);
 /* Does a schedule of this kind split backwards into BI and BW? */
 int sched_kind_splits_backward(sched_kind k);
 
@@ -118,6 +131,14 @@ pt_status schedule_build(schedule *sc, sched_kind kind, int P, int M);
  * divisible by P for INTERLEAVED), PT_ERR_NOMEM. */
 pt_status schedule_build_chunks(schedule *sc, sched_kind kind, int P, int chunks, int M);
 
+/* schedule_build_chunks for one replica of a data-parallel grid: with
+ * buckets (P·chunks counts, buckets[r·chunks + c] ≥ 0 gradient buckets of
+ * chunk c on rank r; copied) the lowering adds REDUCE_GRAD_START and
+ * REDUCE_GRAD_WAIT for each bucket of each training chunk; with NULL it is
+ * schedule_build_chunks. Errors: as schedule_build_chunks; PT_ERR_INVALID
+ * for a negative count or more than 32767. */
+pt_status schedule_build_grid(schedule *sc, sched_kind kind, int P, int chunks, int M, const int *buckets);
+
 /* Lowers compute-only lists (sc->ranks as a generator or a test wrote them,
  * with sc->kind, P, chunks and M set; sc->slots NULL) in place: adds the
  * communication ops above and sets every op's slot and sc->slots. Per chunk,
@@ -153,6 +174,9 @@ int schedule_stash_theory(sched_kind kind, int P, int M, int r);
  *    the lowering assigns it;
  *  - every send has exactly one matching receive on the peer rank, and the
  *    other way round;
+ *  - gradient buckets (with sc->buckets): each bucket of each training
+ *    chunk is reduced once, after the chunk's last weight gradient, and its
+ *    reduction completed once, after it starts;
  *  - all lists together cannot deadlock: a simulation in which a receive
  *    completes once the peer has issued the send, and a send completes once
  *    the peer has posted the receive, runs every list to its end.

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "partition.h"
 
 pt_status step_init(step_state *s, const model *m, const int *cuts, const stage *st, int chunks,
@@ -67,13 +69,14 @@ pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const 
     double *reduce = s->reduce;
     double t0 = comm_wtime();
     memset(reduce, 0, (size_t)(L + 2) * sizeof *reduce);
-    for (int k = 0; k < s->chunks; k++) stage_grad_sumsq(&st[k], reduce);
+    /* the replicas hold the same gradients (reduced over them already): replica 0 counts them */
+    for (int k = 0; k < s->chunks && g->replica == 0; k++) stage_grad_sumsq(&st[k], reduce);
     if (g->stage == g->P - 1) reduce[L] = ex->loss_sum / c->micro_batches; /* it holds the last virtual stage */
     reduce[L + 1] = !isfinite(reduce[L]);
     for (int k = 0; k < s->chunks; k++)
         for (int l = st[k].first; l < st[k].last; l++) reduce[L + 1] += !isfinite(reduce[l]);
     double t1 = comm_wtime();
-    pt_status rc = comm_allreduce_sum(reduce, L + 2, g->pipe, "the fused end-of-step reduction");
+    pt_status rc = comm_allreduce_sum(reduce, L + 2, g->world, "the fused end-of-step reduction");
     double t2 = comm_wtime();
     ex->t.comm += t2 - t1;
     t0 += t2 - t1; /* the reduction is communication, not optimizer time */
@@ -117,4 +120,28 @@ pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const 
     }
     ex->t.optim += comm_wtime() - t0;
     return PT_OK;
+}
+
+pt_status step_check_replicas(const comm_grid *g, const stage *st, int chunks, long step, int *reporter)
+{
+    if (g->D < 2) return PT_OK;
+    int n = 0;
+    for (int k = 0; k < chunks; k++) n += st[k].n_tensors;
+    unsigned long long *mine = calloc((size_t)n + 1, sizeof *mine), *ref = calloc((size_t)n + 1, sizeof *ref);
+    pt_status local = mine && ref ? PT_OK : pt_fail(PT_ERR_NOMEM, "out of memory");
+    for (int k = 0, i = 0; !local && k < chunks; k++)
+        for (int t = 0; t < st[k].n_tensors; t++, i++)
+            mine[i] = XXH3_64bits(st[k].params + st[k].tensors[t].offset, st[k].tensors[t].numel * sizeof(float));
+    if (!local) memcpy(ref, mine, (size_t)n * sizeof *ref);
+    pt_status rc = local ? local : comm_bcast(ref, n * (int)sizeof *ref, 0, g->dp, "MPI_Bcast of parameter hashes");
+    for (int k = 0, i = 0; !rc && k < chunks; k++)
+        for (int t = 0; !rc && t < st[k].n_tensors; t++, i++)
+            if (mine[i] != ref[i])
+                rc = pt_fail(PT_ERR_MISMATCH, "after step %ld the replicas differ: stage %d of replica %d holds "
+                             "another %s than replica 0 (the first differing tensor of the stage); the replicas "
+                             "must stay identical: report this with the config and the MPI library", step + 1,
+                             g->stage, g->replica, st[k].tensors[t].name);
+    free(mine);
+    free(ref);
+    return comm_agree(g, rc, reporter);
 }

@@ -46,10 +46,11 @@ void step_free(step_state *s);
  * PT_ERR_MPI. */
 pt_status step_sync_tied(step_state *s, const model *m, stage *st);
 
-/* Collective over g->pipe. Ends training step `step` (0-based) on this
- * rank's chunks st (as given to step_init): one fused all-reduce of
- * per-layer Σg², the last stage's mean loss (ex->loss_sum / micro-batches)
- * and a non-finite count; then *norm = the global gradient
+/* Collective over g->world. Ends training step `step` (0-based) on this
+ * rank's chunks st (as given to step_init), whose gradients are summed over
+ * the replicas already: one fused all-reduce of per-layer Σg² (replica 0's),
+ * the loss (Σ over the replicas' last stages of ex->loss_sum, over the
+ * step's micro-batches) and a non-finite count; then *norm = the global gradient
  * norm (summed in global layer order), *loss = the step's mean loss,
  * clipping to train.grad_clip and the optimizer update at the learning rate
  * of step + 1. A non-finite loss or gradient (named by layer and the stage
@@ -60,5 +61,14 @@ pt_status step_sync_tied(step_state *s, const model *m, stage *st);
  * PT_ERR_MPI. */
 pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const model *m, const int *cuts,
                       stage *st, executor *ex, long step, double *loss, double *norm, int *skipped);
+
+/* Collective over g->world (ends in comm_agree). The replicas compare
+ * their parameters after step `step` (0-based): each rank hashes every
+ * tensor of its chunks st[0..chunks−1] (XXH3-64 of its bytes), replica 0's
+ * hashes are broadcast over g->dp, and a replica whose hash differs fails
+ * with PT_ERR_MISMATCH naming the step, the stage, the replica and the first
+ * differing tensor (*reporter: the lowest such rank). No-op with one
+ * replica. Errors: PT_ERR_MISMATCH, PT_ERR_NOMEM, PT_ERR_MPI. */
+pt_status step_check_replicas(const comm_grid *g, const stage *st, int chunks, long step, int *reporter);
 
 #endif

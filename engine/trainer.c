@@ -14,6 +14,7 @@
 #include "layers.h"
 #include "partition.h"
 #include "persist.h"
+#include "reduce.h"
 #include "report.h"
 #include "schedule.h"
 #include "stage.h"
@@ -28,6 +29,8 @@ typedef struct {
     int chunks;                 /* model chunks this rank holds: chunk c is virtual stage c·P + rank */
     stage st[EXEC_MAX_CHUNKS];
     executor ex;
+    grad_reduce red; /* the gradient sum over micro-batches and replicas */
+    int M_local;     /* this replica's micro-batches per step: M / D */
     step_state step; /* the reduction buffer and the tied-weight group */
     FILE *metrics;
     char data_hash[33]; /* dataset_fingerprint of the data read */
@@ -39,6 +42,7 @@ static void run_free(run *r)
     persist_finish(&r->pr);
     if (r->metrics) fclose(r->metrics);
     step_free(&r->step);
+    reduce_free(&r->red);
     executor_free(&r->ex);
     for (int k = 0; k < EXEC_MAX_CHUNKS; k++) stage_free(&r->st[k]);
     dataset_close(&r->data);
@@ -95,30 +99,47 @@ static pt_status plan(run *r, const config *c, const comm_grid *g)
     if (c->micro_batches > comm_max_micro_batches(g))
         return pt_fail(PT_ERR_INVALID, "pipeline.micro_batches = %d: this MPI library's tags allow at most %d",
                        c->micro_batches, comm_max_micro_batches(g));
-    if ((st = schedule_build_chunks(&r->train_sc, c->schedule, g->P, r->chunks, c->micro_batches))) {
+    /* each replica runs M / D micro-batches; with replicas, every chunk's gradient buckets are reduced */
+    r->M_local = c->micro_batches / g->D;
+    int *buckets = NULL;
+    if (g->D > 1) {
+        if (!(buckets = calloc((size_t)V, sizeof *buckets))) return pt_fail(PT_ERR_NOMEM, "out of memory");
+        for (int vs = 0; vs < V; vs++) /* rank vs mod P, chunk vs / P */
+            buckets[vs % g->P * r->chunks + vs / g->P] =
+                reduce_count_buckets(&r->m, r->cuts[vs], r->cuts[vs + 1], c->bucket_mb);
+    }
+    st = schedule_build_grid(&r->train_sc, c->schedule, g->P, r->chunks, r->M_local, buckets);
+    free(buckets);
+    if (st) {
         if (c->schedule != SCHED_INTERLEAVED || r->chunks == 1) return st;
+        if (g->D > 1)
+            return pt_wrap(st, "pipeline.schedule = interleaved with pipeline.chunks = %d: each of the %d replicas "
+                           "runs pipeline.micro_batches / data_parallel = %d / %d micro-batches on %d ranks: ",
+                           r->chunks, g->D, c->micro_batches, g->D, g->P);
         return pt_wrap(st, "pipeline.schedule = interleaved with pipeline.chunks = %d and pipeline.micro_batches "
                        "= %d on %d ranks: ", r->chunks, c->micro_batches, g->P);
     }
     if ((st = schedule_validate(&r->train_sc)))
         return pt_wrap(st, "the %s schedule failed validation: ", sched_kind_name(c->schedule));
-    if ((st = schedule_build_chunks(&r->eval_sc, SCHED_FORWARD_ONLY, g->P, r->chunks, c->micro_batches))) return st;
+    if ((st = schedule_build_chunks(&r->eval_sc, SCHED_FORWARD_ONLY, g->P, r->chunks, r->M_local))) return st;
     return schedule_validate(&r->eval_sc);
 }
 
+/* Every replica evaluates every D-th block of M / D micro-batches of the
+ * held-out data; the sums are taken over the world. */
 static pt_status evaluate(run *r, const comm_grid *g, double *loss, double *acc)
 {
     r->ex.loss_sum = 0;
     r->ex.correct = r->ex.counted = 0;
     long per = (long)r->ex.M * r->ex.rows;
     exec_times keep = r->ex.t;
-    for (long first = 0; first < r->data.n_test; first += per) {
+    for (long first = g->replica * per; first < r->data.n_test; first += g->D * per) {
         pt_status st = executor_eval_step(&r->ex, &r->eval_sc.ranks[g->stage], first);
         if (st) return st;
     }
     r->ex.t = keep;
     double v[3] = {r->ex.loss_sum, (double)r->ex.correct, (double)r->ex.counted};
-    pt_status st = comm_allreduce_sum(v, 3, g->pipe, "MPI_Allreduce of the evaluation results");
+    pt_status st = comm_allreduce_sum(v, 3, g->world, "MPI_Allreduce of the evaluation results");
     if (st) return st;
     *loss = v[2] > 0 ? v[0] / v[2] : NAN;
     *acc = v[2] > 0 ? v[1] / v[2] : NAN;
@@ -148,9 +169,12 @@ static pt_status setup(run *r, const config *c, const comm_grid *g, int *reporte
             return st;
         if (sched_kind_splits_backward(c->schedule) && (st = stage_split_backward_init(&r->st[k]))) return st;
     }
-    if ((st = executor_init(&r->ex, g, r->st, r->chunks, slots, &r->data, c->micro_batches, config_micro_rows(c),
+    if ((st = executor_init(&r->ex, g, r->st, r->chunks, slots, &r->data, r->M_local, config_micro_rows(c),
                             r->data.targets, r->m.classes, c->seed)))
         return st;
+    executor_set_share(&r->ex, c->micro_batches, g->replica * r->M_local);
+    if ((st = reduce_init(&r->red, g, r->st, r->chunks, c->reduction, r->M_local, c->bucket_mb))) return st;
+    if (g->D > 1 || c->reduction == REDUCTION_INVARIANT) r->ex.red = &r->red.hooks;
     if ((c->fault_kind == FAULT_ERROR || c->fault_kind == FAULT_CRASH) && c->fault_rank == g->rank)
         r->ex.fault = (exec_fault){c->fault_kind, c->fault_step, c->fault_layer};
     if (c->fault_kind == FAULT_NAN) /* every stage checks whether it holds the layer */
@@ -185,8 +209,14 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
             if (st == PT_ERR_NONFINITE) *reporter = 0;
             return st;
         }
+        if (c->fault_kind == FAULT_DIVERGE && c->fault_rank == g->rank && c->fault_step == step)
+            r->st[0].params[0] = nextafterf(r->st[0].params[0], INFINITY); /* one ulp: a silent divergence */
         (*trained)++;
         report_step(&k, r->metrics, c, g, &r->data, step, loss, norm);
+        /* cheaply, every log_every steps and at the end: do the replicas still agree? */
+        if (g->D > 1 && ((c->log_every > 0 && (step + 1) % c->log_every == 0) || step + 1 == stop) &&
+            (st = step_check_replicas(g, r->st, r->chunks, step, reporter)))
+            return st;
         if (c->eval_every > 0 && (step + 1) % c->eval_every == 0 && step + 1 < stop) {
             double t0 = comm_wtime(), vloss, vacc;
             *reporter = -1;
@@ -213,6 +243,7 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     pt_status st = setup(&r, c, g, reporter);
     if (!st) st = report_open_outputs(&r.metrics, c, g, &r.data, opt->tensor_hashes, reporter);
     if (st) goto done;
+    if ((st = report_grid(c, g))) goto done;
     report_plan(c, g, &r.m, r.cuts, &r.train_sc, &r.data);
     if (opt->mode == TRAINER_TRAIN) {
         char command[CONFIG_STR_MAX + 64];
@@ -257,7 +288,7 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     }
     *reporter = -1;
     double *figures = NULL;
-    if ((st = report_gather_figures(&r.ex, r.st, r.chunks, &r.m, c, g, trained, &figures))) goto done;
+    if ((st = report_gather_figures(&r.ex, r.st, r.chunks, &r.red, &r.m, c, g, trained, &figures))) goto done;
     double theory = schedule_theoretical_bubble(&r.train_sc); /* unit costs: F = BI = BW, transfers free */
     if (g->rank == 0 && trained > 0) report_breakdown(c, g, r.cuts, figures, theory);
     double test_loss, test_acc;

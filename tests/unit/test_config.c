@@ -284,7 +284,9 @@ Test(config, bad_values_name_the_key_and_the_expectation)
         {"pipeline.micro_batches=0", "pipeline.micro_batches = '0': expected an integer >= 1"},
         {"pipeline.partition=unifrom", "pipeline.partition = 'unifrom'"},
         {"pipeline.partition=0-3;4-9", "pipeline.partition"},
-        {"pipeline.data_parallel=2", "only 1 is allowed for now"},
+        {"pipeline.data_parallel=0", "pipeline.data_parallel"},
+        {"pipeline.reduction=exact", "pipeline.reduction = 'exact': expected invariant or fast"},
+        {"pipeline.bucket_mb=0", "pipeline.bucket_mb"},
         {"data.dataset=cifar", "data.dataset = 'cifar': expected fashion-mnist, synthetic or text"},
         {"data.synthetic_classes=1", "data.synthetic_classes"},
         {"fault.kind=segv", "fault.kind"},
@@ -476,8 +478,19 @@ Test(config, validate_ranges_of_fields_set_in_code)
     c.grad_clip = -0.5f;
     EXPECT_ERROR(config_validate(&c), "train.grad_clip");
     c = valid_config();
+    c.micro_batches = 4; /* 4 micro-batches cannot be shared by 3 replicas */
+    c.batch_size = 64;
+    c.data_parallel = 3;
+    EXPECT_ERROR(config_validate(&c), "pipeline.micro_batches = 4 is not divisible by pipeline.data_parallel = 3",
+                 "use micro_batches = 3 or 6");
+    c = valid_config();
+    c.micro_batches = 6; /* invariant: each replica's share must be a subtree of the summation tree */
+    c.batch_size = 48;
     c.data_parallel = 2;
-    EXPECT_ERROR(config_validate(&c), "pipeline.data_parallel", "only 1");
+    EXPECT_ERROR(config_validate(&c), "pipeline.reduction = invariant", "6 / 2 = 3", "power of two",
+                 "use micro_batches = 4");
+    c.reduction = REDUCTION_FAST;
+    cr_expect_eq(config_validate(&c), PT_OK, "fast reduction, M = 6 on D = 2: %s", pt_last_error());
     c = valid_config();
     c.schedule = SCHED_FORWARD_ONLY;
     EXPECT_ERROR(config_validate(&c), "pipeline.schedule", "gpipe, 1f1b, zbh1 or interleaved");

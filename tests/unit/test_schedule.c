@@ -141,7 +141,8 @@ Test(schedule, op_names)
 {
     static const char *const want[OP_KIND_COUNT] = {
         "forward", "backward", "backward_input", "backward_weight", "post_recv_act", "wait_recv_act",
-        "send_act", "wait_send_act", "post_recv_grad", "wait_recv_grad", "send_grad", "wait_send_grad"};
+        "send_act", "wait_send_act", "post_recv_grad", "wait_recv_grad", "send_grad", "wait_send_grad",
+        "reduce_grad_start", "reduce_grad_wait"};
     for (int k = 0; k < OP_KIND_COUNT; k++) {
         cr_assert_str_eq(sched_op_name((sched_op_kind)k), want[k]);
         cr_assert_eq(sched_op_is_compute((sched_op_kind)k), k <= OP_BACKWARD_WEIGHT);
@@ -586,4 +587,50 @@ Test(schedule, interleaved_lowers_validates_and_divides_the_bubble)
     cr_assert(strstr(pt_last_error(), "use M = 4 or 8") != NULL, "%s", pt_last_error());
     cr_assert_eq(schedule_build_chunks(&sc, SCHED_1F1B, 4, 2, 8), PT_ERR_INVALID);
     cr_assert_eq(schedule_build_chunks(&sc, SCHED_INTERLEAVED, 2, 9, 8), PT_ERR_INVALID);
+}
+
+/* ---- gradient reductions over replicas ------------------------------------ */
+
+/* Index of the first op of rank r of kind k, chunk c, bucket or mb x (each when ≥ 0), −1 none. */
+static int find_chunk_op(const schedule *sc, int r, int k, int c, int x)
+{
+    for (int i = 0; i < sc->ranks[r].n_ops; i++) {
+        const sched_op *o = &sc->ranks[r].ops[i];
+        if (o->kind == k && (c < 0 || o->chunk == c) && (x < 0 || o->mb == x)) return i;
+    }
+    return -1;
+}
+
+Test(schedule, buckets_are_reduced_after_the_last_weight_gradient)
+{
+    sched_kind kinds[] = {SCHED_GPIPE, SCHED_1F1B, SCHED_ZBH1, SCHED_INTERLEAVED};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        for (int P = 1; P <= 3; P++) {
+            int v = kinds[k] == SCHED_INTERLEAVED ? 2 : 1, M = 2 * P, buckets[6];
+            for (int i = 0; i < P * v; i++) buckets[i] = 1 + i % 3;
+            schedule sc;
+            cr_assert_eq(schedule_build_grid(&sc, kinds[k], P, v, M, buckets), PT_OK, "%s", pt_last_error());
+            cr_assert_eq(schedule_validate(&sc), PT_OK, "%s P=%d: %s", sched_kind_name(kinds[k]), P, pt_last_error());
+            int last_w = sched_kind_splits_backward(kinds[k]) ? OP_BACKWARD_WEIGHT : OP_BACKWARD;
+            for (int r = 0; r < P; r++)
+                for (int c = 0; c < v; c++)
+                    for (int b = 0; b < buckets[r * v + c]; b++) {
+                        int s = find_chunk_op(&sc, r, OP_REDUCE_GRAD_START, c, b), w = find_chunk_op(&sc, r, OP_REDUCE_GRAD_WAIT, c, b);
+                        cr_assert(s > find_chunk_op(&sc, r, last_w, c, M - 1) && w > s, "%s P=%d rank %d chunk %d bucket %d: "
+                                  "start at %d, wait at %d", sched_kind_name(kinds[k]), P, r, c, b, s, w);
+                    }
+            /* a start before the last weight gradient, or a wait before its start, is refused */
+            int s = find_chunk_op(&sc, 0, OP_REDUCE_GRAD_START, 0, 0);
+            move_op(&sc, 0, s, find_chunk_op(&sc, 0, last_w, 0, M - 1));
+            expect_rejected(&sc, "before its weight gradients are complete", NULL);
+            move_op(&sc, 0, find_chunk_op(&sc, 0, OP_REDUCE_GRAD_START, 0, 0), s);
+            cr_assert_eq(schedule_validate(&sc), PT_OK, "%s", pt_last_error());
+            int w = find_chunk_op(&sc, 0, OP_REDUCE_GRAD_WAIT, 0, 0);
+            move_op(&sc, 0, w, find_chunk_op(&sc, 0, OP_REDUCE_GRAD_START, 0, 0));
+            expect_rejected(&sc, "which was never started", NULL);
+            remove_op(&sc, 0, find_chunk_op(&sc, 0, OP_REDUCE_GRAD_WAIT, 0, 0));
+            remove_op(&sc, 0, find_chunk_op(&sc, 0, OP_REDUCE_GRAD_START, 0, 0));
+            expect_rejected(&sc, "gradient bucket 0 of chunk 0 is never reduced", NULL);
+            schedule_free(&sc);
+        }
 }
