@@ -68,7 +68,7 @@ static const cfg_word lr_words[] = {{"cosine", LR_COSINE}, {"constant", LR_CONST
 static const cfg_word nonfinite_words[] = {
     {"stop", NONFINITE_STOP}, {"skip", NONFINITE_SKIP}, {NULL, 0}};
 /* The schedules a run can train with (forward-only is for evaluation). */
-static const cfg_word reduction_words[] = {{"invariant", REDUCTION_INVARIANT}, {"fast", REDUCTION_FAST}, {NULL, 0}};
+static const cfg_word reduction_words[] = {{"fast", REDUCTION_FAST}, {"invariant", REDUCTION_INVARIANT}, {NULL, 0}};
 static const cfg_word schedule_words[] = {
     {"gpipe", SCHED_GPIPE}, {"1f1b", SCHED_1F1B}, {"zbh1", SCHED_ZBH1}, {"interleaved", SCHED_INTERLEAVED},
     {NULL, 0}};
@@ -174,10 +174,11 @@ static const cfg_key keys[] = {
     {"pipeline", "data_parallel", T_INT, FIELD(data_parallel), "1", IN(1, 1024), NULL, NO_AUX,
      "data-parallel replicas D: mpirun -np N runs N / D pipeline stages per replica, and replica d trains "
      "micro-batches d·M/D .. (d+1)·M/D − 1 of every step", NULL, RESUME_FREE},
-    {"pipeline", "reduction", T_ENUM, FIELD(reduction), "invariant", ANY, reduction_words, NO_AUX,
-     "how gradients are summed over micro-batches and replicas: invariant (a fixed binary tree over "
-     "micro-batch indices: the same bits for every number of stages and replicas) or fast (accumulate in "
-     "place, the MPI library's all-reduce: the same bits for every number of stages, not replicas)",
+    {"pipeline", "reduction", T_ENUM, FIELD(reduction), "fast", ANY, reduction_words, NO_AUX,
+     "how gradients are summed over micro-batches and replicas: fast (accumulate in place, the MPI "
+     "library's all-reduce: the same bits for every number of stages and schedule, not of replicas) or "
+     "invariant (a fixed binary tree over micro-batch indices: the same bits for every number of stages, "
+     "replicas and schedule; 3-19 % slower and log2(M) + 1 more gradient buffers)",
      NULL, RESUME_FREE},
     {"pipeline", "bucket_mb", T_FLOAT, FIELD(bucket_mb), "25", GT(0), NULL, NO_AUX,
      "size of a gradient all-reduce bucket in MiB (layers are grouped from the last until a bucket holds "

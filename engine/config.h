@@ -22,7 +22,7 @@
 typedef enum { PARTITION_UNIFORM = 0, PARTITION_PARAMS, PARTITION_COST, PARTITION_EXPLICIT } partition_kind;
 typedef enum { NONFINITE_STOP = 0, NONFINITE_SKIP } nonfinite_policy;
 /* pipeline.reduction: how a step's gradients are summed (design contract 2) */
-typedef enum { REDUCTION_INVARIANT = 0, REDUCTION_FAST } reduction_kind;
+typedef enum { REDUCTION_FAST = 0, REDUCTION_INVARIANT } reduction_kind;
 typedef enum { FAULT_NONE = 0, FAULT_ERROR, FAULT_CRASH, FAULT_NAN, FAULT_CHECKPOINT_CRASH, FAULT_DIVERGE } fault_kind;
 
 /* What a change of a key's value means when a run resumes a checkpoint

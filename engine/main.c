@@ -16,11 +16,13 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: mpirun -np P pipetrain train CONFIG [options]\n"
-            "       mpirun -np P pipetrain eval CONFIG --resume CKPT [options]\n"
-            "       mpirun -np P pipetrain generate CKPT --prompt TEXT [options]\n"
+            "usage: mpirun -np N pipetrain train CONFIG [options]\n"
+            "       mpirun -np N pipetrain eval CONFIG --resume CKPT [options]\n"
+            "       mpirun -np N pipetrain generate CKPT --prompt TEXT [options]\n"
             "\n"
-            "Trains a model whose layers are split into P pipeline stages, one per MPI rank.\n"
+            "Trains a model whose layers are split into P pipeline stages, one per MPI rank,\n"
+            "on N = P × D ranks: D = pipeline.data_parallel replicas of the pipeline (default\n"
+            "1), each training its share of every step's micro-batches.\n"
             "\n"
             "commands:\n"
             "  train CONFIG     train the model the INI file CONFIG describes, then evaluate it\n"
@@ -58,10 +60,12 @@ static void usage(FILE *out)
             "The last lines of a training run are 'throughput: N samples/s' (tokens/s for a\n"
             "language model), 'test accuracy: A' (or 'validation loss: L') and\n"
             "'parameter fingerprint: HEX' (a hash of every parameter in global layer order,\n"
-            "the same whatever the number of stages).\n"
+            "the same whatever the number of stages and schedule, and with\n"
+            "pipeline.reduction = invariant whatever the number of replicas).\n"
             "\n"
             "examples:\n"
             "  mpirun -np 2 pipetrain train examples/fashion_mlp.ini --set train.steps=100\n"
+            "  mpirun -np 4 pipetrain train examples/fashion_mlp.ini --set pipeline.data_parallel=2\n"
             "  mpirun -np 2 pipetrain generate runs/gpt_bytes --prompt 'The ' --tokens 100\n");
 }
 
@@ -236,7 +240,14 @@ int main(int argc, char **argv)
     }
     if (!st) {
         reporter = 0; /* the same verdict on every rank */
-        st = comm_grid_split(&g, g.size / c.data_parallel > 0 ? g.size / c.data_parallel : 1, c.data_parallel);
+        int D = c.data_parallel;
+        if (g.size % D)
+            st = pt_fail(PT_ERR_INVALID, "mpirun -np %d is not a multiple of pipeline.data_parallel = %d: every "
+                         "replica needs the same number of stages; run on %d or %d ranks, or set "
+                         "pipeline.data_parallel to a divisor of %d", g.size, D, g.size / D * D > 0 ? g.size / D * D : D,
+                         (g.size / D + 1) * D, g.size);
+        else
+            st = comm_grid_split(&g, g.size / D, D);
     }
     if (st) {
         if (g.rank == reporter) {

@@ -285,7 +285,7 @@ Test(config, bad_values_name_the_key_and_the_expectation)
         {"pipeline.partition=unifrom", "pipeline.partition = 'unifrom'"},
         {"pipeline.partition=0-3;4-9", "pipeline.partition"},
         {"pipeline.data_parallel=0", "pipeline.data_parallel"},
-        {"pipeline.reduction=exact", "pipeline.reduction = 'exact': expected invariant or fast"},
+        {"pipeline.reduction=exact", "pipeline.reduction = 'exact': expected fast or invariant"},
         {"pipeline.bucket_mb=0", "pipeline.bucket_mb"},
         {"data.dataset=cifar", "data.dataset = 'cifar': expected fashion-mnist, synthetic or text"},
         {"data.synthetic_classes=1", "data.synthetic_classes"},
@@ -487,6 +487,7 @@ Test(config, validate_ranges_of_fields_set_in_code)
     c.micro_batches = 6; /* invariant: each replica's share must be a subtree of the summation tree */
     c.batch_size = 48;
     c.data_parallel = 2;
+    c.reduction = REDUCTION_INVARIANT;
     EXPECT_ERROR(config_validate(&c), "pipeline.reduction = invariant", "6 / 2 = 3", "power of two",
                  "use micro_batches = 4");
     c.reduction = REDUCTION_FAST;
