@@ -117,11 +117,10 @@ pt_status report_grid(const config *c, const comm_grid *g)
             if (all[i].cpus < fewest) fewest = all[i].cpus;
         }
     if (short_of)
-        printf("warning: train.blas_threads = %d but %d rank%s may run on only %d CPU%s (%s affinity mask): "
-               "its BLAS threads share %s; start mpirun with --bind-to none, or give each rank %d cores with "
-               "--map-by slot:PE=%d\n", c->blas_threads, short_of, short_of == 1 ? "" : "s", fewest,
-               fewest == 1 ? "" : "s", short_of == 1 ? "its" : "their", fewest == 1 ? "one core" : "them",
-               c->blas_threads, c->blas_threads);
+        printf("warning: train.blas_threads = %d but the affinity mask of %d rank%s allows only %d CPU%s: the "
+               "BLAS threads of a rank share %s; start mpirun with --bind-to none, or give each rank %d cores "
+               "with --map-by slot:PE=%d\n", c->blas_threads, short_of, short_of == 1 ? "" : "s", fewest,
+               fewest == 1 ? "" : "s", fewest == 1 ? "one core" : "them", c->blas_threads, c->blas_threads);
     fflush(stdout);
     free(all);
     return PT_OK;

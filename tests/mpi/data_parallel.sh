@@ -85,6 +85,21 @@ run 4 train "$CONFIG" --set pipeline.data_parallel=2 --set fault.kind=diverge --
 expect "after step 2 the replicas differ: stage 0 of replica 1 holds another layers.0.w" "diverge"
 echo "divergence caught: $(grep -m1 'replicas differ' "$TMP/out" | cut -c1-120)"
 
+# 2 BLAS threads on ranks bound to one core each: a warning naming the fix;
+# unbound: none
+for bind in core none; do
+  set +e
+  timeout 120 "$MPIEXEC" --bind-to $bind -np 2 "$PIPETRAIN" train "$CONFIG" --set train.blas_threads=2 \
+      --set train.steps=4 >"$TMP/out" 2>&1
+  RC=$?
+  set -e
+  [ $RC -eq 0 ] || { cat "$TMP/out"; fail "--bind-to $bind with 2 BLAS threads exited with $RC"; }
+  n=$(grep -c "warning: train.blas_threads = 2 but the affinity mask of 2 ranks allows only 1 CPU.*--bind-to none" \
+      "$TMP/out" || true)
+  [ "$n" -eq $([ $bind = core ] && echo 1 || echo 0) ] || { cat "$TMP/out"; fail "--bind-to $bind: $n binding warnings"; }
+done
+echo "binding: warned under --bind-to core, not under --bind-to none"
+
 # layouts that cannot work: one line each
 check() { # check NP "expected text" ARGS...
   local np=$1 want=$2; shift 2
