@@ -232,6 +232,81 @@ pt_status comm_gather_bytes(const void *mine, int bytes, void *all, int root, MP
     return PT_OK;
 }
 
+pt_status comm_gatherv_bytes(const void *mine, long bytes, void **all, long *total, int root, MPI_Comm comm,
+                             const char *what)
+{
+    int rank, size, rc;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    *all = NULL;
+    *total = 0;
+    if (bytes > INT_MAX) return pt_fail(PT_ERR_INVALID, "%s: %ld bytes, at most %d per rank", what, bytes, INT_MAX);
+    int n = (int)bytes, *counts = NULL, *displs = NULL;
+    if (rank == root) {
+        counts = calloc((size_t)size, sizeof *counts);
+        displs = calloc((size_t)size, sizeof *displs);
+        if (!counts || !displs) {
+            free(counts);
+            free(displs);
+            counts = displs = NULL;
+        }
+    }
+    /* every rank takes part in both collectives, whatever root's allocation did */
+    rc = MPI_Gather(&n, 1, MPI_INT, counts ? counts : &n, 1, MPI_INT, root, comm);
+    long sum = 0;
+    for (int i = 0; rc == MPI_SUCCESS && counts && i < size; i++) {
+        displs[i] = (int)sum;
+        sum += counts[i];
+    }
+    int fits = !counts || sum <= INT_MAX;
+    char *buf = counts && fits ? malloc(sum ? (size_t)sum : 1) : NULL;
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Gatherv(mine, n, MPI_BYTE, buf, buf ? counts : NULL, buf ? displs : NULL, MPI_BYTE, root, comm);
+    free(counts);
+    free(displs);
+    if (rc != MPI_SUCCESS) {
+        free(buf);
+        return mpi_fail(rc, what, -1, -1, n);
+    }
+    if (rank == root && !buf) {
+        return fits ? pt_fail(PT_ERR_NOMEM, "%s: out of memory for %ld bytes", what, sum)
+                    : pt_fail(PT_ERR_INVALID, "%s: %ld bytes in all, more than %d", what, sum, INT_MAX);
+    }
+    *all = buf;
+    *total = sum;
+    return PT_OK;
+}
+
+pt_status comm_clock_offset(const comm_grid *g, int rounds, double *offset)
+{
+    enum { TAG = 0x7ff0 };
+    *offset = 0.0;
+    int rc = MPI_SUCCESS;
+    for (int peer = 1; peer < g->size && rc == MPI_SUCCESS; peer++) {
+        if (g->rank != 0 && g->rank != peer) continue;
+        double best_rtt = 1e300;
+        for (int k = 0; k < rounds && rc == MPI_SUCCESS; k++) {
+            if (g->rank == peer) {
+                double t1 = MPI_Wtime(), t0;
+                rc = MPI_Send(&t1, 1, MPI_DOUBLE, 0, TAG, g->world);
+                if (rc == MPI_SUCCESS) rc = MPI_Recv(&t0, 1, MPI_DOUBLE, 0, TAG, g->world, MPI_STATUS_IGNORE);
+                double t2 = MPI_Wtime();
+                if (t2 - t1 < best_rtt) {
+                    best_rtt = t2 - t1;
+                    *offset = t0 - 0.5 * (t1 + t2);
+                }
+            } else {
+                double t;
+                rc = MPI_Recv(&t, 1, MPI_DOUBLE, peer, TAG, g->world, MPI_STATUS_IGNORE);
+                t = MPI_Wtime();
+                if (rc == MPI_SUCCESS) rc = MPI_Send(&t, 1, MPI_DOUBLE, peer, TAG, g->world);
+            }
+        }
+    }
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "the clock offset ping-pong", 0, TAG, 1);
+    return PT_OK;
+}
+
 pt_status comm_allreduce_sum(double *buf, int n, MPI_Comm comm, const char *what)
 {
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, comm);

@@ -75,6 +75,23 @@ pt_status comm_gather_doubles(const double *mine, int n, double *all, int root, 
  * all + i·bytes. Errors: PT_ERR_MPI naming `what`. */
 pt_status comm_gather_bytes(const void *mine, int bytes, void *all, int root, MPI_Comm comm, const char *what);
 
+/* Collective over comm: gathers a different number of bytes from every
+ * rank: rank i's `bytes` bytes of mine land on root at all + offset_i, the
+ * offsets being the running sum of the ranks' byte counts in rank order
+ * (root learns the counts first; *total receives their sum on root). all is
+ * malloc'ed on root (*all, to free; NULL elsewhere). Errors: PT_ERR_NOMEM
+ * (root), PT_ERR_MPI naming `what`. */
+pt_status comm_gatherv_bytes(const void *mine, long bytes, void **all, long *total, int root, MPI_Comm comm,
+                             const char *what);
+
+/* Collective over g->world: estimates how far each rank's comm_wtime is
+ * from rank 0's (MPI_Wtime is not global across hosts): rank 0 and each
+ * other rank in turn exchange `rounds` ping-pongs, and the offset of the
+ * round with the shortest round trip is kept (Cristian's algorithm).
+ * *offset: seconds to add to this rank's comm_wtime to get rank 0's
+ * (0 on rank 0). Errors: PT_ERR_MPI. */
+pt_status comm_clock_offset(const comm_grid *g, int rounds, double *offset);
+
 /* Wall-clock time in seconds since some moment in the past (MPI_Wtime):
  * differences of two calls are elapsed seconds. Not collective; works
  * between comm_init and comm_finalize. */

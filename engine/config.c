@@ -186,6 +186,11 @@ static const cfg_key keys[] = {
 
     {"log", "metrics", T_STRING, FIELD(log_metrics), "", ANY, NULL, NO_AUX,
      "path of a CSV file of per-step metrics (empty = none)", NULL, RESUME_FREE},
+    {"log", "trace", T_STRING, FIELD(log_trace), "", ANY, NULL, NO_AUX,
+     "path of a Chrome trace event file (Perfetto, chrome://tracing) of every op of every rank during "
+     "log.trace_steps (empty = none)", NULL, RESUME_FREE},
+    {"log", "trace_steps", T_STRING, FIELD(log_trace_steps), "2-3", ANY, NULL, NO_AUX,
+     "the steps log.trace records: a-b or a single step (1-based)", NULL, RESUME_FREE},
     {"log", "summary", T_STRING, FIELD(log_summary), "", ANY, NULL, NO_AUX,
      "path of a JSON summary of the run: throughput, accuracy, per-rank times (empty = none)", NULL, RESUME_FREE},
 
@@ -726,6 +731,10 @@ pt_status config_validate(const config *c)
                        "power of two, so that it is a subtree of the fixed summation tree; use micro_batches = %d, "
                        "or pipeline.reduction = fast", c->data_parallel, M, c->data_parallel, share,
                        c->data_parallel * (1 << (int)floor(log2((double)share))));
+    long ta, tb;
+    if (!config_trace_steps(c, &ta, &tb))
+        return pt_fail(PT_ERR_INVALID, "log.trace_steps = '%s': expected a step range a-b with 1 <= a <= b, or one "
+                       "step, e.g. 2-3", c->log_trace_steps);
     if (c->chunks > 1 && c->schedule != SCHED_INTERLEAVED)
         return pt_fail(PT_ERR_INVALID, "pipeline.chunks = %d: only the interleaved schedule runs more than one "
                        "model chunk per rank, and pipeline.schedule = %s: set pipeline.schedule = interleaved, "
@@ -836,6 +845,25 @@ lr_schedule config_lr(const config *c)
                       .total = c->steps,
                       .min_ratio = c->min_lr_ratio};
     return ls;
+}
+
+int config_trace_steps(const config *c, long *first, long *last)
+{
+    char *end;
+    const char *t = c->log_trace_steps;
+    while (isspace((unsigned char)*t)) t++;
+    if (!isdigit((unsigned char)*t)) return 0;
+    *first = strtol(t, &end, 10);
+    *last = *first;
+    while (isspace((unsigned char)*end)) end++;
+    if (*end == '-') {
+        t = end + 1;
+        while (isspace((unsigned char)*t)) t++;
+        if (!isdigit((unsigned char)*t)) return 0;
+        *last = strtol(t, &end, 10);
+        while (isspace((unsigned char)*end)) end++;
+    }
+    return *end == '\0' && *first >= 1 && *last >= *first;
 }
 
 int config_micro_rows(const config *c)

@@ -80,6 +80,8 @@ typedef struct {
     /* [log] */
     char log_metrics[CONFIG_STR_MAX]; /* CSV of per-step metrics, "" = none */
     char log_summary[CONFIG_STR_MAX]; /* JSON summary of the run, "" = none */
+    char log_trace[CONFIG_STR_MAX];   /* Chrome trace event file, "" = none */
+    char log_trace_steps[64];         /* "a-b": the 1-based steps traced */
 
     /* [checkpoint] */
     char checkpoint_dir[CONFIG_STR_MAX]; /* run directory; "" = no checkpoints */
@@ -141,6 +143,10 @@ void config_print_help(FILE *out);
 /* The optimizer and learning-rate schedule the [train] keys describe. */
 optim_config config_optim(const config *c);
 lr_schedule config_lr(const config *c);
+
+/* log.trace_steps as 1-based steps first..last; 0 when it does not parse
+ * as "a-b" or "a" with 1 <= a <= b. */
+int config_trace_steps(const config *c, long *first, long *last);
 
 /* Per-micro-batch rows: batch_size / micro_batches. */
 int config_micro_rows(const config *c);

@@ -158,9 +158,24 @@ static void account(executor *e, int kind, int mb, int chunk, double t0, double 
     default: e->t.comm += d; break;
     }
     if (e->rec) {
-        exec_event ev = {e->grid->rank, kind, mb, chunk, e->doing_step, t0, t1};
+        exec_event ev = {e->grid->rank, kind, mb, chunk, e->doing_training ? e->doing_step : -1, t0, t1};
         e->rec->record(e->rec->ctx, &ev);
     }
+}
+
+const char *exec_event_name(int kind)
+{
+    static const char *const names[] = {"data", "tied_sum", "step_reduce", "optimizer", "checkpoint"};
+    if (kind >= 0 && kind < OP_KIND_COUNT) return sched_op_name((sched_op_kind)kind);
+    if (kind >= EXEC_EVENT_DATA && kind < EXEC_EVENT_KIND_COUNT) return names[kind - EXEC_EVENT_DATA];
+    return "unknown";
+}
+
+void executor_note(const executor *e, int kind, long step, double t0, double t1)
+{
+    if (!e->rec) return;
+    exec_event ev = {e->grid->rank, kind, -1, 0, step, t0, t1};
+    e->rec->record(e->rec->ctx, &ev);
 }
 
 /* The test-only fault switch fires in the middle of the op list. */
@@ -250,6 +265,7 @@ static pt_status run_ops(executor *e, const sched_list *ops, long step, int trai
     pt_status st = PT_OK;
     double t_start = comm_wtime();
     e->doing_step = step;
+    e->doing_training = training;
     for (int i = 0; i < ops->n_ops && !st; i++) {
         const sched_op *op = &ops->ops[i];
         int mb = op->mb, slot = op->slot;

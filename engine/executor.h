@@ -34,9 +34,23 @@ typedef struct {
 } exec_fault;
 
 /* One executed op, as the event hook reports it: kind is a sched_op_kind, or
- * EXEC_EVENT_DATA for the reading of inputs and labels inside a forward.
+ * one of the work around the op list: EXEC_EVENT_DATA (the reading of inputs
+ * and labels inside a forward), EXEC_EVENT_TIED (the tied-weight sum),
+ * EXEC_EVENT_STEP_REDUCE (the fused end-of-step reduction), EXEC_EVENT_OPTIM
+ * (clipping and the optimizer update), EXEC_EVENT_CHECKPOINT (saving one).
  * Times are comm_wtime seconds of this rank. */
-enum { EXEC_EVENT_DATA = OP_KIND_COUNT };
+enum {
+    EXEC_EVENT_DATA = OP_KIND_COUNT,
+    EXEC_EVENT_TIED,
+    EXEC_EVENT_STEP_REDUCE,
+    EXEC_EVENT_OPTIM,
+    EXEC_EVENT_CHECKPOINT,
+    EXEC_EVENT_KIND_COUNT
+};
+
+/* "forward", ... as sched_op_name for op kinds; "data", "tied_sum",
+ * "step_reduce", "optimizer", "checkpoint" for the others. */
+const char *exec_event_name(int kind);
 
 /* Model chunks a rank can hold (pipeline.chunks): the tag space's. */
 #define EXEC_MAX_CHUNKS COMM_CHUNKS
@@ -45,7 +59,7 @@ typedef struct {
     int rank;      /* world rank */
     int kind;      /* sched_op_kind or EXEC_EVENT_DATA */
     int mb, chunk; /* micro-batch, model chunk */
-    long step;     /* 0-based step */
+    long step;     /* 0-based step; −1 in evaluation and generation */
     double start, end;
 } exec_event;
 
@@ -114,6 +128,7 @@ typedef struct {
     const char *doing;
     int doing_mb, doing_chunk;
     long doing_step;
+    int doing_training; /* 0: evaluation or generation (events carry step −1) */
 } executor;
 
 /* Prepares rank g->stage to run lists over `chunks` model chunks (1..
@@ -147,6 +162,11 @@ pt_status executor_train_step(executor *e, const sched_list *ops, long step);
  * the rank of the last virtual stage adds to loss_sum (Σ of the losses of every target), correct
  * (targets whose most likely class is right) and counted (targets). */
 pt_status executor_eval_step(executor *e, const sched_list *ops, long first);
+
+/* Reports work of step `step` done outside the op list (kind one of the
+ * EXEC_EVENT_ kinds above, from t0 to t1 comm_wtime seconds) to the recorder,
+ * when there is one. Not collective; no errors. */
+void executor_note(const executor *e, int kind, long step, double t0, double t1);
 
 /* Installs handlers that report, on a fatal signal, what the executor was
  * doing (op, micro-batch, step) before the process dies. */

@@ -74,6 +74,7 @@ pt_status report_open_outputs(FILE **metrics, const config *c, const comm_grid *
     if (g->rank == 0) {
         if (c->log_metrics[0]) st = check_output("log.metrics", c->log_metrics);
         if (!st && c->log_summary[0]) st = check_output("log.summary", c->log_summary);
+        if (!st && c->log_trace[0]) st = check_output("log.trace", c->log_trace);
         if (!st && tensor_hashes) st = check_output("--tensor-hashes", tensor_hashes);
         if (!st && c->log_metrics[0]) {
             *metrics = fopen(c->log_metrics, "w");

@@ -878,7 +878,7 @@ static pt_status check_complete(vstate *v, int r)
  * is blocked on (n_ops when it finished). With cost (seconds per op kind),
  * clock[r] and busy[r] time the run: a wait ends no earlier than its peer op
  * was issued (issued[r][i], one entry per op of rank r). */
-static pt_status run_lists(vstate *v, const double *cost, int *pc, double *clock, double *busy, double **issued)
+static pt_status run_lists(vstate *v, const sched_cost_model *cost, int *pc, double *clock, double *busy, double **issued)
 {
     int P = v->P;
     const schedule *sc = v->sc;
@@ -908,12 +908,24 @@ static pt_status run_lists(vstate *v, const double *cost, int *pc, double *clock
             if (k == OP_WAIT_RECV_ACT || k == OP_WAIT_RECV_GRAD || k == OP_WAIT_SEND_ACT || k == OP_WAIT_SEND_GRAD) {
                 int si = p.exists ? *pos_at(v, p.rank, p.chunk, p.kind, o->mb) : -1;
                 if (si < 0 || si >= pc[p.rank]) break; /* not issued yet */
-                if (cost && issued[p.rank][si] > clock[r]) clock[r] = issued[p.rank][si];
+                double ready = cost ? issued[p.rank][si] : 0;
+                if (cost && (k == OP_WAIT_RECV_ACT || k == OP_WAIT_RECV_GRAD)) ready += cost->latency(cost->ctx, r, o);
+                if (cost && ready > clock[r]) clock[r] = ready;
             }
+            if (cost && k == OP_REDUCE_GRAD_WAIT) /* done no earlier than its start plus the reduction's time */
+                for (int j = pc[r] - 1; j >= 0; j--) {
+                    const sched_op *q = &l->ops[j];
+                    if (q->kind == OP_REDUCE_GRAD_START && q->chunk == o->chunk && q->mb == o->mb) {
+                        double ready = issued[r][j] + cost->latency(cost->ctx, r, o);
+                        if (ready > clock[r]) clock[r] = ready;
+                        break;
+                    }
+                }
             if (cost) {
+                double d = cost->op(cost->ctx, r, o);
                 issued[r][pc[r]] = clock[r];
-                clock[r] += cost[k];
-                busy[r] += cost[k];
+                clock[r] += d;
+                busy[r] += d;
             }
             pc[r]++;
             if ((k == OP_SEND_ACT || k == OP_SEND_GRAD || k == OP_POST_RECV_ACT || k == OP_POST_RECV_GRAD) &&
@@ -1013,7 +1025,8 @@ pt_status schedule_validate(const schedule *sc)
 
 /* ---- timing ------------------------------------------------------------ */
 
-pt_status schedule_time(const schedule *sc, const double cost[OP_KIND_COUNT], double *makespan, double *busy)
+pt_status schedule_simulate(const schedule *sc, const sched_cost_model *cost, double *makespan, double *busy,
+                            double **start)
 {
     int P = sc->P, C = sc->chunks, M = sc->M;
     size_t npos = (size_t)P * (size_t)C * OP_KIND_COUNT * (size_t)M;
@@ -1021,10 +1034,10 @@ pt_status schedule_time(const schedule *sc, const double cost[OP_KIND_COUNT], do
     v.pos = malloc(npos * sizeof *v.pos);
     double *clock = calloc((size_t)P, sizeof *clock), **issued = calloc((size_t)P, sizeof *issued);
     int *pc = calloc((size_t)P, sizeof *pc);
-    pt_status st = v.pos && clock && issued && pc ? PT_OK : pt_fail(PT_ERR_NOMEM, "schedule_time: out of memory");
+    pt_status st = v.pos && clock && issued && pc ? PT_OK : pt_fail(PT_ERR_NOMEM, "schedule_simulate: out of memory");
     for (int r = 0; !st && r < P; r++)
         if (!(issued[r] = malloc(((size_t)sc->ranks[r].n_ops + 1) * sizeof **issued)))
-            st = pt_fail(PT_ERR_NOMEM, "schedule_time: out of memory");
+            st = pt_fail(PT_ERR_NOMEM, "schedule_simulate: out of memory");
     if (!st) {
         for (size_t i = 0; i < npos; i++) v.pos[i] = -1;
         for (int r = 0; r < P; r++) {
@@ -1041,9 +1054,10 @@ pt_status schedule_time(const schedule *sc, const double cost[OP_KIND_COUNT], do
         *makespan = 0;
         for (int r = 0; r < P; r++) {
             if (pc[r] < sc->ranks[r].n_ops && !st)
-                st = pt_fail(PT_ERR_INVALID, "schedule_time: rank %d cannot run past its op %d (validate first)", r,
-                             pc[r]);
+                st = pt_fail(PT_ERR_INVALID, "schedule_simulate: rank %d cannot run past its op %d (validate first)",
+                             r, pc[r]);
             if (clock[r] > *makespan) *makespan = clock[r];
+            if (start && start[r]) memcpy(start[r], issued[r], (size_t)sc->ranks[r].n_ops * sizeof **issued);
         }
     }
     for (int r = 0; issued && r < P; r++) free(issued[r]);
@@ -1052,6 +1066,27 @@ pt_status schedule_time(const schedule *sc, const double cost[OP_KIND_COUNT], do
     free(pc);
     free(v.pos);
     return st;
+}
+
+/* schedule_time's cost model: a fixed cost per op kind, transfers free. */
+static double kind_cost(void *ctx, int rank, const sched_op *o)
+{
+    (void)rank;
+    return ((const double *)ctx)[o->kind];
+}
+
+static double no_latency(void *ctx, int rank, const sched_op *o)
+{
+    (void)ctx;
+    (void)rank;
+    (void)o;
+    return 0;
+}
+
+pt_status schedule_time(const schedule *sc, const double cost[OP_KIND_COUNT], double *makespan, double *busy)
+{
+    sched_cost_model m = {kind_cost, no_latency, (void *)cost};
+    return schedule_simulate(sc, &m, makespan, busy, NULL);
 }
 
 double schedule_theoretical_bubble(const schedule *sc)

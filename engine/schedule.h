@@ -195,6 +195,27 @@ pt_status schedule_validate(const schedule *sc);
  * the lists cannot run to their end (validate first), PT_ERR_NOMEM. */
 pt_status schedule_time(const schedule *sc, const double cost[OP_KIND_COUNT], double *makespan, double *busy);
 
+/* A cost model for schedule_simulate: op(ctx, r, o) is how long op o keeps
+ * rank r busy (seconds, any unit); latency(ctx, r, o), for a WAIT_RECV o,
+ * how long after its peer issued the matching send the data has arrived
+ * (latency plus size over bandwidth), and for a REDUCE_GRAD_WAIT o, how long
+ * after its REDUCE_GRAD_START the reduction over the replicas is done. */
+typedef struct {
+    double (*op)(void *ctx, int rank, const sched_op *o);
+    double (*latency)(void *ctx, int rank, const sched_op *o);
+    void *ctx;
+} sched_cost_model;
+
+/* schedule_time with a cost model (a discrete-event simulation of lowered,
+ * valid lists): a WAIT_RECV ends no earlier than the matching send's issue
+ * plus its latency, a WAIT_SEND no earlier than the peer posted the receive,
+ * a REDUCE_GRAD_WAIT no earlier than its start plus its latency. Writes the
+ * makespan, each rank's busy time (Σ of op costs) to busy[P] and, when start
+ * is not NULL, the start time of op i of rank r to start[r][i] (start[r]
+ * holds ranks[r].n_ops doubles). Not collective. Errors: as schedule_time. */
+pt_status schedule_simulate(const schedule *sc, const sched_cost_model *cost, double *makespan, double *busy,
+                            double **start);
+
 /* The theoretical bubble of the largest rank's idle share, with the unit
  * costs above; 0 when the lists cannot be timed. */
 double schedule_theoretical_bubble(const schedule *sc);

@@ -78,6 +78,7 @@ pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const 
     double t1 = comm_wtime();
     pt_status rc = comm_allreduce_sum(reduce, L + 2, g->world, "the fused end-of-step reduction");
     double t2 = comm_wtime();
+    executor_note(ex, EXEC_EVENT_STEP_REDUCE, step, t1, t2);
     ex->t.comm += t2 - t1;
     t0 += t2 - t1; /* the reduction is communication, not optimizer time */
     if (rc) return rc;
@@ -110,6 +111,7 @@ pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const 
         if (g->rank == 0) printf("step %ld: non-finite %s: step skipped\n", step + 1, where);
         *skipped = 1;
         ex->t.optim += comm_wtime() - t0;
+        executor_note(ex, EXEC_EVENT_OPTIM, step, t2, comm_wtime());
         return PT_OK;
     }
     lr_schedule ls = config_lr(c);
@@ -119,6 +121,7 @@ pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const 
         stage_optim_step(&st[k], &oc, lr_at(&ls, step + 1), step + 1);
     }
     ex->t.optim += comm_wtime() - t0;
+    executor_note(ex, EXEC_EVENT_OPTIM, step, t2, comm_wtime());
     return PT_OK;
 }
 

@@ -11,27 +11,24 @@
 #include "dataset.h"
 #include "executor.h"
 #include "generate.h"
+#include "layout.h"
 #include "layers.h"
-#include "partition.h"
 #include "persist.h"
 #include "reduce.h"
 #include "report.h"
 #include "schedule.h"
 #include "stage.h"
 #include "step.h"
+#include "trace.h"
 
 /* Everything one rank holds for a run; freed by run_free in reverse order. */
 typedef struct {
-    model m;
-    int *cuts;
-    schedule train_sc, eval_sc;
-    dataset data;
-    int chunks;                 /* model chunks this rank holds: chunk c is virtual stage c·P + rank */
-    stage st[EXEC_MAX_CHUNKS];
+    layout L;                   /* model, data, partition, schedules */
+    stage st[EXEC_MAX_CHUNKS];  /* chunk c: virtual stage c·P + rank */
     executor ex;
     grad_reduce red; /* the gradient sum over micro-batches and replicas */
-    int M_local;     /* this replica's micro-batches per step: M / D */
     step_state step; /* the reduction buffer and the tied-weight group */
+    trace_buf trace; /* log.trace: the events of the traced steps */
     FILE *metrics;
     char data_hash[33]; /* dataset_fingerprint of the data read */
     persist_run pr;     /* train: the run directory's lock, the history checkpoints record */
@@ -40,89 +37,13 @@ typedef struct {
 static void run_free(run *r)
 {
     persist_finish(&r->pr);
+    trace_free(&r->trace);
     if (r->metrics) fclose(r->metrics);
     step_free(&r->step);
     reduce_free(&r->red);
     executor_free(&r->ex);
     for (int k = 0; k < EXEC_MAX_CHUNKS; k++) stage_free(&r->st[k]);
-    dataset_close(&r->data);
-    schedule_free(&r->eval_sc);
-    schedule_free(&r->train_sc);
-    free(r->cuts);
-    model_free(&r->m);
-}
-
-/* Model, partition and schedules: the same on every rank, so an error here
- * is reached by all ranks alike. */
-static pt_status plan(run *r, const config *c, const comm_grid *g)
-{
-    pt_status st = dataset_open(&r->data, c);
-    if (st) return st;
-    if ((st = model_parse(&r->m, c->model_layers, r->data.features))) return st;
-    if (c->model_tie_embeddings && (st = model_tie_embeddings(&r->m))) return pt_wrap(st, "model.tie_embeddings: ");
-    if (r->m.targets != r->data.targets)
-        return pt_fail(PT_ERR_INVALID,
-                       "model.layers: the model predicts %d target%s per sample but the data set (%s) has %d: "
-                       "%s",
-                       r->m.targets, r->m.targets == 1 ? "" : "s", c->data_dataset, r->data.targets,
-                       r->data.targets > 1 ? "a language model ends with 'lmhead V'"
-                                           : "a classifier ends with a layer of one output per class");
-    if (r->m.layers[0].kind == LAYER_EMBED && r->m.layers[0].vocab < r->data.classes)
-        return pt_fail(PT_ERR_INVALID,
-                       "model.layers item 0 (embed %d ...): the vocabulary must hold the %d token values of "
-                       "the data set (%s)", r->m.layers[0].vocab, r->data.classes, c->data_dataset);
-    if (r->m.classes != r->data.classes)
-        return pt_fail(PT_ERR_INVALID,
-                       "model.layers: the last layer has %d outputs per target but the data set (%s) has %d classes",
-                       r->m.classes, c->data_dataset, r->data.classes);
-    /* v chunks per rank: V = v·P virtual stages, partitioned like stages */
-    r->chunks = c->chunks;
-    int V = g->P * r->chunks;
-    r->cuts = calloc((size_t)V + 1, sizeof *r->cuts);
-    if (!r->cuts) return pt_fail(PT_ERR_NOMEM, "out of memory");
-    if (r->chunks > 1 && V > r->m.n_layers) {
-        int most = r->m.n_layers / g->P;
-        char advice[96];
-        if (most >= 2)
-            snprintf(advice, sizeof advice, "use pipeline.chunks = %d or less", most);
-        else
-            snprintf(advice, sizeof advice, "use pipeline.chunks = 1 (no interleaving) or fewer ranks");
-        return pt_fail(PT_ERR_INVALID, "pipeline.chunks = %d on %d rank%s makes %d virtual stages but the model has %d "
-                       "layers: every virtual stage needs at least one; %s", r->chunks, g->P, g->P == 1 ? "" : "s",
-                       V, r->m.n_layers, advice);
-    }
-    if ((st = partition_layers(&r->m, V, c->partition, c->partition_spec, r->cuts))) {
-        if (r->chunks == 1) return st;
-        return pt_wrap(st, "pipeline.chunks = %d on %d rank%s makes %d virtual stages (rank r holds r, r+%d, ...): ",
-                       r->chunks, g->P, g->P == 1 ? "" : "s", V, g->P);
-    }
-    if (c->micro_batches > comm_max_micro_batches(g))
-        return pt_fail(PT_ERR_INVALID, "pipeline.micro_batches = %d: this MPI library's tags allow at most %d",
-                       c->micro_batches, comm_max_micro_batches(g));
-    /* each replica runs M / D micro-batches; with replicas, every chunk's gradient buckets are reduced */
-    r->M_local = c->micro_batches / g->D;
-    int *buckets = NULL;
-    if (g->D > 1) {
-        if (!(buckets = calloc((size_t)V, sizeof *buckets))) return pt_fail(PT_ERR_NOMEM, "out of memory");
-        for (int vs = 0; vs < V; vs++) /* rank vs mod P, chunk vs / P */
-            buckets[vs % g->P * r->chunks + vs / g->P] =
-                reduce_count_buckets(&r->m, r->cuts[vs], r->cuts[vs + 1], c->bucket_mb);
-    }
-    st = schedule_build_grid(&r->train_sc, c->schedule, g->P, r->chunks, r->M_local, buckets);
-    free(buckets);
-    if (st) {
-        if (c->schedule != SCHED_INTERLEAVED || r->chunks == 1) return st;
-        if (g->D > 1)
-            return pt_wrap(st, "pipeline.schedule = interleaved with pipeline.chunks = %d: each of the %d replicas "
-                           "runs pipeline.micro_batches / data_parallel = %d / %d micro-batches on %d ranks: ",
-                           r->chunks, g->D, c->micro_batches, g->D, g->P);
-        return pt_wrap(st, "pipeline.schedule = interleaved with pipeline.chunks = %d and pipeline.micro_batches "
-                       "= %d on %d ranks: ", r->chunks, c->micro_batches, g->P);
-    }
-    if ((st = schedule_validate(&r->train_sc)))
-        return pt_wrap(st, "the %s schedule failed validation: ", sched_kind_name(c->schedule));
-    if ((st = schedule_build_chunks(&r->eval_sc, SCHED_FORWARD_ONLY, g->P, r->chunks, r->M_local))) return st;
-    return schedule_validate(&r->eval_sc);
+    layout_free(&r->L);
 }
 
 /* Every replica evaluates every D-th block of M / D micro-batches of the
@@ -133,8 +54,8 @@ static pt_status evaluate(run *r, const comm_grid *g, double *loss, double *acc)
     r->ex.correct = r->ex.counted = 0;
     long per = (long)r->ex.M * r->ex.rows;
     exec_times keep = r->ex.t;
-    for (long first = g->replica * per; first < r->data.n_test; first += g->D * per) {
-        pt_status st = executor_eval_step(&r->ex, &r->eval_sc.ranks[g->stage], first);
+    for (long first = g->replica * per; first < r->L.data.n_test; first += g->D * per) {
+        pt_status st = executor_eval_step(&r->ex, &r->L.eval_sc.ranks[g->stage], first);
         if (st) return st;
     }
     r->ex.t = keep;
@@ -150,37 +71,39 @@ static pt_status setup(run *r, const config *c, const comm_grid *g, int *reporte
 {
     /* hosts may see different files: the ranks agree on one verdict, then
      * check that they all read the same data */
-    pt_status st = comm_agree(g, plan(r, c, g), reporter);
+    pt_status st = comm_agree(g, layout_build(&r->L, c, g->P, g->D, comm_max_micro_batches(g)), reporter);
     if (st) return st;
     char data_line[64];
-    if ((st = comm_agree(g, dataset_fingerprint(&r->data, r->data_hash), reporter))) return st;
+    if ((st = comm_agree(g, dataset_fingerprint(&r->L.data, r->data_hash), reporter))) return st;
     snprintf(data_line, sizeof data_line, "data = %s\n", r->data_hash);
     if ((st = comm_same_text(g, "the data set (a hash of the bytes read from data.path)", data_line,
                              "every host must read the same data: copy the same files to every host, or put "
                              "data.path on a shared file system", reporter))) return st;
     *reporter = -1;
     int slots[EXEC_MAX_CHUNKS];
-    for (int k = 0; k < r->chunks; k++) {
+    for (int k = 0; k < r->L.chunks; k++) {
         /* stash slots as the lowered lists use them (the executor serves both schedules) */
-        int i = g->stage * r->chunks + k, vs = k * g->P + g->stage;
-        slots[k] = r->train_sc.slots[i] > r->eval_sc.slots[i] ? r->train_sc.slots[i] : r->eval_sc.slots[i];
-        if ((st = stage_init(&r->st[k], &r->m, r->cuts[vs], r->cuts[vs + 1], config_micro_rows(c), slots[k],
+        int i = g->stage * r->L.chunks + k, vs = k * g->P + g->stage;
+        slots[k] = r->L.train_sc.slots[i] > r->L.eval_sc.slots[i] ? r->L.train_sc.slots[i] : r->L.eval_sc.slots[i];
+        if ((st = stage_init(&r->st[k], &r->L.m, r->L.cuts[vs], r->L.cuts[vs + 1], config_micro_rows(c), slots[k],
                              c->seed)))
             return st;
         if (sched_kind_splits_backward(c->schedule) && (st = stage_split_backward_init(&r->st[k]))) return st;
     }
-    if ((st = executor_init(&r->ex, g, r->st, r->chunks, slots, &r->data, r->M_local, config_micro_rows(c),
-                            r->data.targets, r->m.classes, c->seed)))
+    if ((st = executor_init(&r->ex, g, r->st, r->L.chunks, slots, &r->L.data, r->L.M_local, config_micro_rows(c),
+                            r->L.data.targets, r->L.m.classes, c->seed)))
         return st;
-    executor_set_share(&r->ex, c->micro_batches, g->replica * r->M_local);
-    if ((st = reduce_init(&r->red, g, r->st, r->chunks, c->reduction, r->M_local, c->bucket_mb))) return st;
+    executor_set_share(&r->ex, c->micro_batches, g->replica * r->L.M_local);
+    if ((st = reduce_init(&r->red, g, r->st, r->L.chunks, c->reduction, r->L.M_local, c->bucket_mb))) return st;
     if (g->D > 1 || c->reduction == REDUCTION_INVARIANT) r->ex.red = &r->red.hooks;
     if ((c->fault_kind == FAULT_ERROR || c->fault_kind == FAULT_CRASH) && c->fault_rank == g->rank)
         r->ex.fault = (exec_fault){c->fault_kind, c->fault_step, c->fault_layer};
     if (c->fault_kind == FAULT_NAN) /* every stage checks whether it holds the layer */
         r->ex.fault = (exec_fault){c->fault_kind, c->fault_step, c->fault_layer};
     executor_install_crash_report(&r->ex);
-    return step_init(&r->step, &r->m, r->cuts, r->st, r->chunks, g);
+    if ((st = trace_start(&r->trace, c, g))) return st;
+    if (c->log_trace[0]) r->ex.rec = &r->trace.rec;
+    return step_init(&r->step, &r->L.m, r->L.cuts, r->st, r->L.chunks, g);
 }
 
 /* Is a checkpoint due after `done` steps of a run that stops after `stop`? */
@@ -198,13 +121,15 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
     report_clock_start(&k, first, stop);
     for (long step = first; step < stop; step++) {
         *reporter = -1;
-        for (int k = 0; k < r->chunks; k++) stage_zero_grad(&r->st[k]);
-        pt_status st = executor_train_step(&r->ex, &r->train_sc.ranks[g->stage], step);
-        if (!st) st = step_sync_tied(&r->step, &r->m, r->st);
+        for (int k = 0; k < r->L.chunks; k++) stage_zero_grad(&r->st[k]);
+        pt_status st = executor_train_step(&r->ex, &r->L.train_sc.ranks[g->stage], step);
+        double t0 = comm_wtime();
+        if (!st) st = step_sync_tied(&r->step, &r->L.m, r->st);
+        if (!st && r->L.m.tied_head >= 0) executor_note(&r->ex, EXEC_EVENT_TIED, step, t0, comm_wtime());
         if (st) return st;
         double loss, norm;
         int skipped;
-        st = step_finish(&r->step, c, g, &r->m, r->cuts, r->st, &r->ex, step, &loss, &norm, &skipped);
+        st = step_finish(&r->step, c, g, &r->L.m, r->L.cuts, r->st, &r->ex, step, &loss, &norm, &skipped);
         if (st) {
             if (st == PT_ERR_NONFINITE) *reporter = 0;
             return st;
@@ -212,23 +137,24 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
         if (c->fault_kind == FAULT_DIVERGE && c->fault_rank == g->rank && c->fault_step == step)
             r->st[0].params[0] = nextafterf(r->st[0].params[0], INFINITY); /* one ulp: a silent divergence */
         (*trained)++;
-        report_step(&k, r->metrics, c, g, &r->data, step, loss, norm);
+        report_step(&k, r->metrics, c, g, &r->L.data, step, loss, norm);
         /* cheaply, every log_every steps and at the end: do the replicas still agree? */
         if (g->D > 1 && ((c->log_every > 0 && (step + 1) % c->log_every == 0) || step + 1 == stop) &&
-            (st = step_check_replicas(g, r->st, r->chunks, step, reporter)))
+            (st = step_check_replicas(g, r->st, r->L.chunks, step, reporter)))
             return st;
         if (c->eval_every > 0 && (step + 1) % c->eval_every == 0 && step + 1 < stop) {
             double t0 = comm_wtime(), vloss, vacc;
             *reporter = -1;
             if ((st = evaluate(r, g, &vloss, &vacc))) return st;
-            report_eval(g, &r->data, step + 1, vloss, vacc);
+            report_eval(g, &r->L.data, step + 1, vloss, vacc);
             k.t_start += comm_wtime() - t0; /* evaluation time is not training time */
         }
         if (checkpoint_due(c, step + 1, stop)) {
             double t0 = comm_wtime();
             int crash = c->fault_kind == FAULT_CHECKPOINT_CRASH && c->fault_rank == g->rank &&
                         c->fault_step == step + 1 ? 1 : -1;
-            if ((st = persist_save(c, g, &r->pr, &r->m, r->cuts, r->st, r->chunks, step + 1, crash, reporter))) return st;
+            if ((st = persist_save(c, g, &r->pr, &r->L.m, r->L.cuts, r->st, r->L.chunks, step + 1, crash, reporter))) return st;
+            executor_note(&r->ex, EXEC_EVENT_CHECKPOINT, step, t0, comm_wtime());
             k.t_start += comm_wtime() - t0; /* checkpoint time is not training time */
         }
     }
@@ -241,10 +167,10 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     memset(&r, 0, sizeof r);
     openblas_set_num_threads(c->blas_threads);
     pt_status st = setup(&r, c, g, reporter);
-    if (!st) st = report_open_outputs(&r.metrics, c, g, &r.data, opt->tensor_hashes, reporter);
+    if (!st) st = report_open_outputs(&r.metrics, c, g, &r.L.data, opt->tensor_hashes, reporter);
     if (st) goto done;
     if ((st = report_grid(c, g))) goto done;
-    report_plan(c, g, &r.m, r.cuts, &r.train_sc, &r.data);
+    report_plan(c, g, &r.L.m, r.L.cuts, &r.L.train_sc, &r.L.data);
     if (opt->mode == TRAINER_TRAIN) {
         char command[CONFIG_STR_MAX + 64];
         snprintf(command, sizeof command, "pipetrain train %s", opt->config_path ? opt->config_path : "");
@@ -254,7 +180,7 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     long first = 0;
     const char *from = opt->resume ? opt->resume : opt->init;
     if (from) {
-        if ((st = persist_load(from, g, &r.m, r.st, r.chunks, opt->resume != NULL, &first, reporter))) goto done;
+        if ((st = persist_load(from, g, &r.L.m, r.st, r.L.chunks, opt->resume != NULL, &first, reporter))) goto done;
         long saved = first; /* the checkpoint's own step */
         if (!opt->resume) first = 0; /* --init: weights only, a new run from step 0 */
         if (g->rank == 0) {
@@ -276,7 +202,7 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
 
     if (opt->mode == TRAINER_GENERATE) {
         *reporter = -1;
-        st = generate_text(&r.ex, &r.eval_sc.ranks[g->stage], &r.m, &r.data, g, opt);
+        st = generate_text(&r.ex, &r.L.eval_sc.ranks[g->stage], &r.L.m, &r.L.data, g, opt);
         goto done;
     }
 
@@ -285,21 +211,23 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     if (opt->mode == TRAINER_TRAIN) {
         if ((st = train_loop(&r, c, g, first, stop, &trained, reporter))) goto done;
         train_time = comm_wtime() - t_start;
+        *reporter = -1;
+        if ((st = trace_write(&r.trace, c, g))) goto done;
     }
     *reporter = -1;
     double *figures = NULL;
-    if ((st = report_gather_figures(&r.ex, r.st, r.chunks, &r.red, &r.m, c, g, trained, &figures))) goto done;
-    double theory = schedule_theoretical_bubble(&r.train_sc); /* unit costs: F = BI = BW, transfers free */
-    if (g->rank == 0 && trained > 0) report_breakdown(c, g, r.cuts, figures, theory);
+    if ((st = report_gather_figures(&r.ex, r.st, r.L.chunks, &r.red, &r.L.m, c, g, trained, &figures))) goto done;
+    double theory = schedule_theoretical_bubble(&r.L.train_sc); /* unit costs: F = BI = BW, transfers free */
+    if (g->rank == 0 && trained > 0) report_breakdown(c, g, r.L.cuts, figures, theory);
     double test_loss, test_acc;
     char fp[33];
     if (!(st = evaluate(&r, g, &test_loss, &test_acc)))
-        st = report_fingerprint(&r.m, r.st, r.chunks, g, opt->tensor_hashes, fp);
+        st = report_fingerprint(&r.L.m, r.st, r.L.chunks, g, opt->tensor_hashes, fp);
     double throughput = train_time > 0 ? trained * (double)c->batch_size / train_time : 0.0;
     if (!st && g->rank == 0) {
         report_result res = {opt->mode == TRAINER_TRAIN, comm_wtime() - t_start, train_time, throughput,
                              test_loss, test_acc, fp, theory};
-        st = report_closing(c, g, &r.data, r.cuts, figures, &res);
+        st = report_closing(c, g, &r.L.data, r.L.cuts, figures, &res);
     }
     free(figures);
 done:

@@ -1,0 +1,220 @@
+/* trace.c — the Chrome trace event file of a run. */
+#include "trace.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+static void record(void *ctx, const exec_event *ev)
+{
+    trace_buf *t = ctx;
+    if (ev->step < t->first || ev->step > t->last || t->failed) return;
+    if (t->n == t->cap) {
+        long cap = t->cap ? 2 * t->cap : 1024;
+        exec_event *p = realloc(t->ev, (size_t)cap * sizeof *p);
+        if (!p) {
+            t->failed = 1;
+            return;
+        }
+        t->ev = p;
+        t->cap = cap;
+    }
+    t->ev[t->n++] = *ev;
+}
+
+pt_status trace_start(trace_buf *t, const config *c, const comm_grid *g)
+{
+    memset(t, 0, sizeof *t);
+    if (!c->log_trace[0]) return PT_OK;
+    long a, b;
+    config_trace_steps(c, &a, &b); /* validated with the config */
+    t->first = a - 1;
+    t->last = b - 1;
+    t->rec = (exec_recorder){record, t};
+    return comm_clock_offset(g, 16, &t->clock_offset);
+}
+
+void trace_free(trace_buf *t)
+{
+    free(t->ev);
+    memset(t, 0, sizeof *t);
+}
+
+/* The category a slice is shown under. */
+static const char *category(int kind)
+{
+    switch (kind) {
+    case OP_FORWARD:
+    case OP_BACKWARD:
+    case OP_BACKWARD_INPUT:
+    case OP_BACKWARD_WEIGHT: return "compute";
+    case OP_WAIT_RECV_ACT:
+    case OP_WAIT_RECV_GRAD: return "wait";
+    case OP_REDUCE_GRAD_START:
+    case OP_REDUCE_GRAD_WAIT: return "all_reduce";
+    case EXEC_EVENT_DATA: return "data";
+    case EXEC_EVENT_TIED:
+    case EXEC_EVENT_STEP_REDUCE:
+    case EXEC_EVENT_OPTIM: return "step";
+    case EXEC_EVENT_CHECKPOINT: return "checkpoint";
+    default: return "transfer";
+    }
+}
+
+/* The wait that completes the receive of what event s sends, among the
+ * events of rank `to` (first[to] .. first[to] + count[to]); −1 none. */
+static long matching_wait(const exec_event *ev, const long *first, const long *count, const exec_event *s, int to,
+                          int chunk)
+{
+    int want = s->kind == OP_SEND_ACT ? OP_WAIT_RECV_ACT : OP_WAIT_RECV_GRAD;
+    for (long i = first[to]; i < first[to] + count[to]; i++)
+        if (ev[i].kind == want && ev[i].mb == s->mb && ev[i].chunk == chunk && ev[i].step == s->step) return i;
+    return -1;
+}
+
+/* Rank 0: the trace of n events (grouped by rank) as JSON text. */
+static char *trace_json(const exec_event *ev, long n, const config *c, const comm_grid *g, const char *hosts,
+                        size_t host_len)
+{
+    int P = g->P, C = c->chunks;
+    long *first = calloc((size_t)g->size, sizeof *first), *count = calloc((size_t)g->size, sizeof *count);
+    cJSON *root = cJSON_CreateObject(), *list = cJSON_CreateArray();
+    if (!first || !count || !root || !list) {
+        free(first);
+        free(count);
+        cJSON_Delete(root);
+        cJSON_Delete(list);
+        return NULL;
+    }
+    for (long i = n - 1; i >= 0; i--) {
+        first[ev[i].rank] = i;
+        count[ev[i].rank]++;
+    }
+    double t0 = 0;
+    for (long i = 0; i < n; i++)
+        if (i == 0 || ev[i].start < t0) t0 = ev[i].start;
+    for (int r = 0; r < g->size; r++) {
+        char name[160];
+        snprintf(name, sizeof name, "stage %d / replica %d (%.*s)", r % P, r / P, (int)host_len, hosts + (size_t)r * host_len);
+        cJSON *m = cJSON_CreateObject(), *args = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "name", "process_name");
+        cJSON_AddStringToObject(m, "ph", "M");
+        cJSON_AddNumberToObject(m, "pid", r);
+        cJSON_AddStringToObject(args, "name", name);
+        cJSON_AddItemToObject(m, "args", args);
+        cJSON_AddItemToArray(list, m);
+        m = cJSON_CreateObject();
+        args = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "name", "process_sort_index");
+        cJSON_AddStringToObject(m, "ph", "M");
+        cJSON_AddNumberToObject(m, "pid", r);
+        cJSON_AddNumberToObject(args, "sort_index", r);
+        cJSON_AddItemToObject(m, "args", args);
+        cJSON_AddItemToArray(list, m);
+    }
+    long flow = 0;
+    for (long i = 0; i < n; i++) {
+        const exec_event *e = &ev[i];
+        cJSON *o = cJSON_CreateObject(), *args = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", exec_event_name(e->kind));
+        cJSON_AddStringToObject(o, "cat", category(e->kind));
+        cJSON_AddStringToObject(o, "ph", "X");
+        cJSON_AddNumberToObject(o, "pid", e->rank);
+        cJSON_AddNumberToObject(o, "tid", 0);
+        cJSON_AddNumberToObject(o, "ts", (e->start - t0) * 1e6);
+        cJSON_AddNumberToObject(o, "dur", (e->end - e->start) * 1e6);
+        cJSON_AddNumberToObject(args, "step", (double)e->step + 1);
+        if (e->kind < OP_KIND_COUNT || e->kind == EXEC_EVENT_DATA) {
+            cJSON_AddNumberToObject(args, sched_op_is_reduce(e->kind) ? "bucket" : "micro_batch", e->mb);
+            cJSON_AddNumberToObject(args, "chunk", e->chunk);
+        }
+        cJSON_AddItemToObject(o, "args", args);
+        cJSON_AddItemToArray(list, o);
+        if (e->kind != OP_SEND_ACT && e->kind != OP_SEND_GRAD) continue;
+        /* a flow arrow from the send to the wait that completes its receive */
+        int s = e->rank % P, base = e->rank - s, act = e->kind == OP_SEND_ACT;
+        int to = base + (act ? (s + 1) % P : (s + P - 1) % P);
+        int chunk = act ? e->chunk + (s == P - 1) : e->chunk - (s == 0);
+        long w = chunk >= 0 && chunk < C ? matching_wait(ev, first, count, e, to, chunk) : -1;
+        if (w < 0) continue;
+        const char *what = act ? "activation" : "gradient";
+        cJSON *fs = cJSON_CreateObject(), *ff = cJSON_CreateObject();
+        cJSON_AddStringToObject(fs, "name", what);
+        cJSON_AddStringToObject(fs, "cat", "transfer");
+        cJSON_AddStringToObject(fs, "ph", "s");
+        cJSON_AddNumberToObject(fs, "id", (double)flow);
+        cJSON_AddNumberToObject(fs, "pid", e->rank);
+        cJSON_AddNumberToObject(fs, "tid", 0);
+        cJSON_AddNumberToObject(fs, "ts", (e->start - t0) * 1e6);
+        cJSON_AddStringToObject(ff, "name", what);
+        cJSON_AddStringToObject(ff, "cat", "transfer");
+        cJSON_AddStringToObject(ff, "ph", "f");
+        cJSON_AddStringToObject(ff, "bp", "e");
+        cJSON_AddNumberToObject(ff, "id", (double)flow);
+        cJSON_AddNumberToObject(ff, "pid", to);
+        cJSON_AddNumberToObject(ff, "tid", 0);
+        cJSON_AddNumberToObject(ff, "ts", (ev[w].start - t0) * 1e6);
+        cJSON_AddItemToArray(list, fs);
+        cJSON_AddItemToArray(list, ff);
+        flow++;
+    }
+    cJSON_AddItemToObject(root, "traceEvents", list);
+    cJSON_AddStringToObject(root, "displayTimeUnit", "ms");
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddNumberToObject(meta, "stages", P);
+    cJSON_AddNumberToObject(meta, "data_parallel", g->D);
+    cJSON_AddNumberToObject(meta, "chunks", C);
+    cJSON_AddNumberToObject(meta, "micro_batches", c->micro_batches);
+    cJSON_AddStringToObject(meta, "schedule", sched_kind_name(c->schedule));
+    cJSON_AddStringToObject(meta, "steps", c->log_trace_steps);
+    cJSON_AddItemToObject(root, "otherData", meta);
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    free(first);
+    free(count);
+    return text;
+}
+
+pt_status trace_write(trace_buf *t, const config *c, const comm_grid *g)
+{
+    if (!c->log_trace[0]) return PT_OK;
+    for (long i = 0; i < t->n; i++) {
+        t->ev[i].start += t->clock_offset;
+        t->ev[i].end += t->clock_offset;
+    }
+    void *all = NULL, *hosts = NULL;
+    long total = 0, host_total = 0;
+    enum { HOST = 64 };
+    char host[HOST] = {0};
+    snprintf(host, sizeof host, "%.63s", g->host);
+    pt_status st = comm_gatherv_bytes(t->ev, t->n * (long)sizeof *t->ev, &all, &total, 0, g->world,
+                                      "MPI_Gatherv of the trace events");
+    if (!st) st = comm_gatherv_bytes(host, HOST, &hosts, &host_total, 0, g->world, "MPI_Gatherv of the hosts");
+    double failed = t->failed;
+    if (!st) st = comm_allreduce_sum(&failed, 1, g->world, "MPI_Allreduce of the trace's completeness");
+    if (st || g->rank != 0) {
+        free(all);
+        free(hosts);
+        return st;
+    }
+    char *text = trace_json(all, total / (long)sizeof(exec_event), c, g, hosts, HOST);
+    free(all);
+    free(hosts);
+    if (!text) return pt_fail(PT_ERR_NOMEM, "log.trace: out of memory for the trace");
+    FILE *f = fopen(c->log_trace, "w");
+    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) st = pt_fail(PT_ERR_IO, "log.trace: cannot write '%s': %s",
+                                                                    c->log_trace, strerror(errno));
+    if (f && fclose(f) != 0 && !st) st = pt_fail(PT_ERR_IO, "log.trace: cannot write '%s'", c->log_trace);
+    free(text);
+    if (!st) {
+        long n = total / (long)sizeof(exec_event);
+        printf("trace: %s (%ld events of steps %s%s; open it in https://ui.perfetto.dev or chrome://tracing, or draw it "
+               "with tools/pipetrain-timeline)\n", c->log_trace, n, c->log_trace_steps,
+               failed > 0 ? "; incomplete: a rank ran out of memory while recording" : "");
+        fflush(stdout);
+    }
+    return st;
+}
