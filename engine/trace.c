@@ -75,12 +75,13 @@ static long matching_wait(const exec_event *ev, const long *first, const long *c
     return -1;
 }
 
-/* Rank 0: the trace of n events (grouped by rank) as JSON text. */
-static char *trace_json(const exec_event *ev, long n, const config *c, const comm_grid *g, const char *hosts,
+/* The trace of n events (grouped by rank, ranks 0..size−1 of a P × D grid)
+ * as JSON text; hosts: host_len bytes per rank. */
+static char *trace_json(const exec_event *ev, long n, const config *c, int P, int D, int size, const char *hosts,
                         size_t host_len)
 {
-    int P = g->P, C = c->chunks;
-    long *first = calloc((size_t)g->size, sizeof *first), *count = calloc((size_t)g->size, sizeof *count);
+    int C = c->chunks;
+    long *first = calloc((size_t)size, sizeof *first), *count = calloc((size_t)size, sizeof *count);
     cJSON *root = cJSON_CreateObject(), *list = cJSON_CreateArray();
     if (!first || !count || !root || !list) {
         free(first);
@@ -96,7 +97,7 @@ static char *trace_json(const exec_event *ev, long n, const config *c, const com
     double t0 = 0;
     for (long i = 0; i < n; i++)
         if (i == 0 || ev[i].start < t0) t0 = ev[i].start;
-    for (int r = 0; r < g->size; r++) {
+    for (int r = 0; r < size; r++) {
         char name[160];
         snprintf(name, sizeof name, "stage %d / replica %d (%.*s)", r % P, r / P, (int)host_len, hosts + (size_t)r * host_len);
         cJSON *m = cJSON_CreateObject(), *args = cJSON_CreateObject();
@@ -165,7 +166,7 @@ static char *trace_json(const exec_event *ev, long n, const config *c, const com
     cJSON_AddStringToObject(root, "displayTimeUnit", "ms");
     cJSON *meta = cJSON_CreateObject();
     cJSON_AddNumberToObject(meta, "stages", P);
-    cJSON_AddNumberToObject(meta, "data_parallel", g->D);
+    cJSON_AddNumberToObject(meta, "data_parallel", D);
     cJSON_AddNumberToObject(meta, "chunks", C);
     cJSON_AddNumberToObject(meta, "micro_batches", c->micro_batches);
     cJSON_AddStringToObject(meta, "schedule", sched_kind_name(c->schedule));
@@ -176,6 +177,20 @@ static char *trace_json(const exec_event *ev, long n, const config *c, const com
     free(first);
     free(count);
     return text;
+}
+
+pt_status trace_write_file(const char *path, const exec_event *ev, long n, const config *c, int P, int D, int size,
+                           const char *hosts, size_t host_len)
+{
+    char *text = trace_json(ev, n, c, P, D, size, hosts, host_len);
+    if (!text) return pt_fail(PT_ERR_NOMEM, "trace %s: out of memory", path);
+    pt_status st = PT_OK;
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) st = pt_fail(PT_ERR_IO, "cannot write the trace '%s': %s", path,
+                                                                    strerror(errno));
+    if (f && fclose(f) != 0 && !st) st = pt_fail(PT_ERR_IO, "cannot write the trace '%s'", path);
+    free(text);
+    return st;
 }
 
 pt_status trace_write(trace_buf *t, const config *c, const comm_grid *g)
@@ -200,17 +215,11 @@ pt_status trace_write(trace_buf *t, const config *c, const comm_grid *g)
         free(hosts);
         return st;
     }
-    char *text = trace_json(all, total / (long)sizeof(exec_event), c, g, hosts, HOST);
+    long n = total / (long)sizeof(exec_event);
+    st = trace_write_file(c->log_trace, all, n, c, g->P, g->D, g->size, hosts, HOST);
     free(all);
     free(hosts);
-    if (!text) return pt_fail(PT_ERR_NOMEM, "log.trace: out of memory for the trace");
-    FILE *f = fopen(c->log_trace, "w");
-    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) st = pt_fail(PT_ERR_IO, "log.trace: cannot write '%s': %s",
-                                                                    c->log_trace, strerror(errno));
-    if (f && fclose(f) != 0 && !st) st = pt_fail(PT_ERR_IO, "log.trace: cannot write '%s'", c->log_trace);
-    free(text);
     if (!st) {
-        long n = total / (long)sizeof(exec_event);
         printf("trace: %s (%ld events of steps %s%s; open it in https://ui.perfetto.dev or chrome://tracing, or draw it "
                "with tools/pipetrain-timeline)\n", c->log_trace, n, c->log_trace_steps,
                failed > 0 ? "; incomplete: a rank ran out of memory while recording" : "");

@@ -33,6 +33,13 @@ pt_status trace_start(trace_buf *t, const config *c, const comm_grid *g);
  * Errors: PT_ERR_IO naming log.trace, PT_ERR_NOMEM, PT_ERR_MPI. */
 pt_status trace_write(trace_buf *t, const config *c, const comm_grid *g);
 
+/* Writes n events (grouped by rank, ranks 0..size−1 of a P × D grid, times
+ * in seconds on one clock) as a trace file at path; hosts holds host_len
+ * bytes (a name) per rank. Not collective. Errors: PT_ERR_IO naming path,
+ * PT_ERR_NOMEM. */
+pt_status trace_write_file(const char *path, const exec_event *ev, long n, const config *c, int P, int D, int size,
+                           const char *hosts, size_t host_len);
+
 void trace_free(trace_buf *t);
 
 #endif

@@ -1,0 +1,347 @@
+/* simulate.c — `pipetrain simulate`. */
+#define _POSIX_C_SOURCE 200809L
+#include "simulate.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "executor.h"
+#include "layout.h"
+#include "reduce.h"
+#include "report.h"
+#include "stage.h"
+#include "trace.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* What one virtual stage costs per micro-batch (seconds) and sends (bytes). */
+typedef struct {
+    double fwd, bwd, bi, bw, optim, data;
+    double act_bytes;    /* its output, to the next virtual stage */
+    double grad_bytes;   /* its parameters' gradients, for the all-reduce */
+    int buckets;
+    double stash_bytes;  /* per held micro-batch */
+} vs_cost;
+
+typedef struct {
+    const layout *L;
+    const vs_cost *vs; /* [V] */
+    double latency, bandwidth; /* seconds, bytes/s of a point-to-point transfer */
+    double comm_op;            /* seconds of posting or completing a transfer */
+} sim_model;
+
+static const vs_cost *cost_of(const sim_model *s, int rank, const sched_op *o)
+{
+    return &s->vs[o->chunk * s->L->P + rank];
+}
+
+static double op_cost(void *ctx, int rank, const sched_op *o)
+{
+    const sim_model *s = ctx;
+    const vs_cost *v = cost_of(s, rank, o);
+    switch ((sched_op_kind)o->kind) {
+    case OP_FORWARD: return v->fwd + v->data;
+    case OP_BACKWARD: return v->bwd;
+    case OP_BACKWARD_INPUT: return v->bi;
+    case OP_BACKWARD_WEIGHT: return v->bw;
+    case OP_WAIT_RECV_ACT:
+    case OP_WAIT_RECV_GRAD:
+    case OP_REDUCE_GRAD_WAIT: return 0;
+    default: return s->comm_op;
+    }
+}
+
+/* A ring all-reduce of n bytes over D replicas: 2·(D−1) steps of n / D. */
+static double allreduce_time(const sim_model *s, double bytes)
+{
+    int D = s->L->D;
+    return D < 2 ? 0 : 2.0 * (D - 1) * (s->latency + bytes / D / s->bandwidth);
+}
+
+static double latency_cost(void *ctx, int rank, const sched_op *o)
+{
+    const sim_model *s = ctx;
+    int P = s->L->P, vs = o->chunk * P + rank;
+    if (o->kind == OP_REDUCE_GRAD_WAIT) {
+        const vs_cost *v = &s->vs[vs];
+        return allreduce_time(s, v->grad_bytes / (v->buckets > 0 ? v->buckets : 1));
+    }
+    /* an activation comes from virtual stage vs − 1, a gradient from vs + 1; both have the size of the
+     * boundary's activation */
+    double bytes = o->kind == OP_WAIT_RECV_ACT ? s->vs[vs - 1].act_bytes : s->vs[vs].act_bytes;
+    return s->latency + bytes / s->bandwidth;
+}
+
+/* Measures every virtual stage of L on this machine: `reps` forward and
+ * backward passes of one micro-batch through the chain of stages (median),
+ * the B/W split when the schedule uses it, one optimizer update, the data
+ * read. */
+static pt_status calibrate(layout *L, const config *c, int reps, vs_cost *out)
+{
+    int V = L->chunks * L->P, rows = config_micro_rows(c);
+    stage *st = calloc((size_t)V, sizeof *st);
+    double *t = calloc((size_t)reps, sizeof *t);
+    float *x = NULL, *dout = NULL;
+    pt_status rc = st && t ? PT_OK : pt_fail(PT_ERR_NOMEM, "simulate: out of memory");
+    int split = sched_kind_splits_backward(c->schedule);
+    size_t widest = 1;
+    for (int v = 0; !rc && v < V; v++) {
+        rc = stage_init(&st[v], &L->m, L->cuts[v], L->cuts[v + 1], rows, 1, c->seed);
+        if (!rc && split) rc = stage_split_backward_init(&st[v]);
+        if (!rc) {
+            size_t w = (size_t)rows * (st[v].in_dim > st[v].out_dim ? st[v].in_dim : st[v].out_dim);
+            if (w > widest) widest = w;
+        }
+    }
+    if (!rc && (!(x = calloc(widest, sizeof *x)) || !(dout = calloc(widest, sizeof *dout))))
+        rc = pt_fail(PT_ERR_NOMEM, "simulate: out of memory");
+    optim_config oc = config_optim(c);
+#define MEDIAN(expr, dst)                                                                                          \
+    do {                                                                                                           \
+        for (int k_ = 0; k_ < reps; k_++) {                                                                        \
+            double t0_ = now_s();                                                                                  \
+            expr;                                                                                                  \
+            t[k_] = now_s() - t0_;                                                                                 \
+        }                                                                                                          \
+        qsort(t, (size_t)reps, sizeof *t, cmp_double);                                                             \
+        dst = t[reps / 2];                                                                                         \
+    } while (0)
+    if (!rc) MEDIAN(dataset_train_batch(&L->data, 0, 0, stage_input(&st[0], 0), NULL), out[0].data);
+    for (int v = 0; !rc && v < V; v++) {
+        vs_cost *o = &out[v];
+        stage *s = &st[v];
+        if (v > 0) memcpy(stage_input(s, 0), x, (size_t)rows * s->in_dim * sizeof *x);
+        MEDIAN(stage_forward(s, 0, x, c->seed, 0, 0, 1), o->fwd);
+        o->act_bytes = (double)rows * s->out_dim * sizeof(float);
+        o->grad_bytes = (double)s->n_params * sizeof(float);
+        o->buckets = L->D > 1 ? reduce_count_buckets(&L->m, s->first, s->last, c->bucket_mb) : 0;
+    }
+    /* backward, from the last virtual stage down (a small, finite output gradient) */
+    for (size_t i = 0; !rc && i < widest; i++) dout[i] = 1e-3f;
+    for (int v = V - 1; !rc && v >= 0; v--) {
+        vs_cost *o = &out[v];
+        stage *s = &st[v];
+        float *din = v > 0 ? x : NULL;
+        if (split) {
+            MEDIAN(rc = stage_backward_input(s, 0, dout, din, c->seed, 0, 0), o->bi);
+            MEDIAN(rc = stage_backward_weight(s, 0, dout, c->seed, 0, 0), o->bw);
+            o->bwd = o->bi + o->bw;
+        } else {
+            MEDIAN(stage_backward(s, 0, dout, din, c->seed, 0, 0), o->bwd);
+        }
+        stage_zero_grad(s);
+        MEDIAN(stage_optim_step(s, &oc, 0.0f, 1), o->optim);
+        o->stash_bytes = (double)stage_stash_bytes(s);
+    }
+#undef MEDIAN
+    for (int v = 0; st && v < V; v++) stage_free(&st[v]);
+    free(st);
+    free(t);
+    free(x);
+    free(dout);
+    return rc;
+}
+
+/* The simulated step as events of replica 0's ranks, for a trace. */
+static exec_event *sim_events(const layout *L, const sim_model *m, double **start, long *n_out)
+{
+    long n = 0;
+    for (int r = 0; r < L->P; r++) n += L->train_sc.ranks[r].n_ops;
+    exec_event *ev = calloc((size_t)n + 1, sizeof *ev);
+    if (!ev) return NULL;
+    long k = 0;
+    for (int r = 0; r < L->P; r++)
+        for (int i = 0; i < L->train_sc.ranks[r].n_ops; i++) {
+            const sched_op *o = &L->train_sc.ranks[r].ops[i];
+            double s0 = start[r][i], s1 = s0 + op_cost((void *)m, r, o);
+            if (o->kind == OP_WAIT_RECV_ACT || o->kind == OP_WAIT_RECV_GRAD || o->kind == OP_REDUCE_GRAD_WAIT) {
+                /* a wait runs from the end of the op before it until its data is there (its start in the
+                 * simulation) */
+                const sched_op *p = i > 0 ? &L->train_sc.ranks[r].ops[i - 1] : NULL;
+                s1 = s0;
+                s0 = p ? start[r][i - 1] + op_cost((void *)m, r, p) : 0;
+            }
+            ev[k++] = (exec_event){r, o->kind, o->mb, o->chunk, 0, s0, s1};
+        }
+    *n_out = k;
+    return ev;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: pipetrain simulate CONFIG --ranks N [--set section.key=value ...] [--network LAT,BW]\n"
+            "                          [--trace OUT.json] [--lists]\n"
+            "\n"
+            "Predicts the step time and throughput of training CONFIG on N ranks (N / D pipeline\n"
+            "stages for D = pipeline.data_parallel replicas) before it runs: builds the same lowered\n"
+            "op lists as `mpirun -np N pipetrain train CONFIG` would, measures each virtual stage's\n"
+            "forward, backward and optimizer time for one micro-batch on this machine (median of 5),\n"
+            "and times the lists as a discrete-event simulation. No MPI is needed.\n"
+            "\n"
+            "  --ranks N          ranks of the job (required)\n"
+            "  --set KEY=VALUE    override one config key, as for train (repeatable)\n"
+            "  --network LAT,BW   point-to-point latency in seconds and bandwidth in bytes/s\n"
+            "                     (default 5e-6,5e9: shared memory on one machine)\n"
+            "  --trace OUT.json   write the simulated step as a trace (tools/pipetrain-timeline draws\n"
+            "                     it, --below a measured one)\n"
+            "  --lists            print every rank's lowered op list, one op per line\n"
+            "\n"
+            "The last lines are 'predicted step time: T s' and 'predicted throughput: X samples/s'\n"
+            "(tokens/s for a language model). Limits: BLAS threads and cache effects of running\n"
+            "ranks side by side are not modelled; all ranks are assumed to compute as fast as this one.\n");
+}
+
+static void print_line(void *ctx, const char *line)
+{
+    (void)ctx;
+    puts(line);
+}
+
+int simulate_main(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        }
+    const char *path = argc > 2 ? argv[2] : NULL, *trace = NULL;
+    long ranks = 0;
+    int lists = 0, code = 2;
+    double latency = 5e-6, bandwidth = 5e9;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    int n_sets = 0;
+    pt_status st = sets ? PT_OK : pt_fail(PT_ERR_NOMEM, "out of memory");
+    if (!st && (!path || path[0] == '-')) st = pt_fail(PT_ERR_INVALID, "simulate: expected CONFIG after 'simulate'");
+    for (int i = 3; !st && i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (!strncmp(a, "--set=", 6)) {
+            sets[n_sets++] = a + 6;
+            continue;
+        }
+        if (!strcmp(a, "--lists")) {
+            lists = 1;
+            continue;
+        }
+        if (!v) {
+            st = pt_fail(PT_ERR_INVALID, "simulate: %s needs a value (see pipetrain simulate --help)", a);
+            break;
+        }
+        if (!strcmp(a, "--set"))
+            sets[n_sets++] = v;
+        else if (!strcmp(a, "--trace"))
+            trace = v;
+        else if (!strcmp(a, "--ranks")) {
+            ranks = strtol(v, &end, 10);
+            if (*end || ranks < 1 || ranks > 1 << 20)
+                st = pt_fail(PT_ERR_INVALID, "simulate: --ranks '%s': expected a whole number in 1..%d", v, 1 << 20);
+        } else if (!strcmp(a, "--network")) {
+            latency = strtod(v, &end);
+            if (*end == ',') bandwidth = strtod(end + 1, &end);
+            if (*end || !(latency >= 0) || !(bandwidth > 0))
+                st = pt_fail(PT_ERR_INVALID, "simulate: --network '%s': expected LATENCY,BANDWIDTH in seconds and "
+                             "bytes/s, e.g. 5e-6,5e9", v);
+        } else {
+            st = pt_fail(PT_ERR_INVALID, "simulate: unknown option '%s' (see pipetrain simulate --help)", a);
+        }
+        i++;
+    }
+    if (!st && ranks == 0) st = pt_fail(PT_ERR_INVALID, "simulate: --ranks N is required (the ranks of the job)");
+    config c;
+    if (!st) st = config_load(&c, path, sets, n_sets);
+    free(sets);
+    int D = st ? 1 : c.data_parallel, P = (int)(ranks / D);
+    if (!st && ranks % D)
+        st = pt_fail(PT_ERR_INVALID, "simulate: --ranks %ld is not a multiple of pipeline.data_parallel = %d", ranks, D);
+    layout L;
+    memset(&L, 0, sizeof L);
+    if (!st) st = layout_build(&L, &c, P, D, 1 << 20);
+    if (st) {
+        fprintf(stderr, "pipetrain: %s\n", pt_last_error());
+        layout_free(&L);
+        return 2;
+    }
+    code = 1;
+    openblas_set_num_threads(c.blas_threads);
+    int V = L.chunks * P;
+    vs_cost *vs = calloc((size_t)V, sizeof *vs);
+    double *busy = calloc((size_t)P, sizeof *busy), **start = calloc((size_t)P, sizeof *start);
+    st = vs && busy && start ? PT_OK : pt_fail(PT_ERR_NOMEM, "simulate: out of memory");
+    for (int r = 0; !st && r < P; r++)
+        if (!(start[r] = calloc((size_t)L.train_sc.ranks[r].n_ops + 1, sizeof **start)))
+            st = pt_fail(PT_ERR_NOMEM, "simulate: out of memory");
+    double t_cal = now_s();
+    if (!st) st = calibrate(&L, &c, 5, vs);
+    t_cal = now_s() - t_cal;
+    sim_model m = {&L, vs, latency, bandwidth, 1e-6};
+    sched_cost_model cm = {op_cost, latency_cost, &m};
+    double makespan = 0;
+    double t_sim = now_s();
+    if (!st) st = schedule_simulate(&L.train_sc, &cm, &makespan, busy, start);
+    t_sim = now_s() - t_sim;
+    if (!st) {
+        if (lists) schedule_print(&L.train_sc, print_line, NULL);
+        /* the step: the lists, then the end-of-step reduction and the slowest rank's update */
+        double optim = 0;
+        for (int r = 0; r < P; r++) {
+            double o = 0;
+            for (int k = 0; k < L.chunks; k++) o += vs[k * P + r].optim;
+            if (o > optim) optim = o;
+        }
+        double reduce = 2 * latency * ceil(log2((double)ranks > 1 ? (double)ranks : 2));
+        double step = makespan + reduce + optim;
+        double per_sample;
+        const char *unit = report_rate_unit(&L.data, &per_sample);
+        printf("simulated: %d stage%s × %d replica%s, %s schedule%s, %d micro-batches of %d samples (global batch "
+               "%d); calibrated on this machine in %.2f s, simulated in %.3f s\n",
+               P, P == 1 ? "" : "s", D, D == 1 ? "" : "s", sched_kind_name(c.schedule), L.chunks > 1 ? " (chunks)" : "",
+               c.micro_batches, config_micro_rows(&c), c.batch_size, t_cal, t_sim);
+        for (int r = 0; r < P; r++) {
+            double mem = 0;
+            for (int k = 0; k < L.chunks; k++)
+                mem += vs[k * P + r].stash_bytes * L.train_sc.slots[r * L.chunks + k];
+            printf("  rank %d: busy %.2f ms of %.2f ms, bubble %.1f%%, peak activation memory %.1f MiB\n", r,
+                   busy[r] * 1e3, makespan * 1e3, makespan > 0 ? 100.0 * (1 - busy[r] / makespan) : 0.0,
+                   mem / 1048576.0);
+        }
+        printf("predicted step time: %.6f s\n", step);
+        printf("predicted throughput: %.0f %s/s\n", step > 0 ? c.batch_size * per_sample / step : 0.0, unit);
+        fflush(stdout);
+        if (trace) {
+            long n = 0;
+            exec_event *ev = sim_events(&L, &m, start, &n);
+            char *hosts = calloc((size_t)P, 64);
+            for (int r = 0; hosts && r < P; r++) snprintf(hosts + (size_t)r * 64, 64, "simulated");
+            st = ev && hosts ? trace_write_file(trace, ev, n, &c, P, 1, P, hosts, 64)
+                             : pt_fail(PT_ERR_NOMEM, "simulate: out of memory for the trace");
+            if (!st) printf("trace: %s (the simulated step of replica 0)\n", trace);
+            free(ev);
+            free(hosts);
+        }
+    }
+    if (!st) code = 0;
+    else fprintf(stderr, "pipetrain: %s\n", pt_last_error());
+    for (int r = 0; start && r < P; r++) free(start[r]);
+    free(start);
+    free(busy);
+    free(vs);
+    layout_free(&L);
+    return code;
+}
