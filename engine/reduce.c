@@ -216,6 +216,22 @@ pt_status reduce_init(grad_reduce *r, const comm_grid *g, stage *st, int chunks,
     return PT_OK;
 }
 
+double reduce_fold_seconds(grad_reduce *r, int chunk)
+{
+    reduce_chunk *c = &r->ch[chunk];
+    if (r->mode != REDUCTION_INVARIANT || c->n_pool < 2) return 0;
+    size_t n = r->st[chunk].n_params;
+    double best = 0;
+    for (int i = 0; i < 3; i++) {
+        double t0 = comm_wtime();
+        memset(c->pool[0], 0, n * sizeof(float));
+        add_into(c->pool[1], c->pool[0], n);
+        double t = comm_wtime() - t0;
+        if (i == 0 || t < best) best = t;
+    }
+    return best;
+}
+
 size_t reduce_bytes(const grad_reduce *r)
 {
     size_t b = 0;

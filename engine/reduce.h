@@ -68,6 +68,12 @@ pt_status reduce_init(grad_reduce *r, const comm_grid *g, stage *st, int chunks,
  * function: every rank can count any stage's); −1 when out of memory. */
 int reduce_count_buckets(const model *m, int first, int last, double bucket_mb);
 
+/* INVARIANT: seconds of the work the tree adds per micro-batch on chunk
+ * `chunk` (zeroing a gradient buffer and one addition into a partial sum,
+ * timed on the reduction's spare buffers, best of 3); 0 in FAST mode. Not
+ * collective. */
+double reduce_fold_seconds(grad_reduce *r, int chunk);
+
 /* Bytes the reduction holds besides the stages (partial sums, gather). */
 size_t reduce_bytes(const grad_reduce *r);
 

@@ -373,6 +373,8 @@ static pt_status write_summary(const config *c, const comm_grid *g, const datase
     cJSON_AddNumberToObject(j, "test_loss", res->test_loss);
     cJSON_AddNumberToObject(j, "test_accuracy", res->test_acc);
     cJSON_AddNumberToObject(j, "theoretical_bubble", res->theoretical_bubble);
+    cJSON_AddNumberToObject(j, "measured_step_s", res->measured_step);
+    cJSON_AddNumberToObject(j, "predicted_step_s", res->predicted_step);
     cJSON_AddStringToObject(j, "parameter_fingerprint", res->fingerprint);
     for (int i = 0; all && i < g->size; i++) {
         const double *v = all + (size_t)i * RANK_FIELDS;
@@ -428,6 +430,9 @@ pt_status report_closing(const config *c, const comm_grid *g, const dataset *d, 
     printf("time: %s\n", took);
     double per_sample;
     const char *unit = report_rate_unit(d, &per_sample);
+    if (res->trained && res->predicted_step > 0 && res->measured_step > 0)
+        printf("step time: %.4f s measured, %.4f s simulated from this run's op times (error %+.1f%%)\n",
+               res->measured_step, res->predicted_step, 100.0 * (res->predicted_step / res->measured_step - 1));
     if (res->trained) printf("throughput: %.0f %s/s\n", res->throughput * per_sample, unit);
     if (text)
         printf("validation loss: %.4f (unigram entropy of the corpus: %.4f nats/byte)\n", res->test_loss,

@@ -30,23 +30,14 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* What one virtual stage costs per micro-batch (seconds) and sends (bytes). */
-typedef struct {
-    double fwd, bwd, bi, bw, optim, data;
-    double act_bytes;    /* its output, to the next virtual stage */
-    double grad_bytes;   /* its parameters' gradients, for the all-reduce */
-    int buckets;
-    double stash_bytes;  /* per held micro-batch */
-} vs_cost;
-
 typedef struct {
     const layout *L;
-    const vs_cost *vs; /* [V] */
+    const sim_stage_cost *vs; /* [V] */
     double latency, bandwidth; /* seconds, bytes/s of a point-to-point transfer */
     double comm_op;            /* seconds of posting or completing a transfer */
 } sim_model;
 
-static const vs_cost *cost_of(const sim_model *s, int rank, const sched_op *o)
+static const sim_stage_cost *cost_of(const sim_model *s, int rank, const sched_op *o)
 {
     return &s->vs[o->chunk * s->L->P + rank];
 }
@@ -54,7 +45,7 @@ static const vs_cost *cost_of(const sim_model *s, int rank, const sched_op *o)
 static double op_cost(void *ctx, int rank, const sched_op *o)
 {
     const sim_model *s = ctx;
-    const vs_cost *v = cost_of(s, rank, o);
+    const sim_stage_cost *v = cost_of(s, rank, o);
     switch ((sched_op_kind)o->kind) {
     case OP_FORWARD: return v->fwd + v->data;
     case OP_BACKWARD: return v->bwd;
@@ -79,8 +70,8 @@ static double latency_cost(void *ctx, int rank, const sched_op *o)
     const sim_model *s = ctx;
     int P = s->L->P, vs = o->chunk * P + rank;
     if (o->kind == OP_REDUCE_GRAD_WAIT) {
-        const vs_cost *v = &s->vs[vs];
-        return allreduce_time(s, v->grad_bytes / (v->buckets > 0 ? v->buckets : 1));
+        const sim_stage_cost *v = &s->vs[vs];
+        return v->reduce > 0 ? v->reduce : allreduce_time(s, v->grad_bytes / (v->buckets > 0 ? v->buckets : 1));
     }
     /* an activation comes from virtual stage vs − 1, a gradient from vs + 1; both have the size of the
      * boundary's activation */
@@ -88,11 +79,29 @@ static double latency_cost(void *ctx, int rank, const sched_op *o)
     return s->latency + bytes / s->bandwidth;
 }
 
+pt_status simulate_step(const layout *L, const sim_stage_cost *vs, double latency, double bandwidth, double *step,
+                        double *makespan, double *busy, double **start)
+{
+    sim_model m = {L, vs, latency, bandwidth, 1e-6};
+    sched_cost_model cm = {op_cost, latency_cost, &m};
+    pt_status st = schedule_simulate(&L->train_sc, &cm, makespan, busy, start);
+    if (st) return st;
+    double optim = 0;
+    for (int r = 0; r < L->P; r++) {
+        double o = 0;
+        for (int k = 0; k < L->chunks; k++) o += vs[k * L->P + r].optim;
+        if (o > optim) optim = o;
+    }
+    int ranks = L->P * L->D;
+    *step = *makespan + 2 * latency * ceil(log2(ranks > 1 ? (double)ranks : 2.0)) + optim;
+    return PT_OK;
+}
+
 /* Measures every virtual stage of L on this machine: `reps` forward and
  * backward passes of one micro-batch through the chain of stages (median),
  * the B/W split when the schedule uses it, one optimizer update, the data
  * read. */
-static pt_status calibrate(layout *L, const config *c, int reps, vs_cost *out)
+static pt_status calibrate(layout *L, const config *c, int reps, sim_stage_cost *out)
 {
     int V = L->chunks * L->P, rows = config_micro_rows(c);
     stage *st = calloc((size_t)V, sizeof *st);
@@ -124,7 +133,7 @@ static pt_status calibrate(layout *L, const config *c, int reps, vs_cost *out)
     } while (0)
     if (!rc) MEDIAN(dataset_train_batch(&L->data, 0, 0, stage_input(&st[0], 0), NULL), out[0].data);
     for (int v = 0; !rc && v < V; v++) {
-        vs_cost *o = &out[v];
+        sim_stage_cost *o = &out[v];
         stage *s = &st[v];
         if (v > 0) memcpy(stage_input(s, 0), x, (size_t)rows * s->in_dim * sizeof *x);
         MEDIAN(stage_forward(s, 0, x, c->seed, 0, 0, 1), o->fwd);
@@ -135,7 +144,7 @@ static pt_status calibrate(layout *L, const config *c, int reps, vs_cost *out)
     /* backward, from the last virtual stage down (a small, finite output gradient) */
     for (size_t i = 0; !rc && i < widest; i++) dout[i] = 1e-3f;
     for (int v = V - 1; !rc && v >= 0; v--) {
-        vs_cost *o = &out[v];
+        sim_stage_cost *o = &out[v];
         stage *s = &st[v];
         float *din = v > 0 ? x : NULL;
         if (split) {
@@ -224,7 +233,7 @@ int simulate_main(int argc, char **argv)
     const char *path = argc > 2 ? argv[2] : NULL, *trace = NULL;
     long ranks = 0;
     int lists = 0, code = 2;
-    double latency = 5e-6, bandwidth = 5e9;
+    double latency = SIMULATE_LATENCY, bandwidth = SIMULATE_BANDWIDTH;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0;
     pt_status st = sets ? PT_OK : pt_fail(PT_ERR_NOMEM, "out of memory");
@@ -281,7 +290,7 @@ int simulate_main(int argc, char **argv)
     code = 1;
     openblas_set_num_threads(c.blas_threads);
     int V = L.chunks * P;
-    vs_cost *vs = calloc((size_t)V, sizeof *vs);
+    sim_stage_cost *vs = calloc((size_t)V, sizeof *vs);
     double *busy = calloc((size_t)P, sizeof *busy), **start = calloc((size_t)P, sizeof *start);
     st = vs && busy && start ? PT_OK : pt_fail(PT_ERR_NOMEM, "simulate: out of memory");
     for (int r = 0; !st && r < P; r++)
@@ -291,22 +300,12 @@ int simulate_main(int argc, char **argv)
     if (!st) st = calibrate(&L, &c, 5, vs);
     t_cal = now_s() - t_cal;
     sim_model m = {&L, vs, latency, bandwidth, 1e-6};
-    sched_cost_model cm = {op_cost, latency_cost, &m};
-    double makespan = 0;
+    double makespan = 0, step = 0;
     double t_sim = now_s();
-    if (!st) st = schedule_simulate(&L.train_sc, &cm, &makespan, busy, start);
+    if (!st) st = simulate_step(&L, vs, latency, bandwidth, &step, &makespan, busy, start);
     t_sim = now_s() - t_sim;
     if (!st) {
         if (lists) schedule_print(&L.train_sc, print_line, NULL);
-        /* the step: the lists, then the end-of-step reduction and the slowest rank's update */
-        double optim = 0;
-        for (int r = 0; r < P; r++) {
-            double o = 0;
-            for (int k = 0; k < L.chunks; k++) o += vs[k * P + r].optim;
-            if (o > optim) optim = o;
-        }
-        double reduce = 2 * latency * ceil(log2((double)ranks > 1 ? (double)ranks : 2));
-        double step = makespan + reduce + optim;
         double per_sample;
         const char *unit = report_rate_unit(&L.data, &per_sample);
         printf("simulated: %d stage%s × %d replica%s, %s schedule%s, %d micro-batches of %d samples (global batch "

@@ -9,6 +9,37 @@
 #ifndef PT_SIMULATE_H
 #define PT_SIMULATE_H
 
+#include "config.h"
+#include "layout.h"
+#include "pt_status.h"
+
+/* What one virtual stage costs per micro-batch (seconds) and sends (bytes). */
+typedef struct {
+    double fwd, bwd, bi, bw; /* forward, backward, and its input and weight halves (BI + BW when split) */
+    double optim;            /* the optimizer update of its parameters, per step */
+    double data;             /* reading one micro-batch's inputs (virtual stage 0) */
+    double act_bytes;        /* its output, sent to the next virtual stage */
+    double grad_bytes;       /* its parameters' gradients, all-reduced over the replicas */
+    int buckets;             /* their gradient buckets */
+    double reduce;           /* seconds of one bucket's all-reduce when measured (0: the ring model) */
+    double stash_bytes;      /* activation memory per micro-batch held */
+} sim_stage_cost;
+
+/* The transfer model when nothing better is known: shared memory on one
+ * machine (seconds, bytes per second). */
+#define SIMULATE_LATENCY 5e-6
+#define SIMULATE_BANDWIDTH 5e9
+
+/* The predicted step of layout L (P·chunks virtual stages, vs[V] their
+ * costs; transfers take latency + bytes / bandwidth seconds, a bucket's
+ * all-reduce a ring over D replicas): the lists' makespan, then the
+ * end-of-step reduction and the slowest rank's optimizer update, in *step
+ * (seconds); busy[P] each rank's compute seconds within the lists, and
+ * start[r][i] each op's start when start is not NULL. Not collective.
+ * Errors: as schedule_simulate. */
+pt_status simulate_step(const layout *L, const sim_stage_cost *vs, double latency, double bandwidth, double *step,
+                        double *makespan, double *busy, double **start);
+
 /* Runs `pipetrain simulate CONFIG --ranks N [options]` (argv as main's,
  * argv[1] = "simulate"): prints the plan, per-rank busy time, bubble and
  * peak activation memory, and the lines "predicted step time: T s" and

@@ -17,6 +17,7 @@
 #include "reduce.h"
 #include "report.h"
 #include "schedule.h"
+#include "simulate.h"
 #include "stage.h"
 #include "step.h"
 #include "trace.h"
@@ -161,6 +162,113 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
     return PT_OK;
 }
 
+/* Times one micro-batch through each chunk of this rank on stash slot 0,
+ * which holds the run's last data (median of `reps`): forward, backward or
+ * its two halves, the data read on virtual stage 0. Overwrites gradients
+ * and slot 0's buffers, never parameters. */
+static void time_chunks(run *r, int reps, sim_stage_cost *out)
+{
+    double t[9];
+    if (reps > 9) reps = 9;
+    for (int k = 0; k < r->L.chunks; k++) {
+        exec_chunk *ch = &r->ex.ch[k];
+        stage *s = ch->st;
+        float *y = ch->is_last ? ch->logits[0] : ch->send_act[0];
+        float *dout = ch->is_last ? ch->dlogits[0] : ch->recv_grad[0];
+        float *din = ch->is_first ? NULL : ch->send_grad[0];
+        int split = s->wstash != NULL;
+        double *dst[4] = {&out[k].fwd, &out[k].bwd, &out[k].bi, &out[k].bw};
+        for (int what = 0; what < (split ? 4 : 2); what++) {
+            if (split && what == 1) continue;
+            for (int i = 0; i < reps; i++) {
+                double t0 = comm_wtime();
+                if (what == 0) stage_forward(s, 0, y, r->ex.seed, 0, 0, 1);
+                else if (what == 1) stage_backward(s, 0, dout, din, r->ex.seed, 0, 0);
+                else if (what == 2) (void)stage_backward_input(s, 0, dout, din, r->ex.seed, 0, 0);
+                else (void)stage_backward_weight(s, 0, dout, r->ex.seed, 0, 0);
+                t[i] = comm_wtime() - t0;
+            }
+            for (int i = 1; i < reps; i++) /* insertion sort: the median */
+                for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+                    double x = t[j];
+                    t[j] = t[j - 1];
+                    t[j - 1] = x;
+                }
+            *dst[what] = t[reps / 2];
+        }
+        if (split) out[k].bwd = out[k].bi + out[k].bw;
+        double fold = reduce_fold_seconds(&r->red, k); /* the invariant tree's work after each weight gradient */
+        out[k].bwd += fold;
+        out[k].bw += fold;
+        out[k].act_bytes = (double)r->ex.rows * s->out_dim * sizeof(float);
+        out[k].grad_bytes = (double)s->n_params * sizeof(float);
+        out[k].buckets = r->red.ch[k].n_buckets;
+        /* one all-reduce of the chunk's largest bucket, as the run does it (collective over dp: every
+         * replica's rank of this stage times the same buckets in the same order) */
+        reduce_chunk *rc = &r->red.ch[k];
+        for (int b = 0, big = 0; b < rc->n_buckets; b++) {
+            if (rc->len[b] > rc->len[big]) big = b;
+            if (b + 1 < rc->n_buckets) continue;
+            for (int i = 0; i < 3; i++) { /* the fastest of 3: the first also waits for the slower replica */
+                comm_coll cl;
+                double t0 = comm_wtime();
+                if (!comm_iallreduce_floats(s->grads + rc->off[big], rc->len[big], r->ex.grid->dp,
+                                            "MPI_Iallreduce timing", &cl) && !comm_coll_wait(&cl) &&
+                    (out[k].reduce == 0 || comm_wtime() - t0 < out[k].reduce))
+                    out[k].reduce = comm_wtime() - t0;
+                pt_clear_error();
+            }
+        }
+        out[k].stash_bytes = (double)stage_stash_bytes(s) / s->slots;
+        stage_zero_grad(s);
+    }
+}
+
+/* Collective over g->world. The simulator's step time for this run's own
+ * layout (replica 0's ranks), from the chunks timed now and the optimizer
+ * and data times measured during the `trained` steps; *predicted on rank 0
+ * (0 elsewhere, and when it cannot be simulated). */
+static pt_status predict_step(run *r, const comm_grid *g, long trained, double *predicted)
+{
+    enum { F = 11 }; /* fields per chunk */
+    double mine[EXEC_MAX_CHUNKS * F] = {0};
+    sim_stage_cost sc[EXEC_MAX_CHUNKS];
+    memset(sc, 0, sizeof sc);
+    *predicted = 0;
+    time_chunks(r, 3, sc);
+    for (int k = 0; k < r->L.chunks; k++) {
+        double *m = mine + k * F;
+        m[0] = sc[k].fwd, m[1] = sc[k].bwd, m[2] = sc[k].bi, m[3] = sc[k].bw, m[4] = sc[k].act_bytes;
+        m[5] = sc[k].grad_bytes, m[6] = sc[k].buckets, m[7] = sc[k].stash_bytes;
+        m[8] = k == 0 && trained > 0 ? r->ex.t.optim / trained : 0;                        /* per step */
+        m[9] = k == 0 && trained > 0 ? r->ex.t.data / trained / r->L.M_local : 0;          /* per micro-batch */
+        m[10] = sc[k].reduce;
+    }
+    double *all = g->rank == 0 ? calloc((size_t)g->size * EXEC_MAX_CHUNKS * F, sizeof *all) : NULL;
+    if (g->rank == 0 && !all) return pt_fail(PT_ERR_NOMEM, "out of memory");
+    pt_status st = comm_gather_doubles(mine, EXEC_MAX_CHUNKS * F, all, 0, g->world, "MPI_Gather of the step timings");
+    if (st || g->rank != 0) {
+        free(all);
+        return st;
+    }
+    int P = r->L.P, V = P * r->L.chunks;
+    sim_stage_cost *vs = calloc((size_t)V, sizeof *vs);
+    double *busy = calloc((size_t)P, sizeof *busy), makespan;
+    if (vs && busy) {
+        for (int v = 0; v < V; v++) {
+            const double *m = all + ((size_t)(v % P) * EXEC_MAX_CHUNKS + v / P) * F;
+            vs[v] = (sim_stage_cost){m[0], m[1], m[2], m[3], m[8], m[9], m[4], m[5], (int)m[6], m[10], m[7]};
+        }
+        if (simulate_step(&r->L, vs, SIMULATE_LATENCY, SIMULATE_BANDWIDTH, predicted, &makespan, busy, NULL))
+            *predicted = 0; /* the lists ran when trained; nothing to report otherwise */
+    }
+    pt_clear_error();
+    free(vs);
+    free(busy);
+    free(all);
+    return PT_OK;
+}
+
 pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options *opt, int *reporter)
 {
     run r;
@@ -219,6 +327,8 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     if ((st = report_gather_figures(&r.ex, r.st, r.L.chunks, &r.red, &r.L.m, c, g, trained, &figures))) goto done;
     double theory = schedule_theoretical_bubble(&r.L.train_sc); /* unit costs: F = BI = BW, transfers free */
     if (g->rank == 0 && trained > 0) report_breakdown(c, g, r.L.cuts, figures, theory);
+    double predicted = 0; /* the simulator's step time for this layout, checked against the measured one */
+    if (trained > 0 && (st = predict_step(&r, g, trained, &predicted))) goto done;
     double test_loss, test_acc;
     char fp[33];
     if (!(st = evaluate(&r, g, &test_loss, &test_acc)))
@@ -226,7 +336,7 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     double throughput = train_time > 0 ? trained * (double)c->batch_size / train_time : 0.0;
     if (!st && g->rank == 0) {
         report_result res = {opt->mode == TRAINER_TRAIN, comm_wtime() - t_start, train_time, throughput,
-                             test_loss, test_acc, fp, theory};
+                             test_loss, test_acc, fp, theory, predicted, trained > 0 ? train_time / trained : 0};
         st = report_closing(c, g, &r.L.data, r.L.cuts, figures, &res);
     }
     free(figures);
