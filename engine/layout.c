@@ -11,9 +11,13 @@
 
 pt_status layout_build(layout *r, const config *c, int P, int D, int max_micro_batches)
 {
+    pt_status st = layout_open(r, c);
+    return st ? st : layout_grid(r, c, P, D, max_micro_batches);
+}
+
+pt_status layout_open(layout *r, const config *c)
+{
     memset(r, 0, sizeof *r);
-    r->P = P;
-    r->D = D;
     pt_status st = dataset_open(&r->data, c);
     if (st) return st;
     if ((st = model_parse(&r->m, c->model_layers, r->data.features))) return st;
@@ -33,6 +37,18 @@ pt_status layout_build(layout *r, const config *c, int P, int D, int max_micro_b
         return pt_fail(PT_ERR_INVALID,
                        "model.layers: the last layer has %d outputs per target but the data set (%s) has %d classes",
                        r->m.classes, c->data_dataset, r->data.classes);
+    return PT_OK;
+}
+
+pt_status layout_grid(layout *r, const config *c, int P, int D, int max_micro_batches)
+{
+    pt_status st;
+    schedule_free(&r->eval_sc);
+    schedule_free(&r->train_sc);
+    free(r->cuts);
+    r->cuts = NULL;
+    r->P = P;
+    r->D = D;
     /* v chunks per rank: V = v·P virtual stages, partitioned like stages */
     r->chunks = c->chunks;
     int V = P * r->chunks;

@@ -32,6 +32,13 @@ typedef struct {
  * validation), the data set's errors, PT_ERR_NOMEM. */
 pt_status layout_build(layout *L, const config *c, int P, int D, int max_micro_batches);
 
+/* layout_build in two parts: layout_open opens the data set and builds the
+ * model (the model and data errors above); layout_grid (again for another
+ * grid or config of the same model and data) partitions and builds the
+ * schedules, replacing those of an earlier call. */
+pt_status layout_open(layout *L, const config *c);
+pt_status layout_grid(layout *L, const config *c, int P, int D, int max_micro_batches);
+
 void layout_free(layout *L);
 
 #endif

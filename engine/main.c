@@ -11,6 +11,7 @@
 #include "comm.h"
 #include "config.h"
 #include "persist.h"
+#include "plan.h"
 #include "simulate.h"
 #include "trainer.h"
 
@@ -21,6 +22,7 @@ static void usage(FILE *out)
             "       mpirun -np N pipetrain eval CONFIG --resume CKPT [options]\n"
             "       mpirun -np N pipetrain generate CKPT --prompt TEXT [options]\n"
             "       pipetrain simulate CONFIG --ranks N [options]   (see pipetrain simulate --help)\n"
+            "       pipetrain plan CONFIG --ranks LIST [options]    (see pipetrain plan --help)\n"
             "\n"
             "Trains a model whose layers are split into P pipeline stages, one per MPI rank,\n"
             "on N = P × D ranks: D = pipeline.data_parallel replicas of the pipeline (default\n"
@@ -34,6 +36,8 @@ static void usage(FILE *out)
             "                   directory or one checkpoint), on any number of stages\n"
             "  simulate CONFIG  predict the step time and throughput of CONFIG on N ranks, from the\n"
             "                   same op lists and per-stage times measured on this machine (no mpirun)\n"
+            "  plan CONFIG      rank the layouts (stages × replicas, micro-batches, schedule, BLAS\n"
+            "                   threads) that fit the given ranks and cores by predicted throughput\n"
             "\n"
             "options:\n"
             "  --set section.key=value   override one config key (repeatable)\n"
@@ -131,6 +135,7 @@ static char *run_definition(const config *c, const trainer_options *opt)
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "simulate")) return simulate_main(argc, argv); /* no MPI */
+    if (argc > 1 && !strcmp(argv[1], "plan")) return plan_main(argc, argv);         /* no MPI */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);

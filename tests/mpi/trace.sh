@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Traces, the timeline picture and the simulator: a trace of a 2-stage run
+# Traces, the timeline picture, the simulator and the planner: a trace of a 2-stage run
 # holds, for every rank and traced step, exactly the ops of the lowered lists
 # (as `pipetrain simulate --lists` prints them for the same layout), in
 # order, with one flow arrow per transfer; the timeline tool draws it beside a
@@ -75,6 +75,25 @@ set -e
   { cat "$TMP/bad.out"; fail "simulate on 3 ranks with 2 replicas: rc $rc"; }
 "$PIPETRAIN" simulate --help | grep -q "^usage: pipetrain simulate CONFIG --ranks N" || fail "simulate --help"
 echo "simulate: $(grep '^predicted' "$TMP/sim.out" | tr '\n' ' ')"
+
+# the planner: a ranked table and the command of the best; what cannot fit is refused
+"$PIPETRAIN" plan "$CONFIG" --ranks 1,2 --cores 2 --micro-batches 2,4 >"$TMP/plan.out" 2>&1 ||
+  { cat "$TMP/plan.out"; fail "plan exited with $?"; }
+grep -Eq '^plan: [0-9]+ layouts that fit' "$TMP/plan.out" || { cat "$TMP/plan.out"; fail "plan: no summary line"; }
+grep -Eq '^ +1 +[12] +[12] +[12] +[24] ' "$TMP/plan.out" || { cat "$TMP/plan.out"; fail "plan: no ranked layout"; }
+best=$(sed -n 's/^best: //p' "$TMP/plan.out")
+[[ $best == "mpirun -np "[12]*" build/pipetrain train $CONFIG --set pipeline.data_parallel="* ]] ||
+  { cat "$TMP/plan.out"; fail "plan: no best command line"; }
+set +e
+"$PIPETRAIN" plan "$CONFIG" --ranks 2 --memory-per-rank 1K >"$TMP/bad.out" 2>&1; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "plan: none of the .* layouts tried fits" "$TMP/bad.out" ||
+  { cat "$TMP/bad.out"; fail "plan with 1 KiB per rank: rc $rc"; }
+set +e
+"$PIPETRAIN" plan "$CONFIG" --ranks two >"$TMP/bad.out" 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "\-\-ranks 'two'" "$TMP/bad.out" || { cat "$TMP/bad.out"; fail "plan --ranks two: rc $rc"; }
+echo "plan: $(sed -n 2,3p "$TMP/plan.out" | tail -1 | tr -s ' ')"
 
 # the timeline: measured, and simulated below it
 "$TIMELINE" "$TMP/trace.json" "$TMP/t.png" >/dev/null || fail "pipetrain-timeline exited with $?"
