@@ -153,7 +153,7 @@ static void stage_costs(const layout *L, const config *c, const layer_costs *p, 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: pipetrain plan CONFIG --ranks LIST [--cores C] [--memory-per-rank SIZE] [--network LAT,BW]\n"
+            "usage: pipetrain plan CONFIG --ranks LIST [--cores C] [--memory-per-rank SIZE] [--network LAT,BW[,ARBW]]\n"
             "                      [--micro-batches LIST] [--set section.key=value ...] [--all]\n"
             "\n"
             "Chooses a layout for CONFIG before it runs: measures every layer on this machine (forward,\n"
@@ -168,7 +168,8 @@ static void usage(FILE *f)
             "  --cores C             cores available (default: the largest rank count)\n"
             "  --memory-per-rank S   leave out layouts whose parameters, optimizer state and peak\n"
             "                        activations exceed S bytes per rank (suffix K, M, G)\n"
-            "  --network LAT,BW      transfer latency (s) and bandwidth (bytes/s), default 5e-6,5e9\n"
+            "  --network LAT,BW[,ARBW]  transfer latency (s) and bandwidth (bytes/s), and the gradient\n"
+            "                        all-reduce's bandwidth; default 5e-6,5e9,1.7e9 (one machine)\n"
             "  --micro-batches LIST  the values of M to try (default 1, 2, 4, ... 64 that fit)\n"
             "  --set KEY=VALUE       override a config key (repeatable)\n"
             "  --all                 print every layout, not the best 15\n");
@@ -198,7 +199,8 @@ int plan_main(int argc, char **argv)
         }
     const char *path = argc > 2 ? argv[2] : NULL;
     int ranks[64], n_ranks = 0, ms[64], n_ms = 0, cores = 0, all = 0;
-    double memory = 0, latency = SIMULATE_LATENCY, bandwidth = SIMULATE_BANDWIDTH;
+    double memory = 0;
+    sim_network net = SIMULATE_NETWORK;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0;
     pt_status st = sets ? PT_OK : pt_fail(PT_ERR_NOMEM, "out of memory");
@@ -237,10 +239,12 @@ int plan_main(int argc, char **argv)
             if (*end || !(memory > 0))
                 st = pt_fail(PT_ERR_INVALID, "plan: --memory-per-rank '%s': expected bytes, e.g. 512M or 4G", v);
         } else if (!strcmp(a, "--network")) {
-            latency = strtod(v, &end);
-            if (*end == ',') bandwidth = strtod(end + 1, &end);
-            if (*end || !(latency >= 0) || !(bandwidth > 0))
-                st = pt_fail(PT_ERR_INVALID, "plan: --network '%s': expected LATENCY,BANDWIDTH, e.g. 5e-6,5e9", v);
+            net.latency = strtod(v, &end);
+            if (*end == ',') net.bandwidth = strtod(end + 1, &end);
+            if (*end == ',') net.allreduce_bandwidth = strtod(end + 1, &end);
+            if (*end || !(net.latency >= 0) || !(net.bandwidth > 0) || !(net.allreduce_bandwidth > 0))
+                st = pt_fail(PT_ERR_INVALID, "plan: --network '%s': expected LATENCY,BANDWIDTH[,ALLREDUCE_BANDWIDTH], "
+                             "e.g. 5e-6,5e9,1.7e9", v);
         } else {
             st = pt_fail(PT_ERR_INVALID, "plan: unknown option '%s' (see pipetrain plan --help)", a);
         }
@@ -319,7 +323,7 @@ int plan_main(int argc, char **argv)
                             break;
                         }
                         stage_costs(&L, &c2, p, vs);
-                        if (simulate_step(&L, vs, latency, bandwidth, &step, &makespan, busy, NULL)) {
+                        if (simulate_step(&L, vs, net, &step, &makespan, busy, NULL)) {
                             pt_clear_error();
                             free(vs);
                             free(busy);

@@ -431,7 +431,8 @@ pt_status report_closing(const config *c, const comm_grid *g, const dataset *d, 
     double per_sample;
     const char *unit = report_rate_unit(d, &per_sample);
     if (res->trained && res->predicted_step > 0 && res->measured_step > 0)
-        printf("step time: %.4f s measured, %.4f s simulated from this run's op times (error %+.1f%%)\n",
+        printf("step time: %.4f s measured (after the first step), %.4f s simulated from this run's op times "
+               "(error %+.1f%%)\n",
                res->measured_step, res->predicted_step, 100.0 * (res->predicted_step / res->measured_step - 1));
     if (res->trained) printf("throughput: %.0f %s/s\n", res->throughput * per_sample, unit);
     if (text)

@@ -119,7 +119,7 @@ typedef struct {
     const char *fingerprint; /* report_fingerprint's hex */
     double theoretical_bubble; /* schedule_theoretical_bubble of the training schedule */
     double predicted_step;     /* the simulator's step time for the run's layout (s; 0 = none) */
-    double measured_step;      /* training seconds per step */
+    double measured_step;      /* training seconds per step, the first (warm-up) step left out */
 } report_result;
 
 /* Rank 0 only (not collective): prints the closing lines (test loss, time,

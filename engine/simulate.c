@@ -33,7 +33,7 @@ static int cmp_double(const void *a, const void *b)
 typedef struct {
     const layout *L;
     const sim_stage_cost *vs; /* [V] */
-    double latency, bandwidth; /* seconds, bytes/s of a point-to-point transfer */
+    sim_network net;
     double comm_op;            /* seconds of posting or completing a transfer */
 } sim_model;
 
@@ -62,7 +62,7 @@ static double op_cost(void *ctx, int rank, const sched_op *o)
 static double allreduce_time(const sim_model *s, double bytes)
 {
     int D = s->L->D;
-    return D < 2 ? 0 : 2.0 * (D - 1) * (s->latency + bytes / D / s->bandwidth);
+    return D < 2 ? 0 : 2.0 * (D - 1) * (s->net.latency + bytes / D / s->net.allreduce_bandwidth);
 }
 
 static double latency_cost(void *ctx, int rank, const sched_op *o)
@@ -76,13 +76,13 @@ static double latency_cost(void *ctx, int rank, const sched_op *o)
     /* an activation comes from virtual stage vs − 1, a gradient from vs + 1; both have the size of the
      * boundary's activation */
     double bytes = o->kind == OP_WAIT_RECV_ACT ? s->vs[vs - 1].act_bytes : s->vs[vs].act_bytes;
-    return s->latency + bytes / s->bandwidth;
+    return s->net.latency + bytes / s->net.bandwidth;
 }
 
-pt_status simulate_step(const layout *L, const sim_stage_cost *vs, double latency, double bandwidth, double *step,
-                        double *makespan, double *busy, double **start)
+pt_status simulate_step(const layout *L, const sim_stage_cost *vs, sim_network net, double *step, double *makespan,
+                        double *busy, double **start)
 {
-    sim_model m = {L, vs, latency, bandwidth, 1e-6};
+    sim_model m = {L, vs, net, 1e-6};
     sched_cost_model cm = {op_cost, latency_cost, &m};
     pt_status st = schedule_simulate(&L->train_sc, &cm, makespan, busy, start);
     if (st) return st;
@@ -93,7 +93,7 @@ pt_status simulate_step(const layout *L, const sim_stage_cost *vs, double latenc
         if (o > optim) optim = o;
     }
     int ranks = L->P * L->D;
-    *step = *makespan + 2 * latency * ceil(log2(ranks > 1 ? (double)ranks : 2.0)) + optim;
+    *step = *makespan + 2 * net.latency * ceil(log2(ranks > 1 ? (double)ranks : 2.0)) + optim;
     return PT_OK;
 }
 
@@ -154,6 +154,16 @@ static pt_status calibrate(layout *L, const config *c, int reps, sim_stage_cost 
         } else {
             MEDIAN(stage_backward(s, 0, dout, din, c->seed, 0, 0), o->bwd);
         }
+        if (c->reduction == REDUCTION_INVARIANT) { /* the tree's work after each weight gradient */
+            size_t n = s->n_params ? s->n_params : 1;
+            float *a = calloc(n, sizeof *a), *b = calloc(n, sizeof *b);
+            double fold = 0;
+            if (a && b) MEDIAN((memset(a, 0, n * sizeof *a), cblas_saxpy((int)n, 1.0f, a, 1, b, 1)), fold);
+            free(a);
+            free(b);
+            o->bwd += fold;
+            o->bw += fold;
+        }
         stage_zero_grad(s);
         MEDIAN(stage_optim_step(s, &oc, 0.0f, 1), o->optim);
         o->stash_bytes = (double)stage_stash_bytes(s);
@@ -195,7 +205,7 @@ static exec_event *sim_events(const layout *L, const sim_model *m, double **star
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: pipetrain simulate CONFIG --ranks N [--set section.key=value ...] [--network LAT,BW]\n"
+            "usage: pipetrain simulate CONFIG --ranks N [--set section.key=value ...] [--network LAT,BW[,ARBW]]\n"
             "                          [--trace OUT.json] [--lists]\n"
             "\n"
             "Predicts the step time and throughput of training CONFIG on N ranks (N / D pipeline\n"
@@ -206,8 +216,9 @@ static void usage(FILE *f)
             "\n"
             "  --ranks N          ranks of the job (required)\n"
             "  --set KEY=VALUE    override one config key, as for train (repeatable)\n"
-            "  --network LAT,BW   point-to-point latency in seconds and bandwidth in bytes/s\n"
-            "                     (default 5e-6,5e9: shared memory on one machine)\n"
+            "  --network LAT,BW[,ARBW]  point-to-point latency (s) and bandwidth (bytes/s), and the\n"
+            "                     gradient all-reduce's bandwidth (default 5e-6,5e9,1.7e9: shared memory\n"
+            "                     on one machine with Open MPI)\n"
             "  --trace OUT.json   write the simulated step as a trace (tools/pipetrain-timeline draws\n"
             "                     it, --below a measured one)\n"
             "  --lists            print every rank's lowered op list, one op per line\n"
@@ -233,7 +244,7 @@ int simulate_main(int argc, char **argv)
     const char *path = argc > 2 ? argv[2] : NULL, *trace = NULL;
     long ranks = 0;
     int lists = 0, code = 2;
-    double latency = SIMULATE_LATENCY, bandwidth = SIMULATE_BANDWIDTH;
+    sim_network net = SIMULATE_NETWORK;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0;
     pt_status st = sets ? PT_OK : pt_fail(PT_ERR_NOMEM, "out of memory");
@@ -262,11 +273,12 @@ int simulate_main(int argc, char **argv)
             if (*end || ranks < 1 || ranks > 1 << 20)
                 st = pt_fail(PT_ERR_INVALID, "simulate: --ranks '%s': expected a whole number in 1..%d", v, 1 << 20);
         } else if (!strcmp(a, "--network")) {
-            latency = strtod(v, &end);
-            if (*end == ',') bandwidth = strtod(end + 1, &end);
-            if (*end || !(latency >= 0) || !(bandwidth > 0))
-                st = pt_fail(PT_ERR_INVALID, "simulate: --network '%s': expected LATENCY,BANDWIDTH in seconds and "
-                             "bytes/s, e.g. 5e-6,5e9", v);
+            net.latency = strtod(v, &end);
+            if (*end == ',') net.bandwidth = strtod(end + 1, &end);
+            if (*end == ',') net.allreduce_bandwidth = strtod(end + 1, &end);
+            if (*end || !(net.latency >= 0) || !(net.bandwidth > 0) || !(net.allreduce_bandwidth > 0))
+                st = pt_fail(PT_ERR_INVALID, "simulate: --network '%s': expected LATENCY,BANDWIDTH[,ALLREDUCE_BANDWIDTH] "
+                             "in seconds and bytes/s, e.g. 5e-6,5e9,1.7e9", v);
         } else {
             st = pt_fail(PT_ERR_INVALID, "simulate: unknown option '%s' (see pipetrain simulate --help)", a);
         }
@@ -299,10 +311,10 @@ int simulate_main(int argc, char **argv)
     double t_cal = now_s();
     if (!st) st = calibrate(&L, &c, 5, vs);
     t_cal = now_s() - t_cal;
-    sim_model m = {&L, vs, latency, bandwidth, 1e-6};
+    sim_model m = {&L, vs, net, 1e-6};
     double makespan = 0, step = 0;
     double t_sim = now_s();
-    if (!st) st = simulate_step(&L, vs, latency, bandwidth, &step, &makespan, busy, start);
+    if (!st) st = simulate_step(&L, vs, net, &step, &makespan, busy, start);
     t_sim = now_s() - t_sim;
     if (!st) {
         if (lists) schedule_print(&L.train_sc, print_line, NULL);

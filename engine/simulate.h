@@ -25,20 +25,27 @@ typedef struct {
     double stash_bytes;      /* activation memory per micro-batch held */
 } sim_stage_cost;
 
-/* The transfer model when nothing better is known: shared memory on one
- * machine (seconds, bytes per second). */
-#define SIMULATE_LATENCY 5e-6
-#define SIMULATE_BANDWIDTH 5e9
+/* The transfer model: a point-to-point transfer takes latency + bytes /
+ * bandwidth; a gradient all-reduce over D replicas 2·(D−1)·latency +
+ * 2·(D−1)/D · bytes / allreduce_bandwidth (a ring, whose steps also add). */
+typedef struct {
+    double latency;             /* seconds */
+    double bandwidth;           /* bytes per second */
+    double allreduce_bandwidth; /* bytes of gradient per second through the all-reduce */
+} sim_network;
+
+/* When nothing better is known: shared memory on one machine, as measured
+ * here with Open MPI 4.1 (an 11 MiB all-reduce of 2 ranks: 6.5 ms). */
+#define SIMULATE_NETWORK ((sim_network){5e-6, 5e9, 1.7e9})
 
 /* The predicted step of layout L (P·chunks virtual stages, vs[V] their
- * costs; transfers take latency + bytes / bandwidth seconds, a bucket's
- * all-reduce a ring over D replicas): the lists' makespan, then the
+ * costs; transfers and all-reduces as net says): the lists' makespan, then the
  * end-of-step reduction and the slowest rank's optimizer update, in *step
  * (seconds); busy[P] each rank's compute seconds within the lists, and
  * start[r][i] each op's start when start is not NULL. Not collective.
  * Errors: as schedule_simulate. */
-pt_status simulate_step(const layout *L, const sim_stage_cost *vs, double latency, double bandwidth, double *step,
-                        double *makespan, double *busy, double **start);
+pt_status simulate_step(const layout *L, const sim_stage_cost *vs, sim_network net, double *step, double *makespan,
+                        double *busy, double **start);
 
 /* Runs `pipetrain simulate CONFIG --ranks N [options]` (argv as main's,
  * argv[1] = "simulate"): prints the plan, per-rank busy time, bubble and

@@ -30,6 +30,7 @@ typedef struct {
     grad_reduce red; /* the gradient sum over micro-batches and replicas */
     step_state step; /* the reduction buffer and the tied-weight group */
     trace_buf trace; /* log.trace: the events of the traced steps */
+    double first_step_s; /* seconds of the first step trained (warm-up) */
     FILE *metrics;
     char data_hash[33]; /* dataset_fingerprint of the data read */
     persist_run pr;     /* train: the run directory's lock, the history checkpoints record */
@@ -138,6 +139,7 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
         if (c->fault_kind == FAULT_DIVERGE && c->fault_rank == g->rank && c->fault_step == step)
             r->st[0].params[0] = nextafterf(r->st[0].params[0], INFINITY); /* one ulp: a silent divergence */
         (*trained)++;
+        if (step == first) r->first_step_s = comm_wtime() - k.t_start; /* warm-up: kept out of the step time */
         report_step(&k, r->metrics, c, g, &r->L.data, step, loss, norm);
         /* cheaply, every log_every steps and at the end: do the replicas still agree? */
         if (g->D > 1 && ((c->log_every > 0 && (step + 1) % c->log_every == 0) || step + 1 == stop) &&
@@ -259,7 +261,7 @@ static pt_status predict_step(run *r, const comm_grid *g, long trained, double *
             const double *m = all + ((size_t)(v % P) * EXEC_MAX_CHUNKS + v / P) * F;
             vs[v] = (sim_stage_cost){m[0], m[1], m[2], m[3], m[8], m[9], m[4], m[5], (int)m[6], m[10], m[7]};
         }
-        if (simulate_step(&r->L, vs, SIMULATE_LATENCY, SIMULATE_BANDWIDTH, predicted, &makespan, busy, NULL))
+        if (simulate_step(&r->L, vs, SIMULATE_NETWORK, predicted, &makespan, busy, NULL))
             *predicted = 0; /* the lists ran when trained; nothing to report otherwise */
     }
     pt_clear_error();
@@ -336,7 +338,9 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     double throughput = train_time > 0 ? trained * (double)c->batch_size / train_time : 0.0;
     if (!st && g->rank == 0) {
         report_result res = {opt->mode == TRAINER_TRAIN, comm_wtime() - t_start, train_time, throughput,
-                             test_loss, test_acc, fp, theory, predicted, trained > 0 ? train_time / trained : 0};
+                             test_loss, test_acc, fp, theory, predicted,
+                             trained > 1 ? (train_time - r.first_step_s) / (trained - 1)
+                                         : trained > 0 ? train_time / trained : 0};
         st = report_closing(c, g, &r.L.data, r.L.cuts, figures, &res);
     }
     free(figures);
