@@ -59,6 +59,8 @@ Also times \`pipetrain simulate\` on bench/configs/balanced.ini with 1024 and
 Prints markdown tables and writes into the results directory:
   runs/*.json        the JSON summary of every run (log.summary), unchanged
   runs/*.meta.json   how it was run: mpirun options, wall time, CPU used by others
+  runs/*.metrics.csv each run's per-step log (log.metrics): its first step apart
+                     from the later ones
   runs/*.sim.json    the prediction: pipetrain simulate's step time and throughput,
                      its wall time and the CPU others used meanwhile
   logs/*.log         each run's output; logs/*.sim.log each simulate's
@@ -95,6 +97,19 @@ BENCH=simulator.sh
 bench_parse_args "$@"
 # shellcheck disable=SC2119  # no tools beyond bench_setup's own
 bench_setup
+[ "$KEEP" = 1 ] || rm -f "$OUT"/runs/*.metrics.csv
+# The machine's busy seconds to 0.01 s: bench/lib.sh's machine_busy prints
+# them with awk's default %.6g, which rounds to 0.1 s once the machine has
+# been busy for a day (1 s after 12 days) and makes the CPU used by others
+# during a short run (a prediction takes well under a second) mostly noise.
+# This definition replaces it for bench_run too.
+machine_busy() { awk -v t="$CLK_TCK" '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / t; exit}' /proc/stat; }
+# pipetrain simulate runs bound to one core, as a rank of the runs is
+# (mpirun --bind-to core): the first this script may use
+SIM_BIND=()
+if command -v taskset >/dev/null; then
+  SIM_BIND=(taskset -c "$(awk '/^Cpus_allowed_list/ {split($2, a, /[-,]/); print a[1]}' /proc/self/status)")
+fi
 
 # ---- the plan ----------------------------------------------------------------
 MODELS=(mlp balanced gpt)
@@ -133,6 +148,8 @@ declare -A MODEL_SETS=(
   [gpt]="train.eval_every=0 data.val_contexts=8 train.warmup_steps=0"
   [dp_mlp]="data.dataset=synthetic")
 declare -A SYNTHETIC=([mlp]=1 [balanced]=1 [gpt]=0 [dp_mlp]=1)
+# bench_run's progress line: tokens/s for the language model (samples/s × context)
+GPT_CONTEXT=$(sed -n 's/^[[:space:]]*context[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p' "$REPO/${CONFIG[gpt]}" | sed -n 1p)
 declare -A LAYERS=()
 for m in "${MODELS[@]}"; do LAYERS[$m]=$(bench_layers_json "${CONFIG[$m]}" 1 | jq length); done
 {
@@ -172,7 +189,7 @@ sim_one() {
   while :; do
     b0=$(machine_busy); own_cpu; c0=$OWN_CPU; t0=$(now_s)
     rc=0
-    (cd "$OUT" && "$PIPETRAIN" "${args[@]}" >"$log" 2>&1) || rc=$?
+    (cd "$OUT" && "${SIM_BIND[@]}" "$PIPETRAIN" "${args[@]}" >"$log" 2>&1) || rc=$?
     t1=$(now_s); b1=$(machine_busy); own_cpu; c1=$OWN_CPU
     if [ "$rc" = 2 ]; then
       SIM_OK=0
@@ -195,13 +212,14 @@ sim_one() {
   done
   local step rate unit cal simt
   step=$(awk '/^predicted step time:/ {print $4; exit}' "$log")
-  read -r rate unit < <(awk '/^predicted throughput:/ {print $3, $4; exit}' "$log")
-  read -r cal simt < <(sed -n 's/.*calibrated on this machine in \([0-9.]*\) s, simulated in \([0-9.]*\) s.*/\1 \2/p' "$log" | head -n 1)
+  read -r rate unit < <(awk '/^predicted throughput:/ {print $3, $4; exit}' "$log") || true
+  read -r cal simt < <(sed -n 's/.*calibrated on this machine in \([0-9.]*\) s, simulated in \([0-9.]*\) s.*/\1 \2/p' "$log" | head -n 1) || true
   [[ ${step:-} =~ ^[0-9.]+$ ]] || { echo "$BENCH: no 'predicted step time' line in $log" >&2; exit 1; }
   jq -n --arg key "$key" --argjson step "$step" --argjson rate "${rate:-null}" --arg unit "${unit:-}" \
     --argjson cal "${cal:-null}" --argjson simt "${simt:-null}" --argjson wall "$wall" --argjson others "$others" \
     --argjson retries "$attempt" --arg date "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" \
-    '{command_args: $key, predicted_step_s: $step, predicted_rate: $rate, rate_unit: $unit,
+    --arg bind "${SIM_BIND[*]}" \
+    '{command_args: $key, bind: $bind, predicted_step_s: $step, predicted_rate: $rate, rate_unit: $unit,
       calibrate_s: $cal, simulate_s: $simt, wall_s: $wall, others_cpus: $others, retries: $retries, date: $date}' >"$json"
 }
 
@@ -221,11 +239,14 @@ run_one() { # model P D M schedule
   local s
   for s in ${MODEL_SETS[$model]}; do sets+=("$s"); done
   mapfile -t -O ${#sets[@]} sets < <(bench_schedule_sets "$sched")
-  local name="${model}_P${P}_D${D}_M${M}_${sched}"
+  local name="${model}_P${P}_D${D}_M${M}_${sched}" BENCH_RATE_SCALE=1 BENCH_RATE_UNIT=samples/s
+  if [ "$model" = gpt ] && [ -n "$GPT_CONTEXT" ]; then BENCH_RATE_SCALE=$GPT_CONTEXT; BENCH_RATE_UNIT=tokens/s; fi
   sim_one "$name" "$N" "${CONFIG[$model]}" "${sets[@]}"
   if [ "$SIM_OK" = 0 ]; then echo "$BENCH: skipping $what: pipetrain simulate refuses it: $SIM_WHY" >&2; return 0; fi
+  # the run also writes per-step elapsed times (log.metrics, rank 0): the steps after the first
   bench_run "$name" "$N" 1 "${CONFIG[$model]}" "${CONFIG[$model]} ${sets[*]}" "${STEPS[$model]}" "$B" \
-    "{\"model\":\"$model\",\"stages\":$P,\"replicas\":$D,\"M\":$M,\"schedule\":\"$sched\"}" "${sets[@]}"
+    "{\"model\":\"$model\",\"stages\":$P,\"replicas\":$D,\"M\":$M,\"schedule\":\"$sched\"}" "${sets[@]}" \
+    "log.metrics=$OUT/runs/$name.metrics.csv"
   echo "$name" >>"$LAYOUT_LIST"
 }
 
@@ -254,7 +275,7 @@ large_one() { # ranks D
               --set "pipeline.micro_batches=$M" --set "train.batch_size=$B" --set pipeline.partition=uniform)
   local b0 c0 t0 b1 c1 t1 rc=0
   b0=$(machine_busy); own_cpu; c0=$OWN_CPU; t0=$(now_s)
-  (cd "$OUT" && "$PIPETRAIN" "${args[@]}" >"$log" 2>&1) || rc=$?
+  (cd "$OUT" && "${SIM_BIND[@]}" "$PIPETRAIN" "${args[@]}" >"$log" 2>&1) || rc=$?
   t1=$(now_s); b1=$(machine_busy); own_cpu; c1=$OWN_CPU
   if [ "$rc" != 0 ]; then
     echo "$BENCH: pipetrain simulate failed on $N ranks (exit code $rc); its output is in $log:" >&2
@@ -265,7 +286,7 @@ large_one() { # ranks D
   read -r others wall < <(awk -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" \
     'BEGIN {o = ((b1 - b0) - (c1 - c0)) / (t1 - t0); if (o < 0) o = 0; printf "%.3f %.3f\n", o, t1 - t0}')
   step=$(awk '/^predicted step time:/ {print $4; exit}' "$log")
-  read -r cal simt < <(sed -n 's/.*calibrated on this machine in \([0-9.]*\) s, simulated in \([0-9.]*\) s.*/\1 \2/p' "$log" | head -n 1)
+  read -r cal simt < <(sed -n 's/.*calibrated on this machine in \([0-9.]*\) s, simulated in \([0-9.]*\) s.*/\1 \2/p' "$log" | head -n 1) || true
   jq -n --arg cmd "pipetrain ${args[*]#"$REPO/"}" --argjson N "$N" --argjson D "$D" --argjson M "$M" --argjson B "$B" \
     --argjson step "${step:-null}" --argjson cal "${cal:-null}" --argjson simt "${simt:-null}" \
     --argjson wall "$wall" --argjson others "$others" \
@@ -282,7 +303,9 @@ bench_end
 #  large_layouts}. derived: oversubscribed (N > cores), disturbed (others
 # used more than BUSY_LIMIT CPU during the run or its prediction), error_sim
 # (simulate / measured − 1) and error_self (predicted_step_s / measured − 1;
-# null when the run reports none). statistics over the non-oversubscribed
+# null when the run reports none), and both against the mean of the steps
+# after the first instead (steps.later_step_s, from log.metrics:
+# error_sim_later, error_self_later). statistics over the non-oversubscribed
 # layouts ("all") and those of them no one disturbed ("undisturbed"): n, the
 # median and largest |error|, the median signed error, and the layouts above
 # TARGET_MAX, for both predictions.
@@ -290,8 +313,13 @@ bench_end
   echo "["
   sep=""
   while read -r name; do
-    printf '%s{"meta":%s,"summary":%s,"simulate":%s}\n' "$sep" "$(cat "$OUT/runs/$name.meta.json")" \
-      "$(cat "$OUT/runs/$name.json")" "$(cat "$OUT/runs/$name.sim.json")"
+    # from log.metrics: the first step's seconds and the mean of the others (elapsed_s, column 6)
+    steps_json=$(awk -F, 'NR == 2 {e1 = $6} NR > 1 {last = $6; n = $1}
+      END {if (n >= 1) printf "{\"first_step_s\":%s,\"later_step_s\":%s}", e1, (n >= 2 ? (last - e1) / (n - 1) : "null");
+           else printf "{\"first_step_s\":null,\"later_step_s\":null}"}' "$OUT/runs/$name.metrics.csv" 2>/dev/null ||
+      echo '{"first_step_s":null,"later_step_s":null}')
+    printf '%s{"meta":%s,"summary":%s,"simulate":%s,"steps":%s}\n' "$sep" "$(cat "$OUT/runs/$name.meta.json")" \
+      "$(cat "$OUT/runs/$name.json")" "$(cat "$OUT/runs/$name.sim.json")" "$steps_json"
     sep=","
   done <"$LAYOUT_LIST"
   echo "]"
@@ -308,17 +336,20 @@ def lname: "\(.meta.model) P=\(.meta.stages) D=\(.meta.replicas) M=\(.meta.M) \(
 def stats($set): {
   simulate: ($set | errstats(.derived.error_sim)),
   self_check: ($set | errstats(.derived.error_self)),
+  simulate_later: ($set | errstats(.derived.error_sim_later)),
+  self_check_later: ($set | errstats(.derived.error_self_later)),
   simulate_above: [ $set[] | select((.derived.error_sim | absv) > $target_max) | lname ],
   self_check_above: [ $set[] | select(.derived.error_self != null and (.derived.error_self | absv) > $target_max) | lname ]};
 '
 jq --argjson cores "$CORES" --argjson limit "$BUSY_LIMIT" --argjson target_max "$TARGET_MAX" --argjson target_median "$TARGET_MEDIAN" --slurpfile large <(jq -s . "$LARGE_LIST") "$STATS_JQ"'
-  [ .[] | .summary.measured_step_s as $m
+  def rel($p; $m): if $p != null and $m != null and $m > 0 then $p / $m - 1 else null end;
+  [ .[] | .summary.measured_step_s as $m | .steps.later_step_s as $l
     | (.summary.predicted_step_s | if . == null or . <= 0 then null else . end) as $self
-    | {meta, summary: (.summary | del(.ranks)), simulate,
+    | {meta, summary: (.summary | del(.ranks)), simulate, steps,
        derived: {oversubscribed: (.meta.P > $cores),
                  disturbed: (.meta.others_cpus > $limit or .simulate.others_cpus > $limit),
-                 error_sim: (if $m > 0 then .simulate.predicted_step_s / $m - 1 else null end),
-                 error_self: (if $m > 0 and $self != null then $self / $m - 1 else null end)},
+                 error_sim: rel(.simulate.predicted_step_s; $m), error_self: rel($self; $m),
+                 error_sim_later: rel(.simulate.predicted_step_s; $l), error_self_later: rel($self; $l)},
        ranks: .summary.ranks} ] as $layouts
   | [ $layouts[] | select(.derived.oversubscribed | not) ] as $fit
   | {layouts: $layouts,
@@ -338,18 +369,18 @@ rm -f "$OUT/.raw.json" "$TIMES_FILE" "$RUN_LIST" "$LAYOUT_LIST" "$LARGE_LIST"
   echo "- machine: $(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | sed -n 1p), $CORES cores"
   echo "- load average (1, 5, 15 min) before: $START_LOAD; after: $END_LOAD"
   jq -r '"- models: " + (to_entries | map("\(.key) (`\(.value.config)`, \(.value.layers) layers, batch \(.value.batch)\(if .key == "gpt" then " contexts" else "" end), \(.value.steps) steps)") | join("; "))' "$OUT/models.json"
-  echo "- every layout: \`pipetrain simulate CONFIG --ranks N --set …\` first (one process, no MPI), then \`mpirun -np N pipetrain train CONFIG --set …\` with the same options (N = P·D ranks, pipeline.data_parallel = D, one BLAS thread per rank, partition = cost, checkpoints off); N ≤ $CORES: \`--bind-to core\`, N > $CORES: \`--oversubscribe --bind-to none\`"
-  echo "- measured: the run's measured_step_s (training seconds / steps, the first step included); simulate: the step time \`pipetrain simulate\` predicted before the run; self-check: the run's predicted_step_s (the same simulation from op times every rank measured at the end of that run); error = predicted / measured − 1"
+  echo "- every layout: \`pipetrain simulate CONFIG --ranks N --set …\` first (one process, no MPI$([ ${#SIM_BIND[@]} -gt 0 ] && echo ", under \`${SIM_BIND[*]}\`")), then \`mpirun -np N pipetrain train CONFIG --set …\` with the same options (N = P·D ranks, pipeline.data_parallel = D, one BLAS thread per rank, partition = cost, checkpoints off); N ≤ $CORES: \`--bind-to core\`, N > $CORES: \`--oversubscribe --bind-to none\`"
+  echo "- measured: the run's measured_step_s (training seconds / steps, the first step included; first step and later steps: from the run's log.metrics, the first step's seconds and the mean of the others); simulate: the step time \`pipetrain simulate\` predicted before the run; self-check: the run's predicted_step_s (the same simulation from op times every rank measured at the end of that run); error = predicted / measured − 1"
   echo "- †: more ranks than cores (oversubscribed; not in the error figures); \`*\`: other processes used more than $BUSY_LIMIT CPU during the run or its prediction (others CPU: run / prediction)"
   echo
   jq -r "$BENCH_JQ"'
     def spct: if . == null then "—" else (if . >= 0 then "+" else "" end) + (. * 100 | fmt(1)) + "%" end;
     "### Per layout",
     "",
-    "| model | P | D | M | schedule | measured step s | simulate s | error | self-check s | error | oversubscribed | others CPU |",
-    "|---|--:|--:|--:|---|--:|--:|--:|--:|--:|:-:|--:|",
+    "| model | P | D | M | schedule | measured step s | simulate s | error | self-check s | error | first step s | later steps s | simulate error vs later | self-check error vs later | oversubscribed | others CPU |",
+    "|---|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|--:|",
     (.layouts[] | .derived as $d
-      | "| \(.meta.model) | \(.meta.stages) | \(.meta.replicas) | \(.meta.M) | \(.meta.schedule) | \(.summary.measured_step_s | fmt(4)) | \(.simulate.predicted_step_s | fmt(4)) | \($d.error_sim | spct) | \(.summary.predicted_step_s | if . == null or . <= 0 then null else . end | fmt(4)) | \($d.error_self | spct) | \(if $d.oversubscribed then "† (\(.meta.P) ranks)" else "" end) | \(.meta.others_cpus | fmt(2)) / \(.simulate.others_cpus | fmt(2))\(if $d.disturbed then " *" else "" end) |")
+      | "| \(.meta.model) | \(.meta.stages) | \(.meta.replicas) | \(.meta.M) | \(.meta.schedule) | \(.summary.measured_step_s | fmt(4)) | \(.simulate.predicted_step_s | fmt(4)) | \($d.error_sim | spct) | \(.summary.predicted_step_s | if . == null or . <= 0 then null else . end | fmt(4)) | \($d.error_self | spct) | \(.steps.first_step_s | fmt(4)) | \(.steps.later_step_s | fmt(4)) | \($d.error_sim_later | spct) | \($d.error_self_later | spct) | \(if $d.oversubscribed then "† (\(.meta.P) ranks)" else "" end) | \(.meta.others_cpus | fmt(2)) / \(.simulate.others_cpus | fmt(2))\(if $d.disturbed then " *" else "" end) |")
   ' "$OUT/results.json"
   echo
   echo "### Error statistics"
@@ -368,6 +399,8 @@ rm -f "$OUT/.raw.json" "$TIMES_FILE" "$RUN_LIST" "$LAYOUT_LIST" "$LARGE_LIST"
     row("self-check, all"; $s.all; "self_check"),
     row("simulate, undisturbed only"; $s.undisturbed; "simulate"),
     row("self-check, undisturbed only"; $s.undisturbed; "self_check"),
+    row("simulate against the later steps (supplementary)"; $s.all; "simulate_later"),
+    row("self-check against the later steps (supplementary)"; $s.all; "self_check_later"),
     (if $s.oversubscribed.simulate.n > 0 then
        row("simulate, oversubscribed (for the record)"; $s.oversubscribed; "simulate"),
        row("self-check, oversubscribed (for the record)"; $s.oversubscribed; "self_check")

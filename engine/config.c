@@ -719,11 +719,16 @@ pt_status config_validate(const config *c)
     if ((st = lr_check(&ls))) return st;
 
     if (M % c->data_parallel)
+    {
+        int D = c->data_parallel, below = M / D * D, above = below + D;
+        char use[64];
+        if (below > 0)
+            snprintf(use, sizeof use, "use micro_batches = %d or %d", below, above);
+        else
+            snprintf(use, sizeof use, "use micro_batches = %d or a multiple of it", D);
         return pt_fail(PT_ERR_INVALID, "pipeline.micro_batches = %d is not divisible by pipeline.data_parallel = %d: "
-                       "each replica trains M / D micro-batches of every step; use micro_batches = %d or %d",
-                       M, c->data_parallel, M / c->data_parallel * c->data_parallel > 0 ? M / c->data_parallel * c->data_parallel
-                                                                                        : c->data_parallel,
-                       (M / c->data_parallel + 1) * c->data_parallel);
+                       "each replica trains M / D micro-batches of every step; %s", M, D, use);
+    }
     int share = M / c->data_parallel;
     if (c->reduction == REDUCTION_INVARIANT && c->data_parallel > 1 && (share & (share - 1)))
         return pt_fail(PT_ERR_INVALID, "pipeline.reduction = invariant with pipeline.data_parallel = %d needs each "

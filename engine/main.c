@@ -251,13 +251,18 @@ int main(int argc, char **argv)
     if (!st) {
         reporter = 0; /* the same verdict on every rank */
         int D = c.data_parallel;
-        if (g.size % D)
+        if (g.size % D) {
+            char on[64];
+            if (g.size / D > 0)
+                snprintf(on, sizeof on, "%d or %d ranks", g.size / D * D, (g.size / D + 1) * D);
+            else
+                snprintf(on, sizeof on, "%d ranks or a multiple of it", D);
             st = pt_fail(PT_ERR_INVALID, "mpirun -np %d is not a multiple of pipeline.data_parallel = %d: every "
-                         "replica needs the same number of stages; run on %d or %d ranks, or set "
-                         "pipeline.data_parallel to a divisor of %d", g.size, D, g.size / D * D > 0 ? g.size / D * D : D,
-                         (g.size / D + 1) * D, g.size);
-        else
+                         "replica needs the same number of stages; run on %s, or set pipeline.data_parallel to a "
+                         "divisor of %d", g.size, D, on, g.size);
+        } else {
             st = comm_grid_split(&g, g.size / D, D);
+        }
     }
     if (st) {
         if (g.rank == reporter) {
