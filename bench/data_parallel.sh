@@ -200,15 +200,7 @@ bench_end
 # (max over ranks), reduce_hidden (D > 1: the smallest over ranks of
 # 1 − reduce_s / reduce_span_s), reduce_mib and peak_rss_mib (max over ranks).
 dp_derive() {
-  {
-    echo "["
-    local sep="" name
-    while read -r name; do
-      printf '%s{"meta":%s,"summary":%s}\n' "$sep" "$(cat "$OUT/runs/$name.meta.json")" "$(cat "$OUT/runs/$name.json")"
-      sep=","
-    done <"$RUN_LIST"
-    echo "]"
-  } >"$OUT/.raw.json"
+  bench_collect_runs >"$OUT/.raw.json"
   jq --slurpfile models "$OUT/models.json" --slurpfile sg1 "$OUT/sgemm.json" --slurpfile sg2 "$OUT/sgemm-t2.json" "$BENCH_JQ"'
     $models[0].mlp.layers as $L | $sg1[0] as $p1 | $sg2[0] as $p2
     | def ref($g; $peak): if ($g | length) > 0 and ($g | all(.k as $k | $peak[$k] != null))

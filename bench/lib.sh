@@ -307,15 +307,7 @@ bench_run() {
 # given), theoretical_bubble and bubble_ratio (measured / theoretical).
 bench_derive() {
   local models=$1 sg1=$2 sg2=${3:-}
-  {
-    echo "["
-    local sep="" name
-    while read -r name; do
-      printf '%s{"meta":%s,"summary":%s}\n' "$sep" "$(cat "$OUT/runs/$name.meta.json")" "$(cat "$OUT/runs/$name.json")"
-      sep=","
-    done <"$RUN_LIST"
-    echo "]"
-  } >"$OUT/.raw.json"
+  bench_collect_runs >"$OUT/.raw.json"
   [ -n "$sg2" ] || { sg2=$OUT/.none.json; echo '{}' >"$sg2"; }
   jq --slurpfile models "$models" --slurpfile sg "$sg1" --slurpfile sg2 "$sg2" "$BENCH_JQ"'
     $models[0] as $mod | $sg[0] as $peak1 | $sg2[0] as $peak2
@@ -357,6 +349,18 @@ bench_schedule_fits() {
   if [ "$2" -gt 1 ] && [ $(($3 % $2)) -ne 0 ]; then echo "M = $3 is not a multiple of P = $2"; return 1; fi
   if [ $(($2 * v)) -gt "$4" ]; then echo "$(($2 * v)) virtual stages for $4 layers"; return 1; fi
   return 0
+}
+
+# The runs of this invocation ($RUN_LIST), as a JSON array of
+# {meta, summary} (meta: how bench_run ran it; summary: the run's log.summary).
+bench_collect_runs() {
+  echo "["
+  local sep="" name
+  while read -r name; do
+    printf '%s{"meta":%s,"summary":%s}\n' "$sep" "$(cat "$OUT/runs/$name.meta.json")" "$(cat "$OUT/runs/$name.json")"
+    sep=","
+  done <"$RUN_LIST"
+  echo "]"
 }
 
 # ---- the report's first lines ---------------------------------------------------------

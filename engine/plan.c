@@ -239,12 +239,7 @@ int plan_main(int argc, char **argv)
             if (*end || !(memory > 0))
                 st = pt_fail(PT_ERR_INVALID, "plan: --memory-per-rank '%s': expected bytes, e.g. 512M or 4G", v);
         } else if (!strcmp(a, "--network")) {
-            net.latency = strtod(v, &end);
-            if (*end == ',') net.bandwidth = strtod(end + 1, &end);
-            if (*end == ',') net.allreduce_bandwidth = strtod(end + 1, &end);
-            if (*end || !(net.latency >= 0) || !(net.bandwidth > 0) || !(net.allreduce_bandwidth > 0))
-                st = pt_fail(PT_ERR_INVALID, "plan: --network '%s': expected LATENCY,BANDWIDTH[,ALLREDUCE_BANDWIDTH], "
-                             "e.g. 5e-6,5e9,1.7e9", v);
+            st = simulate_parse_network(v, "plan", &net);
         } else {
             st = pt_fail(PT_ERR_INVALID, "plan: unknown option '%s' (see pipetrain plan --help)", a);
         }

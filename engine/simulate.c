@@ -79,6 +79,20 @@ static double latency_cost(void *ctx, int rank, const sched_op *o)
     return s->net.latency + bytes / s->net.bandwidth;
 }
 
+pt_status simulate_parse_network(const char *text, const char *who, sim_network *net)
+{
+    char *end;
+    sim_network n = *net;
+    n.latency = strtod(text, &end);
+    if (*end == ',') n.bandwidth = strtod(end + 1, &end);
+    if (*end == ',') n.allreduce_bandwidth = strtod(end + 1, &end);
+    if (*end || !(n.latency >= 0) || !(n.bandwidth > 0) || !(n.allreduce_bandwidth > 0))
+        return pt_fail(PT_ERR_INVALID, "%s: --network '%s': expected LATENCY,BANDWIDTH[,ALLREDUCE_BANDWIDTH] in "
+                       "seconds and bytes/s, e.g. 5e-6,5e9,1.7e9", who, text);
+    *net = n;
+    return PT_OK;
+}
+
 pt_status simulate_step(const layout *L, const sim_stage_cost *vs, sim_network net, double *step, double *makespan,
                         double *busy, double **start)
 {
@@ -273,12 +287,7 @@ int simulate_main(int argc, char **argv)
             if (*end || ranks < 1 || ranks > 1 << 20)
                 st = pt_fail(PT_ERR_INVALID, "simulate: --ranks '%s': expected a whole number in 1..%d", v, 1 << 20);
         } else if (!strcmp(a, "--network")) {
-            net.latency = strtod(v, &end);
-            if (*end == ',') net.bandwidth = strtod(end + 1, &end);
-            if (*end == ',') net.allreduce_bandwidth = strtod(end + 1, &end);
-            if (*end || !(net.latency >= 0) || !(net.bandwidth > 0) || !(net.allreduce_bandwidth > 0))
-                st = pt_fail(PT_ERR_INVALID, "simulate: --network '%s': expected LATENCY,BANDWIDTH[,ALLREDUCE_BANDWIDTH] "
-                             "in seconds and bytes/s, e.g. 5e-6,5e9,1.7e9", v);
+            st = simulate_parse_network(v, "simulate", &net);
         } else {
             st = pt_fail(PT_ERR_INVALID, "simulate: unknown option '%s' (see pipetrain simulate --help)", a);
         }

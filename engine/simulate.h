@@ -38,6 +38,11 @@ typedef struct {
  * here with Open MPI 4.1 (an 11 MiB all-reduce of 2 ranks: 6.5 ms). */
 #define SIMULATE_NETWORK ((sim_network){5e-6, 5e9, 1.7e9})
 
+/* Parses --network's "LATENCY,BANDWIDTH[,ALLREDUCE_BANDWIDTH]" (seconds,
+ * bytes per second) into *net (fields not given keep their value). Errors:
+ * PT_ERR_INVALID naming `who` and the text. */
+pt_status simulate_parse_network(const char *text, const char *who, sim_network *net);
+
 /* The predicted step of layout L (P·chunks virtual stages, vs[V] their
  * costs; transfers and all-reduces as net says): the lists' makespan, then the
  * end-of-step reduction and the slowest rank's optimizer update, in *step
