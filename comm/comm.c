@@ -235,45 +235,43 @@ pt_status comm_gather_bytes(const void *mine, int bytes, void *all, int root, MP
 pt_status comm_gatherv_bytes(const void *mine, long bytes, void **all, long *total, int root, MPI_Comm comm,
                              const char *what)
 {
-    int rank, size, rc;
+    int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     *all = NULL;
     *total = 0;
-    if (bytes > INT_MAX) return pt_fail(PT_ERR_INVALID, "%s: %ld bytes, at most %d per rank", what, bytes, INT_MAX);
-    int n = (int)bytes, *counts = NULL, *displs = NULL;
+    /* every rank learns the total first, and root's allocation verdict, so all skip or all gather */
+    long sum = bytes;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_LONG, MPI_SUM, comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, what, -1, -1, 0);
+    if (sum > INT_MAX || bytes > INT_MAX)
+        return pt_fail(PT_ERR_INVALID, "%s: %ld bytes in all, more than %d: trace fewer steps or ranks", what, sum,
+                       INT_MAX);
+    int *counts = NULL, *displs = NULL, ok = 1;
+    char *buf = NULL;
     if (rank == root) {
         counts = calloc((size_t)size, sizeof *counts);
         displs = calloc((size_t)size, sizeof *displs);
-        if (!counts || !displs) {
-            free(counts);
-            free(displs);
-            counts = displs = NULL;
-        }
+        buf = malloc(sum ? (size_t)sum : 1);
+        ok = counts && displs && buf;
     }
-    /* every rank takes part in both collectives, whatever root's allocation did */
-    rc = MPI_Gather(&n, 1, MPI_INT, counts ? counts : &n, 1, MPI_INT, root, comm);
-    long sum = 0;
-    for (int i = 0; rc == MPI_SUCCESS && counts && i < size; i++) {
-        displs[i] = (int)sum;
-        sum += counts[i];
+    rc = MPI_Bcast(&ok, 1, MPI_INT, root, comm);
+    int n = (int)bytes;
+    if (rc == MPI_SUCCESS && ok) rc = MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, root, comm);
+    for (int i = 0, off = 0; rc == MPI_SUCCESS && ok && rank == root && i < size; i++) {
+        displs[i] = off;
+        off += counts[i];
     }
-    int fits = !counts || sum <= INT_MAX;
-    char *buf = counts && fits ? malloc(sum ? (size_t)sum : 1) : NULL;
-    if (rc == MPI_SUCCESS)
-        rc = MPI_Gatherv(mine, n, MPI_BYTE, buf, buf ? counts : NULL, buf ? displs : NULL, MPI_BYTE, root, comm);
+    if (rc == MPI_SUCCESS && ok) rc = MPI_Gatherv(mine, n, MPI_BYTE, buf, counts, displs, MPI_BYTE, root, comm);
     free(counts);
     free(displs);
-    if (rc != MPI_SUCCESS) {
+    if (rc != MPI_SUCCESS || !ok) {
         free(buf);
-        return mpi_fail(rc, what, -1, -1, n);
-    }
-    if (rank == root && !buf) {
-        return fits ? pt_fail(PT_ERR_NOMEM, "%s: out of memory for %ld bytes", what, sum)
-                    : pt_fail(PT_ERR_INVALID, "%s: %ld bytes in all, more than %d", what, sum, INT_MAX);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, what, -1, -1, n);
+        return pt_fail(PT_ERR_NOMEM, "%s: rank %d (the root) is out of memory for %ld bytes", what, root, sum);
     }
     *all = buf;
-    *total = sum;
+    *total = rank == root ? sum : 0;
     return PT_OK;
 }
 

@@ -270,7 +270,7 @@ static pt_status run_ops(executor *e, const sched_list *ops, long step, int trai
         const sched_op *op = &ops->ops[i];
         int mb = op->mb, slot = op->slot;
         if (sched_op_is_reduce(op->kind)) {
-            st = reduce_op(e, op, i);
+            if (!(st = maybe_fault(e, step, i, ops->n_ops))) st = reduce_op(e, op, i);
             continue;
         }
         /* tags and slots count this replica's micro-batches; data, dropout keys and messages the step's */
@@ -334,6 +334,8 @@ static pt_status run_ops(executor *e, const sched_list *ops, long step, int trai
         if (!st && e->red) st = e->red->progress(e->red->ctx);
     }
     if (st) {
+        if (e->doing_mb < 0) /* a gradient reduction: doing_chunk names the chunk, the op its bucket */
+            return pt_wrap(st, "step %ld, %s of chunk %d's gradients: ", step + 1, e->doing, e->doing_chunk);
         if (e->chunks > 1)
             return pt_wrap(st, "step %ld, %s of micro-batch %d (chunk %d): ", step + 1, e->doing, e->doing_mb,
                            e->doing_chunk);

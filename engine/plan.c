@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "layout.h"
+#include "reduce.h"
 #include "report.h"
 #include "simulate.h"
 #include "stage.h"
@@ -146,7 +147,7 @@ static void stage_costs(const layout *L, const config *c, const layer_costs *p, 
         }
         o->act_bytes = p->out_bytes[L->cuts[v + 1] - 1];
         o->data = v == 0 ? p->data : 0;
-        o->buckets = 1;
+        o->buckets = L->D > 1 ? reduce_count_buckets(&L->m, L->cuts[v], L->cuts[v + 1], c->bucket_mb) : 0;
     }
 }
 
@@ -304,7 +305,10 @@ int plan_main(int argc, char **argv)
                             if (prof[k].rows == rows && prof[k].threads == t) p = &prof[k];
                         if (!p && n_prof < (int)(sizeof prof / sizeof prof[0])) {
                             p = &prof[n_prof];
-                            if ((st = profile(&L, &c2, rows, t, p))) break;
+                            if ((st = profile(&L, &c2, rows, t, p))) {
+                                free(p->fwd);
+                                break;
+                            }
                             n_prof++;
                         }
                         if (!p) continue;

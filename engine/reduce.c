@@ -188,7 +188,7 @@ pt_status reduce_init(grad_reduce *r, const comm_grid *g, stage *st, int chunks,
         c->coll = calloc((size_t)c->n_buckets + 1, sizeof *c->coll);
         c->t_start = calloc((size_t)c->n_buckets + 1, sizeof *c->t_start);
         ok = ok && c->coll && c->t_start;
-        for (int b = 0; ok && b < c->n_buckets; b++) c->coll[b].req = MPI_REQUEST_NULL;
+        for (int b = 0; c->coll && b < c->n_buckets; b++) c->coll[b].req = MPI_REQUEST_NULL;
         if (ok && mode == REDUCTION_INVARIANT) {
             int levels = 1;
             while ((1 << (levels - 1)) < M) levels++; /* ⌊log2 M⌋ + 1 partial sums at most, and the stage's */
@@ -197,10 +197,12 @@ pt_status reduce_init(grad_reduce *r, const comm_grid *g, stage *st, int chunks,
             c->count = calloc((size_t)levels + 1, sizeof *c->count);
             c->pool = calloc((size_t)levels + 1, sizeof *c->pool);
             ok = c->stack && c->count && c->pool;
+            c->owned = calloc((size_t)levels + 1, sizeof *c->owned);
+            ok = ok && c->owned;
             for (int i = 0; ok && i < levels; i++) {
-                c->pool[i] = calloc(n ? n : 1, sizeof(float));
+                c->owned[i] = c->pool[i] = calloc(n ? n : 1, sizeof(float));
                 ok = c->pool[i] != NULL;
-                if (ok) c->n_pool++;
+                if (ok) c->n_owned = ++c->n_pool;
             }
             if (ok && g->D > 1 && c->n_buckets > 0) {
                 c->gather = calloc((size_t)g->D * n, sizeof(float));
@@ -247,8 +249,11 @@ void reduce_free(grad_reduce *r)
 {
     for (int k = 0; k < EXEC_MAX_CHUNKS; k++) {
         reduce_chunk *c = &r->ch[k];
-        for (int b = 0; b < c->n_buckets && c->coll; b++) comm_coll_wait(&c->coll[b]);
-        for (int i = 0; c->pool && i < c->n_pool; i++) free(c->pool[i]);
+        /* no wait on a reduction still in flight: after a completed step there is none, and after a
+         * failure the peers may never join it (the job is being aborted) */
+        if (c->own && r->st) r->st[k].grads = c->own; /* a failed step may leave a partial sum there */
+        for (int i = 0; i < c->n_owned; i++) free(c->owned[i]);
+        free(c->owned);
         free(c->pool);
         free(c->stack);
         free(c->count);

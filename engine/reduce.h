@@ -38,6 +38,8 @@ typedef struct {
     float *own;        /* the stage's own gradient buffer (st->grads outside the fold) */
     float **pool;      /* free buffers of n_params floats */
     int n_pool;
+    float **owned;     /* every buffer allocated here (the pool's, whichever are in use) */
+    int n_owned;
     float **stack;     /* partial sums of perfect subtrees, left to right */
     int *count;        /* micro-batches in each */
     int depth;

@@ -884,9 +884,11 @@ static pt_status run_lists(vstate *v, const sched_cost_model *cost, int *pc, dou
     const schedule *sc = v->sc;
     int *queue = malloc((size_t)P * sizeof *queue);
     char *queued = calloc((size_t)P, 1);
-    if (!queue || !queued) {
+    double *reduce_done = calloc((size_t)P, sizeof *reduce_done); /* when each rank's last reduction ends */
+    if (!queue || !queued || !reduce_done) {
         free(queue);
         free(queued);
+        free(reduce_done);
         return pt_fail(PT_ERR_NOMEM, "schedule %s P=%d M=%d: cannot allocate the simulation", v->kname, P, v->M);
     }
     int head = 0, count = P;
@@ -912,12 +914,14 @@ static pt_status run_lists(vstate *v, const sched_cost_model *cost, int *pc, dou
                 if (cost && (k == OP_WAIT_RECV_ACT || k == OP_WAIT_RECV_GRAD)) ready += cost->latency(cost->ctx, r, o);
                 if (cost && ready > clock[r]) clock[r] = ready;
             }
-            if (cost && k == OP_REDUCE_GRAD_WAIT) /* done no earlier than its start plus the reduction's time */
+            if (cost && k == OP_REDUCE_GRAD_WAIT) /* done no earlier than its start, after the rank's reductions
+                                                   * before it (one at a time), plus its own time */
                 for (int j = pc[r] - 1; j >= 0; j--) {
                     const sched_op *q = &l->ops[j];
                     if (q->kind == OP_REDUCE_GRAD_START && q->chunk == o->chunk && q->mb == o->mb) {
-                        double ready = issued[r][j] + cost->latency(cost->ctx, r, o);
-                        if (ready > clock[r]) clock[r] = ready;
+                        double from = issued[r][j] > reduce_done[r] ? issued[r][j] : reduce_done[r];
+                        reduce_done[r] = from + cost->latency(cost->ctx, r, o);
+                        if (reduce_done[r] > clock[r]) clock[r] = reduce_done[r];
                         break;
                     }
                 }
@@ -938,6 +942,7 @@ static pt_status run_lists(vstate *v, const sched_cost_model *cost, int *pc, dou
     }
     free(queue);
     free(queued);
+    free(reduce_done);
     return PT_OK;
 }
 

@@ -132,6 +132,12 @@ pt_status step_check_replicas(const comm_grid *g, const stage *st, int chunks, l
     for (int k = 0; k < chunks; k++) n += st[k].n_tensors;
     unsigned long long *mine = calloc((size_t)n + 1, sizeof *mine), *ref = calloc((size_t)n + 1, sizeof *ref);
     pt_status local = mine && ref ? PT_OK : pt_fail(PT_ERR_NOMEM, "out of memory");
+    pt_status agreed = comm_agree(g, local, reporter); /* every rank then takes part in the broadcast, or none */
+    if (agreed) {
+        free(mine);
+        free(ref);
+        return agreed;
+    }
     for (int k = 0, i = 0; !local && k < chunks; k++)
         for (int t = 0; t < st[k].n_tensors; t++, i++)
             mine[i] = XXH3_64bits(st[k].params + st[k].tensors[t].offset, st[k].tensors[t].numel * sizeof(float));

@@ -117,7 +117,7 @@ static int checkpoint_due(const config *c, long done, long stop)
 
 /* Trains steps [first, stop). */
 static pt_status train_loop(run *r, const config *c, const comm_grid *g, long first, long stop, long *trained,
-                            int *reporter)
+                            double *seconds, int *reporter)
 {
     report_clock k;
     report_clock_start(&k, first, stop);
@@ -161,6 +161,7 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
             k.t_start += comm_wtime() - t0; /* checkpoint time is not training time */
         }
     }
+    *seconds = comm_wtime() - k.t_start; /* training only: evaluation and checkpoints are left out */
     return PT_OK;
 }
 
@@ -244,7 +245,12 @@ static pt_status predict_step(run *r, const comm_grid *g, long trained, double *
         m[5] = sc[k].grad_bytes, m[6] = sc[k].buckets, m[7] = sc[k].stash_bytes;
         m[8] = k == 0 && trained > 0 ? r->ex.t.optim / trained : 0;                        /* per step */
         m[9] = k == 0 && trained > 0 ? r->ex.t.data / trained / r->L.M_local : 0;          /* per micro-batch */
-        m[10] = sc[k].reduce;
+        m[10] = sc[k].reduce; /* one bucket's: the largest, scaled below to the mean bucket */
+        if (sc[k].reduce > 0 && r->red.ch[k].n_buckets > 0) {
+            size_t big = 0;
+            for (int b = 0; b < r->red.ch[k].n_buckets; b++) big = r->red.ch[k].len[b] > big ? r->red.ch[k].len[b] : big;
+            m[10] *= sc[k].grad_bytes / sizeof(float) / r->red.ch[k].n_buckets / (double)big;
+        }
     }
     double *all = g->rank == 0 ? calloc((size_t)g->size * EXEC_MAX_CHUNKS * F, sizeof *all) : NULL;
     if (g->rank == 0 && !all) return pt_fail(PT_ERR_NOMEM, "out of memory");
@@ -319,8 +325,7 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     double t_start = comm_wtime(), train_time = 0;
     long trained = 0;
     if (opt->mode == TRAINER_TRAIN) {
-        if ((st = train_loop(&r, c, g, first, stop, &trained, reporter))) goto done;
-        train_time = comm_wtime() - t_start;
+        if ((st = train_loop(&r, c, g, first, stop, &trained, &train_time, reporter))) goto done;
         *reporter = -1;
         if ((st = trace_write(&r.trace, c, g))) goto done;
     }
