@@ -128,14 +128,7 @@ jq -n --arg config "$CONFIG" --argjson f "$FEATURES" --argjson steps "$STEPS" --
 # Rows per micro-batch b = BATCH / M, the same in every layout (see gemms in
 # bench/lib.sh): forward NT, input gradient NN (not for layer 0), weight
 # gradient TN. 1 thread and 2 threads.
-ROWS=()
-for M in "${MS[@]}"; do ROWS+=($((BATCH / M))); done
-ROWS_JSON="[$(IFS=,; echo "${ROWS[*]}")]"
-mapfile -t shapes < <(bench_gemm_shape_args "$OUT/models.json" "$ROWS_JSON")
-bench_sgemm_reference 1 sgemm "${shapes[@]}"
-SG1_UNSETTLED=$SG_UNSETTLED
-bench_sgemm_reference 2 sgemm-t2 "${shapes[@]}"
-SG2_UNSETTLED=$SG_UNSETTLED
+bench_sgemm_references_1_2 "$BATCH" "${MS[@]}"
 
 # ---- the runs ----------------------------------------------------------------------
 # Can reduction $1 run D = $2 replicas with M = $3 micro-batches? Prints why not.
@@ -247,7 +240,7 @@ dp_derive
   echo
   bench_header "$OUT/sgemm.txt"
   echo "- model: \`$CONFIG\` — $FEATURES → 1024 → 1024 → 1024 → 10, ReLU, no dropout; SGD, momentum 0.9, constant learning rate; synthetic data ($BATCH training samples, $((BATCH / 4)) test samples evaluated after training and not part of the throughput)"
-  echo "- global batch $BATCH samples, M = ${MS[*]} micro-batches of $(IFS=/; echo "${ROWS[*]}") rows in every layout (each of D replicas trains M / D of them), 1F1B, partition = cost, $STEPS steps per run; checkpoints off"
+  echo "- global batch $BATCH samples, M = ${MS[*]} micro-batches of $(jq -r 'map(tostring) | join("/")' <<<"$ROWS_JSON") rows in every layout (each of D replicas trains M / D of them), 1F1B, partition = cost, $STEPS steps per run; checkpoints off"
   jq -r --argjson b "${BUCKET_MB:-25}" "$BENCH_JQ"'[ .[] | select(.summary.data_parallel > 1) | .ranks[].params ] | select(length > 0)
     | (max * 4 / 1048576) as $g
     | "- gradient reduction over the replicas in buckets of about \($b | tostring) MiB of whole layers, from the last layer (pipeline.bucket_mb\(if env.BENCH_BUCKET_MB then "" else ", its default" end)); a replica rank holds up to \($g | fmt(1)) MiB of gradients\(if $g <= $b then ", a single bucket: its reduction starts after the last backward pass of the step, with no compute left to hide it behind (BENCH_BUCKET_MB sets smaller buckets)" else "" end)"' "$OUT/results.json"

@@ -108,14 +108,7 @@ jq -n --arg config "$CONFIG" --argjson context "$CONTEXT" --argjson steps "$STEP
 # Micro-batch rows r = (BATCH / M)·CONTEXT tokens; see gemms in bench/lib.sh
 # for the products of a block and of the lmhead. 1 thread for the 1-thread
 # runs, 2 threads for the P = 1 runs with 2 BLAS threads.
-ROWS=()
-for M in "${MS[@]}"; do ROWS+=($((BATCH / M))); done
-ROWS_JSON="[$(IFS=,; echo "${ROWS[*]}")]"
-mapfile -t shapes < <(bench_gemm_shape_args "$OUT/models.json" "$ROWS_JSON")
-bench_sgemm_reference 1 sgemm "${shapes[@]}"
-SG1_UNSETTLED=$SG_UNSETTLED
-bench_sgemm_reference 2 sgemm-t2 "${shapes[@]}"
-SG2_UNSETTLED=$SG_UNSETTLED
+bench_sgemm_references_1_2 "$BATCH" "${MS[@]}"
 
 # ---- the runs ----------------------------------------------------------------------
 run_one() { # P M schedule threads

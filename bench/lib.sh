@@ -204,6 +204,22 @@ bench_sgemm_reference() {
   SG_UNSETTLED=$(awk -F, 'NR > 1 && $11 == 0' "$OUT/$prefix.csv" | wc -l)
   tail -n +2 "$OUT/$prefix.csv" | awk -F, 'BEGIN {printf "{"} {printf "%s\"%s\":%s", (NR > 1 ? "," : ""), $1, $8} END {print "}"}' >"$OUT/$prefix.json"
 }
+# bench_sgemm_references_1_2 BATCH M...: the 1- and 2-thread sgemm references
+# (sgemm.*, sgemm-t2.*) on the products of the models in $OUT/models.json at
+# micro-batch rows BATCH / M for each M; sets ROWS_JSON, SG1_UNSETTLED and
+# SG2_UNSETTLED.
+bench_sgemm_references_1_2() {
+  local batch=$1 m rows=()
+  shift
+  for m in "$@"; do rows+=($((batch / m))); done
+  ROWS_JSON="[$(IFS=,; echo "${rows[*]}")]"
+  local -a shapes
+  mapfile -t shapes < <(bench_gemm_shape_args "$OUT/models.json" "$ROWS_JSON")
+  bench_sgemm_reference 1 sgemm "${shapes[@]}"
+  SG1_UNSETTLED=$SG_UNSETTLED
+  bench_sgemm_reference 2 sgemm-t2 "${shapes[@]}"
+  SG2_UNSETTLED=$SG_UNSETTLED
+}
 bench_sgemm_points() { # txt file, pass -> "name best median busy pass" lines
   awk -v pass="$2" '$1 ~ /^[0-9]+x[0-9]+x[0-9]+_[NT][NT]$/ {print $1, $8, $9, ($NF == "*"), pass}' "$1"
 }
