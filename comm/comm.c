@@ -5,11 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* An MPI call's failure: a transfer names its peer stage, tag and size; a
+ * collective (peer < 0) its size only. */
 static pt_status mpi_fail(int rc, const char *fmt_op, int peer, int tag, int count)
 {
     char text[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
     MPI_Error_string(rc, text, &len);
+    if (peer < 0) return pt_fail(PT_ERR_MPI, "%s (%d elements) failed: %s", fmt_op, count, text);
     return pt_fail(PT_ERR_MPI, "%s (peer stage %d, tag %d, %d floats) failed: %s", fmt_op, peer,
                    tag, count, text);
 }
@@ -301,7 +304,7 @@ pt_status comm_clock_offset(const comm_grid *g, int rounds, double *offset)
             }
         }
     }
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, "the clock offset ping-pong", 0, TAG, 1);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "the clock offset ping-pong with rank 0", -1, TAG, 1);
     return PT_OK;
 }
 

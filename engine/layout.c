@@ -78,9 +78,14 @@ pt_status layout_grid(layout *r, const config *c, int P, int D, int max_micro_ba
     int *buckets = NULL;
     if (D > 1) {
         if (!(buckets = calloc((size_t)V, sizeof *buckets))) return pt_fail(PT_ERR_NOMEM, "out of memory");
-        for (int vs = 0; vs < V; vs++) /* rank vs mod P, chunk vs / P */
-            buckets[vs % P * r->chunks + vs / P] =
-                reduce_count_buckets(&r->m, r->cuts[vs], r->cuts[vs + 1], c->bucket_mb);
+        for (int vs = 0; vs < V; vs++) { /* rank vs mod P, chunk vs / P */
+            int n = reduce_count_buckets(&r->m, r->cuts[vs], r->cuts[vs + 1], c->bucket_mb);
+            if (n < 0) {
+                free(buckets);
+                return pt_fail(PT_ERR_NOMEM, "out of memory");
+            }
+            buckets[vs % P * r->chunks + vs / P] = n;
+        }
     }
     st = schedule_build_grid(&r->train_sc, c->schedule, P, r->chunks, r->M_local, buckets);
     free(buckets);

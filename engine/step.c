@@ -95,7 +95,7 @@ pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const 
         int vs = bad >= 0 ? partition_stage_of(cuts, s->chunks * g->P, bad) : s->chunks * g->P - 1;
         char on[64];
         if (s->chunks > 1)
-            snprintf(on, sizeof on, "virtual stage %d (rank %d)", vs, vs % g->P);
+            snprintf(on, sizeof on, "virtual stage %d (stage %d's chunk %d)", vs, vs % g->P, vs / g->P);
         else
             snprintf(on, sizeof on, "stage %d", vs);
         if (bad >= 0)
