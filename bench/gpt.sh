@@ -152,20 +152,19 @@ profile_run() {
     echo "$BENCH: $name: kept" >&2
     return
   fi
-  local args=() s b0 c0 t0 b1 c1 t1
+  local args=() s
   for s in "${COMMON_SETS[@]}" "train.steps=$PROF_STEPS" train.blas_threads=1 "pipeline.micro_batches=$PROF_M" \
            pipeline.schedule=1f1b "log.summary=$d/$name.json"; do args+=(--set "$s"); done
   echo "$BENCH: $name under perf record" >&2
-  b0=$(machine_busy); own_cpu; c0=$OWN_CPU; t0=$(now_s)
+  bench_mark_start
   if ! (cd "$OUT" && mpirun -np 1 --bind-to core perf record -q -e cpu-clock -F 499 --call-graph dwarf \
          -o "$d/perf.data" -- "$PIPETRAIN" train "$REPO/$CONFIG" "${args[@]}" >"$OUT/logs/$name.log" 2>&1); then
     echo "$BENCH: the profile run failed; its output is in $OUT/logs/$name.log:" >&2
     tail -n 20 "$OUT/logs/$name.log" >&2
     exit 1
   fi
-  t1=$(now_s); b1=$(machine_busy); own_cpu; c1=$OWN_CPU
-  awk -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" \
-    'BEGIN {o = ((b1 - b0) - (c1 - c0)) / (t1 - t0); if (o < 0) o = 0; printf "%.3f\n", o}' >"$d/others_cpus"
+  bench_mark_end
+  echo "$OTHERS" >"$d/others_cpus"
   perf report -i "$d/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
     awk '!/^#/ && !/^$/ && ++n <= 40' >"$d/perf-report.txt"
   perf script -i "$d/perf.data" -F comm,ip,sym,dso 2>/dev/null | awk '

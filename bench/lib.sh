@@ -236,7 +236,19 @@ bench_gemm_shape_args() {
 # Busy CPU seconds of the whole machine (/proc/stat, steal included) minus the
 # CPU seconds of this shell and its children (bash's `times`, which counts the
 # ranks once mpirun has waited for them).
-machine_busy() { awk -v t="$CLK_TCK" '/^cpu / {print ($2 + $3 + $4 + $7 + $8 + $9) / t; exit}' /proc/stat; }
+# The machine's busy seconds to 0.01 s (awk's default %.6g would round them to
+# 0.1 s once the machine has been up a day, too coarse for a short run).
+machine_busy() { awk -v t="$CLK_TCK" '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / t; exit}' /proc/stat; }
+# bench_mark_start, then bench_mark_end after the work: sets OTHERS (CPUs' worth
+# used by other processes meanwhile) and WALL (seconds). Not in a subshell:
+# own_cpu must see this shell's times.
+bench_mark_start() { MARK_B0=$(machine_busy); own_cpu; MARK_C0=$OWN_CPU; MARK_T0=$(now_s); }
+bench_mark_end() {
+  local t1 b1
+  t1=$(now_s); b1=$(machine_busy); own_cpu
+  read -r OTHERS WALL < <(awk -v b0="$MARK_B0" -v b1="$b1" -v c0="$MARK_C0" -v c1="$OWN_CPU" -v t0="$MARK_T0" -v t1="$t1" \
+    'BEGIN {o = ((b1 - b0) - (c1 - c0)) / (t1 - t0); if (o < 0) o = 0; printf "%.3f %.3f\n", o, t1 - t0}')
+}
 own_cpu() { # sets OWN_CPU; must not run in a subshell ($(...)), whose `times` starts at zero
   times >"$TIMES_FILE"
   OWN_CPU=$(awk '{for (i = 1; i <= NF; i++) {split($i, a, "m"); s += a[1] * 60 + substr(a[2], 1, length(a[2]) - 1)}} END {printf "%.3f\n", s}' "$TIMES_FILE")
@@ -279,17 +291,15 @@ bench_run() {
     return
   fi
   while :; do
-    local b0 c0 t0 b1 c1 t1
-    b0=$(machine_busy); own_cpu; c0=$OWN_CPU; t0=$(now_s)
+    bench_mark_start
     if ! (cd "$OUT" && mpirun -np "$P" "${bind[@]}" "$PIPETRAIN" train "$REPO/$config" "${args[@]}" \
          >"$OUT/logs/$name.log" 2>&1); then
       echo "$BENCH: run $name failed; its output is in $OUT/logs/$name.log:" >&2
       tail -n 20 "$OUT/logs/$name.log" >&2
       exit 1
     fi
-    t1=$(now_s); b1=$(machine_busy); own_cpu; c1=$OWN_CPU
-    read -r others wall < <(awk -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" \
-      'BEGIN {o = ((b1 - b0) - (c1 - c0)) / (t1 - t0); if (o < 0) o = 0; printf "%.3f %.3f\n", o, t1 - t0}')
+    bench_mark_end
+    others=$OTHERS wall=$WALL
     if awk -v o="$others" -v l="$BUSY_LIMIT" 'BEGIN {exit !(o > l)}' && [ "$attempt" -lt "$RETRIES" ]; then
       attempt=$((attempt + 1))
       echo "$BENCH: $name: other processes used $others CPU; again in 20 s (retry $attempt of $RETRIES)" >&2

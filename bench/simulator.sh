@@ -98,12 +98,6 @@ bench_parse_args "$@"
 # shellcheck disable=SC2119  # no tools beyond bench_setup's own
 bench_setup
 [ "$KEEP" = 1 ] || rm -f "$OUT"/runs/*.metrics.csv
-# The machine's busy seconds to 0.01 s: bench/lib.sh's machine_busy prints
-# them with awk's default %.6g, which rounds to 0.1 s once the machine has
-# been busy for a day (1 s after 12 days) and makes the CPU used by others
-# during a short run (a prediction takes well under a second) mostly noise.
-# This definition replaces it for bench_run too.
-machine_busy() { awk -v t="$CLK_TCK" '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / t; exit}' /proc/stat; }
 # pipetrain simulate runs bound to one core, as a rank of the runs is
 # (mpirun --bind-to core): the first this script may use
 SIM_BIND=()
@@ -185,12 +179,12 @@ sim_one() {
     echo "$BENCH: $name: prediction kept" >&2
     return
   fi
-  local attempt=0 rc others wall b0 c0 t0 b1 c1 t1
+  local attempt=0 rc others wall
   while :; do
-    b0=$(machine_busy); own_cpu; c0=$OWN_CPU; t0=$(now_s)
+    bench_mark_start
     rc=0
     (cd "$OUT" && "${SIM_BIND[@]}" "$PIPETRAIN" "${args[@]}" >"$log" 2>&1) || rc=$?
-    t1=$(now_s); b1=$(machine_busy); own_cpu; c1=$OWN_CPU
+    bench_mark_end
     if [ "$rc" = 2 ]; then
       SIM_OK=0
       SIM_WHY=$(sed -n 's/^pipetrain: //p' "$log" | head -n 1)
@@ -200,8 +194,7 @@ sim_one() {
       tail -n 20 "$log" >&2
       exit 1
     fi
-    read -r others wall < <(awk -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" \
-      'BEGIN {o = ((b1 - b0) - (c1 - c0)) / (t1 - t0); if (o < 0) o = 0; printf "%.3f %.3f\n", o, t1 - t0}')
+    others=$OTHERS wall=$WALL
     if awk -v o="$others" -v l="$BUSY_LIMIT" 'BEGIN {exit !(o > l)}' && [ "$attempt" -lt "$RETRIES" ]; then
       attempt=$((attempt + 1))
       echo "$BENCH: $name: other processes used $others CPU during the prediction; again in 5 s (retry $attempt of $RETRIES)" >&2
@@ -273,18 +266,17 @@ large_one() { # ranks D
   local B=$((M * 16)) log=$OUT/logs/$name.sim.log
   local args=(simulate "$REPO/bench/configs/balanced.ini" --ranks "$N" --set "pipeline.data_parallel=$D"
               --set "pipeline.micro_batches=$M" --set "train.batch_size=$B" --set pipeline.partition=uniform)
-  local b0 c0 t0 b1 c1 t1 rc=0
-  b0=$(machine_busy); own_cpu; c0=$OWN_CPU; t0=$(now_s)
+  local rc=0
+  bench_mark_start
   (cd "$OUT" && "${SIM_BIND[@]}" "$PIPETRAIN" "${args[@]}" >"$log" 2>&1) || rc=$?
-  t1=$(now_s); b1=$(machine_busy); own_cpu; c1=$OWN_CPU
+  bench_mark_end
   if [ "$rc" != 0 ]; then
     echo "$BENCH: pipetrain simulate failed on $N ranks (exit code $rc); its output is in $log:" >&2
     tail -n 20 "$log" >&2
     exit 1
   fi
   local others wall step cal simt
-  read -r others wall < <(awk -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" \
-    'BEGIN {o = ((b1 - b0) - (c1 - c0)) / (t1 - t0); if (o < 0) o = 0; printf "%.3f %.3f\n", o, t1 - t0}')
+  others=$OTHERS wall=$WALL
   step=$(awk '/^predicted step time:/ {print $4; exit}' "$log")
   read -r cal simt < <(sed -n 's/.*calibrated on this machine in \([0-9.]*\) s, simulated in \([0-9.]*\) s.*/\1 \2/p' "$log" | head -n 1) || true
   jq -n --arg cmd "pipetrain ${args[*]#"$REPO/"}" --argjson N "$N" --argjson D "$D" --argjson M "$M" --argjson B "$B" \
