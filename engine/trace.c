@@ -64,6 +64,23 @@ static const char *category(int kind)
     }
 }
 
+/* Appends an event of phase ph ("M", "X", "s", "f") on pid (thread 0) to
+ * list: name, category (NULL: none), timestamp ts in µs (< 0: none). */
+static cJSON *event(cJSON *list, const char *name, const char *cat, const char *ph, int pid, double ts)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", name);
+    if (cat) cJSON_AddStringToObject(o, "cat", cat);
+    cJSON_AddStringToObject(o, "ph", ph);
+    cJSON_AddNumberToObject(o, "pid", pid);
+    if (ts >= 0) {
+        cJSON_AddNumberToObject(o, "tid", 0);
+        cJSON_AddNumberToObject(o, "ts", ts);
+    }
+    cJSON_AddItemToArray(list, o);
+    return o;
+}
+
 /* The wait that completes the receive of what event s sends, among the
  * events of rank `to` (first[to] .. first[to] + count[to]); −1 none. */
 static long matching_wait(const exec_event *ev, const long *first, const long *count, const exec_event *s, int to,
@@ -100,40 +117,22 @@ static char *trace_json(const exec_event *ev, long n, const config *c, int P, in
     for (int r = 0; r < size; r++) {
         char name[160];
         snprintf(name, sizeof name, "stage %d / replica %d (%.*s)", r % P, r / P, (int)host_len, hosts + (size_t)r * host_len);
-        cJSON *m = cJSON_CreateObject(), *args = cJSON_CreateObject();
-        cJSON_AddStringToObject(m, "name", "process_name");
-        cJSON_AddStringToObject(m, "ph", "M");
-        cJSON_AddNumberToObject(m, "pid", r);
-        cJSON_AddStringToObject(args, "name", name);
-        cJSON_AddItemToObject(m, "args", args);
-        cJSON_AddItemToArray(list, m);
-        m = cJSON_CreateObject();
-        args = cJSON_CreateObject();
-        cJSON_AddStringToObject(m, "name", "process_sort_index");
-        cJSON_AddStringToObject(m, "ph", "M");
-        cJSON_AddNumberToObject(m, "pid", r);
-        cJSON_AddNumberToObject(args, "sort_index", r);
-        cJSON_AddItemToObject(m, "args", args);
-        cJSON_AddItemToArray(list, m);
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(event(list, "process_name", NULL, "M", r, -1), "args"), "name",
+                                name);
+        cJSON_AddNumberToObject(cJSON_AddObjectToObject(event(list, "process_sort_index", NULL, "M", r, -1), "args"),
+                                "sort_index", r);
     }
     long flow = 0;
     for (long i = 0; i < n; i++) {
         const exec_event *e = &ev[i];
-        cJSON *o = cJSON_CreateObject(), *args = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", exec_event_name(e->kind));
-        cJSON_AddStringToObject(o, "cat", category(e->kind));
-        cJSON_AddStringToObject(o, "ph", "X");
-        cJSON_AddNumberToObject(o, "pid", e->rank);
-        cJSON_AddNumberToObject(o, "tid", 0);
-        cJSON_AddNumberToObject(o, "ts", (e->start - t0) * 1e6);
+        cJSON *o = event(list, exec_event_name(e->kind), category(e->kind), "X", e->rank, (e->start - t0) * 1e6);
         cJSON_AddNumberToObject(o, "dur", (e->end - e->start) * 1e6);
+        cJSON *args = cJSON_AddObjectToObject(o, "args");
         cJSON_AddNumberToObject(args, "step", (double)e->step + 1);
         if (e->kind < OP_KIND_COUNT || e->kind == EXEC_EVENT_DATA) {
             cJSON_AddNumberToObject(args, sched_op_is_reduce(e->kind) ? "bucket" : "micro_batch", e->mb);
             cJSON_AddNumberToObject(args, "chunk", e->chunk);
         }
-        cJSON_AddItemToObject(o, "args", args);
-        cJSON_AddItemToArray(list, o);
         if (e->kind != OP_SEND_ACT && e->kind != OP_SEND_GRAD) continue;
         /* a flow arrow from the send to the wait that completes its receive */
         int s = e->rank % P, base = e->rank - s, act = e->kind == OP_SEND_ACT;
@@ -142,24 +141,10 @@ static char *trace_json(const exec_event *ev, long n, const config *c, int P, in
         long w = chunk >= 0 && chunk < C ? matching_wait(ev, first, count, e, to, chunk) : -1;
         if (w < 0) continue;
         const char *what = act ? "activation" : "gradient";
-        cJSON *fs = cJSON_CreateObject(), *ff = cJSON_CreateObject();
-        cJSON_AddStringToObject(fs, "name", what);
-        cJSON_AddStringToObject(fs, "cat", "transfer");
-        cJSON_AddStringToObject(fs, "ph", "s");
-        cJSON_AddNumberToObject(fs, "id", (double)flow);
-        cJSON_AddNumberToObject(fs, "pid", e->rank);
-        cJSON_AddNumberToObject(fs, "tid", 0);
-        cJSON_AddNumberToObject(fs, "ts", (e->start - t0) * 1e6);
-        cJSON_AddStringToObject(ff, "name", what);
-        cJSON_AddStringToObject(ff, "cat", "transfer");
-        cJSON_AddStringToObject(ff, "ph", "f");
-        cJSON_AddStringToObject(ff, "bp", "e");
+        cJSON_AddNumberToObject(event(list, what, "transfer", "s", e->rank, (e->start - t0) * 1e6), "id", (double)flow);
+        cJSON *ff = event(list, what, "transfer", "f", to, (ev[w].start - t0) * 1e6);
+        cJSON_AddStringToObject(ff, "bp", "e"); /* bound to the enclosing slice: the wait */
         cJSON_AddNumberToObject(ff, "id", (double)flow);
-        cJSON_AddNumberToObject(ff, "pid", to);
-        cJSON_AddNumberToObject(ff, "tid", 0);
-        cJSON_AddNumberToObject(ff, "ts", (ev[w].start - t0) * 1e6);
-        cJSON_AddItemToArray(list, fs);
-        cJSON_AddItemToArray(list, ff);
         flow++;
     }
     cJSON_AddItemToObject(root, "traceEvents", list);
