@@ -349,6 +349,16 @@ void report_breakdown(const config *c, const comm_grid *g, const int *cuts, cons
            sched_kind_name(c->schedule), 100.0 * theoretical_bubble);
 }
 
+pt_status report_write_text(const char *path, const char *what, const char *text)
+{
+    pt_status st = PT_OK;
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0)
+        st = pt_fail(PT_ERR_IO, "%s: cannot write '%s': %s", what, path, strerror(errno));
+    if (f && fclose(f) != 0 && !st) st = pt_fail(PT_ERR_IO, "%s: cannot write '%s': %s", what, path, strerror(errno));
+    return st;
+}
+
 /* log.summary: the run's figures as JSON, for scripts and benchmarks. */
 static pt_status write_summary(const config *c, const comm_grid *g, const dataset *d, const int *cuts,
                                const double *all, const report_result *res)
@@ -411,10 +421,8 @@ static pt_status write_summary(const config *c, const comm_grid *g, const datase
     cJSON_AddItemToObject(j, "ranks", ranks);
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
-    pt_status st = PT_OK;
-    FILE *f = text ? fopen(c->log_summary, "w") : NULL;
-    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) st = pt_fail(PT_ERR_IO, "log.summary: cannot write '%s'", c->log_summary);
-    if (f && fclose(f) != 0 && !st) st = pt_fail(PT_ERR_IO, "log.summary: cannot write '%s'", c->log_summary);
+    pt_status st = text ? report_write_text(c->log_summary, "log.summary", text)
+                        : pt_fail(PT_ERR_NOMEM, "log.summary: out of memory");
     free(text);
     return st;
 }

@@ -109,6 +109,11 @@ void report_breakdown(const config *c, const comm_grid *g, const int *cuts, cons
 pt_status report_fingerprint(const model *m, const stage *st, int chunks, const comm_grid *g,
                              const char *hashes_path, char hex[33]);
 
+/* Writes text and a newline to the file at path (created or truncated). Not
+ * collective. Errors: PT_ERR_IO naming `what` (a config key, a file's role)
+ * and path. */
+pt_status report_write_text(const char *path, const char *what, const char *text);
+
 /* What the closing lines and the summary say. */
 typedef struct {
     int trained;           /* a training run: print the throughput line */

@@ -1,12 +1,13 @@
 /* trace.c — the Chrome trace event file of a run. */
 #include "trace.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cJSON.h>
+
+#include "report.h"
 
 static void record(void *ctx, const exec_event *ev)
 {
@@ -169,11 +170,7 @@ pt_status trace_write_file(const char *path, const exec_event *ev, long n, const
 {
     char *text = trace_json(ev, n, c, P, D, size, hosts, host_len);
     if (!text) return pt_fail(PT_ERR_NOMEM, "trace %s: out of memory", path);
-    pt_status st = PT_OK;
-    FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) st = pt_fail(PT_ERR_IO, "cannot write the trace '%s': %s", path,
-                                                                    strerror(errno));
-    if (f && fclose(f) != 0 && !st) st = pt_fail(PT_ERR_IO, "cannot write the trace '%s'", path);
+    pt_status st = report_write_text(path, "trace", text);
     free(text);
     return st;
 }
