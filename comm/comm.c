@@ -1,9 +1,11 @@
+#define _POSIX_C_SOURCE 200809L
 #include "comm.h"
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* An MPI call's failure: a transfer names its peer stage, tag and size; a
  * collective (peer < 0) its size only. */
@@ -449,4 +451,59 @@ void comm_library_version(char *buf, size_t len)
     MPI_Get_library_version(v, &n);
     v[strcspn(v, "\n,")] = '\0';
     snprintf(buf, len, "%s", v);
+}
+
+pt_status comm_pingpong(MPI_Comm comm, int a, int b, void *buf, int bytes, int reps, double *one_way)
+{
+    int me, rc = MPI_SUCCESS;
+    MPI_Comm_rank(comm, &me);
+    *one_way = 0;
+    if (me != a && me != b) return PT_OK;
+    int peer = me == a ? b : a;
+    double best = 0;
+    for (int i = 0; i <= reps && rc == MPI_SUCCESS; i++) { /* round 0 warms the connection up */
+        double t0 = MPI_Wtime();
+        if (me == a) {
+            rc = MPI_Send(buf, bytes, MPI_BYTE, peer, 7, comm);
+            if (rc == MPI_SUCCESS) rc = MPI_Recv(buf, bytes, MPI_BYTE, peer, 7, comm, MPI_STATUS_IGNORE);
+        } else {
+            rc = MPI_Recv(buf, bytes, MPI_BYTE, peer, 7, comm, MPI_STATUS_IGNORE);
+            if (rc == MPI_SUCCESS) rc = MPI_Send(buf, bytes, MPI_BYTE, peer, 7, comm);
+        }
+        double t = (MPI_Wtime() - t0) / 2;
+        if (i > 0 && (best == 0 || t < best)) best = t;
+    }
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Send/MPI_Recv ping-pong", peer, 7, bytes);
+    *one_way = best;
+    return PT_OK;
+}
+
+pt_status comm_allreduce_seconds(float *buf, int n, MPI_Comm comm, int reps, double *seconds)
+{
+    double best = 0;
+    for (int i = 0; i <= reps; i++) {
+        int rc = MPI_Barrier(comm);
+        double t0 = MPI_Wtime();
+        if (rc == MPI_SUCCESS) rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, comm);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce timing", -1, -1, n);
+        double t = MPI_Wtime() - t0;
+        if (i > 0 && (best == 0 || t < best)) best = t;
+    }
+    /* every rank reports the slowest rank's time */
+    int rc = MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce of the timings", -1, -1, 1);
+    *seconds = best;
+    return PT_OK;
+}
+
+pt_status comm_barrier_idle(MPI_Comm comm)
+{
+    MPI_Request req;
+    int rc = MPI_Ibarrier(comm, &req), done = 0;
+    while (rc == MPI_SUCCESS && !(rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE)) && !done) {
+        struct timespec ts = {0, 1000000}; /* 1 ms: leave the cores to the rank that works */
+        nanosleep(&ts, NULL);
+    }
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Ibarrier", -1, -1, 0);
+    return PT_OK;
 }

@@ -195,4 +195,22 @@ pt_status comm_agree(const comm_grid *g, pt_status local, int *reporter);
  * with MPI_Abort. For main() and the trainer's fatal path only. */
 void comm_abort(const comm_grid *g, const char *msg);
 
+/* Collective over comm (every rank calls it; only ranks a and b work):
+ * `reps` round trips of `bytes` bytes of buf (at least that large) between
+ * ranks a and b of comm, after one to warm the connection up. *one_way: the
+ * fastest round trip's half, in seconds, on a and b (0 elsewhere). Errors:
+ * PT_ERR_MPI naming the peer and size. */
+pt_status comm_pingpong(MPI_Comm comm, int a, int b, void *buf, int bytes, int reps, double *one_way);
+
+/* Collective over comm: `reps` in-place MPI_Allreduce (MPI_SUM) of n floats
+ * of buf, each after a barrier, after one to warm up. *seconds: the fastest
+ * repetition of the slowest rank, the same on every rank. buf's values are
+ * overwritten. Errors: PT_ERR_MPI. */
+pt_status comm_allreduce_seconds(float *buf, int n, MPI_Comm comm, int reps, double *seconds);
+
+/* Collective over comm: a barrier that waits without spinning (MPI_Ibarrier
+ * tested every millisecond), so that a rank measuring something is not
+ * slowed by ranks waiting for it on the same cores. Errors: PT_ERR_MPI. */
+pt_status comm_barrier_idle(MPI_Comm comm);
+
 #endif

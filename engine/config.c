@@ -75,6 +75,7 @@ static const cfg_word schedule_words[] = {
 static const cfg_word partition_words[] = {{"uniform", PARTITION_UNIFORM},
                                            {"params", PARTITION_PARAMS},
                                            {"cost", PARTITION_COST},
+                                           {"measured", PARTITION_MEASURED},
                                            {NULL, 0}};
 static const cfg_word fault_words[] = {{"none", FAULT_NONE},
                                        {"error", FAULT_ERROR},
@@ -170,7 +171,11 @@ static const cfg_key keys[] = {
      "micro-batches per step (must divide train.batch_size)", NULL, RESUME_NOTE},
     {"pipeline", "partition", T_PARTITION, FIELD(partition), "uniform", ANY, partition_words,
      offsetof(config, partition_spec), sizeof(((config *)0)->partition_spec),
-     "layers per stage: uniform counts, balanced params or cost, or ranges such as 0-3,4-9", NULL, RESUME_FREE},
+     "layers per stage: uniform counts, balanced params or cost (FLOPs), measured (the times in "
+     "pipeline.profile), or ranges such as 0-3,4-9", NULL, RESUME_FREE},
+    {"pipeline", "profile", T_STRING, FIELD(profile), "", ANY, NULL, NO_AUX,
+     "a JSON profile written by pipetrain profile, whose per-layer forward + backward times "
+     "pipeline.partition = measured balances (empty = none)", NULL, RESUME_FREE},
     {"pipeline", "data_parallel", T_INT, FIELD(data_parallel), "1", IN(1, 1024), NULL, NO_AUX,
      "data-parallel replicas D: mpirun -np N runs N / D pipeline stages per replica, and replica d trains "
      "micro-batches d·M/D .. (d+1)·M/D − 1 of every step", NULL, RESUME_FREE},
@@ -191,6 +196,9 @@ static const cfg_key keys[] = {
      "log.trace_steps (empty = none)", NULL, RESUME_FREE},
     {"log", "trace_steps", T_STRING, FIELD(log_trace_steps), "2-3", ANY, NULL, NO_AUX,
      "the steps log.trace records: a-b or a single step (1-based)", NULL, RESUME_FREE},
+    {"log", "plan_compare", T_BOOL, FIELD(log_plan_compare), "true", ANY, NULL, NO_AUX,
+     "at start-up, measure the layers and say how this layout compares with the best one pipetrain plan "
+     "finds for the same cores and micro-batches (about a second for small models)", NULL, RESUME_FREE},
     {"log", "summary", T_STRING, FIELD(log_summary), "", ANY, NULL, NO_AUX,
      "path of a JSON summary of the run: throughput, accuracy, per-rank times (empty = none)", NULL, RESUME_FREE},
 
@@ -712,6 +720,11 @@ pt_status config_validate(const config *c)
                        "%s, or choose micro_batches dividing %d",
                        B, M, near, B);
     }
+
+    if (c->partition == PARTITION_MEASURED && !c->profile[0])
+        return pt_fail(PT_ERR_INVALID, "pipeline.partition = measured balances stages by measured layer times but "
+                       "pipeline.profile is empty: write a profile with mpirun -np 2 pipetrain profile CONFIG "
+                       "--output FILE and set pipeline.profile = FILE");
 
     optim_config oc = config_optim(c);
     if ((st = optim_check(&oc))) return st;

@@ -19,7 +19,7 @@
 
 #define CONFIG_STR_MAX 1024
 
-typedef enum { PARTITION_UNIFORM = 0, PARTITION_PARAMS, PARTITION_COST, PARTITION_EXPLICIT } partition_kind;
+typedef enum { PARTITION_UNIFORM = 0, PARTITION_PARAMS, PARTITION_COST, PARTITION_EXPLICIT, PARTITION_MEASURED } partition_kind;
 typedef enum { NONFINITE_STOP = 0, NONFINITE_SKIP } nonfinite_policy;
 /* pipeline.reduction: how a step's gradients are summed (design contract 2) */
 typedef enum { REDUCTION_FAST = 0, REDUCTION_INVARIANT } reduction_kind;
@@ -73,6 +73,7 @@ typedef struct {
     int micro_batches;
     partition_kind partition;
     char partition_spec[CONFIG_STR_MAX]; /* explicit: "0-3,4-9" */
+    char profile[CONFIG_STR_MAX];        /* pipeline.profile: a JSON profile (partition = measured) */
     int data_parallel;               /* replicas D */
     reduction_kind reduction;        /* pipeline.reduction */
     float bucket_mb;                 /* pipeline.bucket_mb: MiB per gradient bucket */
@@ -80,6 +81,7 @@ typedef struct {
     /* [log] */
     char log_metrics[CONFIG_STR_MAX]; /* CSV of per-step metrics, "" = none */
     char log_summary[CONFIG_STR_MAX]; /* JSON summary of the run, "" = none */
+    int log_plan_compare;             /* log.plan_compare: the planner's best beside this layout at start-up */
     char log_trace[CONFIG_STR_MAX];   /* Chrome trace event file, "" = none */
     char log_trace_steps[64];         /* "a-b": the 1-based steps traced */
 

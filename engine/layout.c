@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "partition.h"
+#include "profile.h"
 #include "reduce.h"
 
 pt_status layout_build(layout *r, const config *c, int P, int D, int max_micro_batches)
@@ -37,6 +38,15 @@ pt_status layout_open(layout *r, const config *c)
         return pt_fail(PT_ERR_INVALID,
                        "model.layers: the last layer has %d outputs per target but the data set (%s) has %d classes",
                        r->m.classes, c->data_dataset, r->data.classes);
+    if (c->partition == PARTITION_MEASURED) { /* forward + backward of each layer, as measured */
+        profile_file pf;
+        if ((st = profile_read(c->profile, &r->m, 0, &pf))) return pt_wrap(st, "pipeline.partition = measured: ");
+        r->layer_seconds = malloc((size_t)r->m.n_layers * sizeof *r->layer_seconds);
+        for (int l = 0; r->layer_seconds && l < r->m.n_layers; l++)
+            r->layer_seconds[l] = pf.layers.fwd[l] + pf.layers.bwd[l];
+        profile_file_free(&pf);
+        if (!r->layer_seconds) return pt_fail(PT_ERR_NOMEM, "out of memory");
+    }
     return PT_OK;
 }
 
@@ -65,7 +75,11 @@ pt_status layout_grid(layout *r, const config *c, int P, int D, int max_micro_ba
                        "layers: every virtual stage needs at least one; %s", r->chunks, P, P == 1 ? "" : "s",
                        V, r->m.n_layers, advice);
     }
-    if ((st = partition_layers(&r->m, V, c->partition, c->partition_spec, r->cuts))) {
+    if (c->partition == PARTITION_MEASURED && r->layer_seconds)
+        st = partition_layers_weighted(&r->m, V, r->layer_seconds, r->cuts);
+    else
+        st = partition_layers(&r->m, V, c->partition, c->partition_spec, r->cuts);
+    if (st) {
         if (r->chunks == 1) return st;
         return pt_wrap(st, "pipeline.chunks = %d on %d rank%s makes %d virtual stages (rank r holds r, r+%d, ...): ",
                        r->chunks, P, P == 1 ? "" : "s", V, P);
@@ -110,6 +124,7 @@ void layout_free(layout *r)
     schedule_free(&r->eval_sc);
     schedule_free(&r->train_sc);
     free(r->cuts);
+    free(r->layer_seconds);
     model_free(&r->m);
     memset(r, 0, sizeof *r);
 }

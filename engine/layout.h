@@ -19,6 +19,7 @@ typedef struct {
     int *cuts;          /* chunks·P + 1 cut points: virtual stage vs holds layers [cuts[vs], cuts[vs+1]) */
     schedule train_sc;  /* the lowered, validated training lists of one replica */
     schedule eval_sc;   /* and the forward-only ones */
+    double *layer_seconds; /* pipeline.partition = measured: each layer's forward + backward from the profile */
 } layout;
 
 /* Opens the data set, builds the model, partitions it into chunks·P virtual
@@ -33,7 +34,8 @@ typedef struct {
 pt_status layout_build(layout *L, const config *c, int P, int D, int max_micro_batches);
 
 /* layout_build in two parts: layout_open opens the data set and builds the
- * model (the model and data errors above); layout_grid (again for another
+ * model (the model and data errors above; with pipeline.partition =
+ * measured it reads pipeline.profile, with profile_read's errors); layout_grid (again for another
  * grid or config of the same model and data) partitions and builds the
  * schedules, replacing those of an earlier call. */
 pt_status layout_open(layout *L, const config *c);

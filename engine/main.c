@@ -12,6 +12,7 @@
 #include "config.h"
 #include "persist.h"
 #include "plan.h"
+#include "profile.h"
 #include "simulate.h"
 #include "trainer.h"
 
@@ -23,6 +24,7 @@ static void usage(FILE *out)
             "       mpirun -np N pipetrain generate CKPT --prompt TEXT [options]\n"
             "       pipetrain simulate CONFIG --ranks N [options]   (see pipetrain simulate --help)\n"
             "       pipetrain plan CONFIG --ranks LIST [options]    (see pipetrain plan --help)\n"
+            "       mpirun -np N pipetrain profile CONFIG [options] (see pipetrain profile --help)\n"
             "\n"
             "Trains a model whose layers are split into P pipeline stages, one per MPI rank,\n"
             "on N = P × D ranks: D = pipeline.data_parallel replicas of the pipeline (default\n"
@@ -36,6 +38,8 @@ static void usage(FILE *out)
             "                   directory or one checkpoint), on any number of stages\n"
             "  simulate CONFIG  predict the step time and throughput of CONFIG on N ranks, from the\n"
             "                   same op lists and per-stage times measured on this machine (no mpirun)\n"
+            "  profile CONFIG   measure every layer's times and the MPI transport on this machine\n"
+            "                   and write a JSON profile for simulate --profile and partition = measured\n"
             "  plan CONFIG      rank the layouts (stages × replicas, micro-batches, schedule, BLAS\n"
             "                   threads) that fit the given ranks and cores by predicted throughput\n"
             "\n"
@@ -136,7 +140,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "simulate")) return simulate_main(argc, argv); /* no MPI */
     if (argc > 1 && !strcmp(argv[1], "plan")) return plan_main(argc, argv);         /* no MPI */
-    for (int i = 1; i < argc; i++) {
+    int profiling = argc > 1 && !strcmp(argv[1], "profile"); /* MPI, its own options */
+    for (int i = 1; i < argc && !profiling; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
@@ -157,6 +162,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "pipetrain: %s\n", pt_last_error());
         comm_finalize();
         return 2;
+    }
+    if (profiling) {
+        int code = profile_main(argc, argv, &g);
+        comm_grid_free(&g);
+        comm_finalize();
+        return code;
     }
 
     const char *cmd = argc > 1 ? argv[1] : "", *path = argc > 2 ? argv[2] : NULL;

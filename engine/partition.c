@@ -21,6 +21,7 @@ const char *partition_kind_name(partition_kind k)
     case PARTITION_UNIFORM: return "uniform";
     case PARTITION_PARAMS: return "params";
     case PARTITION_COST: return "cost";
+    case PARTITION_MEASURED: return "measured";
     case PARTITION_EXPLICIT: return "explicit";
     }
     return "unknown";
@@ -247,6 +248,22 @@ pt_status partition_layers(const model *m, int P, partition_kind kind, const cha
     }
     case PARTITION_EXPLICIT:
         return partition_explicit(spec, n, P, first);
+    case PARTITION_MEASURED:
+        return pt_fail(PT_ERR_INVALID, "pipeline.partition = measured needs the layers' measured times "
+                       "(pipeline.profile)");
     }
     return pt_fail(PT_ERR_INVALID, "pipeline.partition: unknown kind %d", (int)kind);
+}
+
+pt_status partition_layers_weighted(const model *m, int P, const double *weights, int *first)
+{
+    const int n = m->n_layers;
+    if (P < 1 || P > n)
+        return pt_fail(PT_ERR_INVALID, "pipeline: %d stages but the model has %d layers: every stage needs at least "
+                       "one layer (pipeline.partition = measured); run on at most %d ranks", P, n, n);
+    for (int i = 0; i < n; i++)
+        if (!(weights[i] >= 0.0 && isfinite(weights[i])))
+            return pt_fail(PT_ERR_INVALID, "pipeline.partition = measured: layer %d has weight %g, expected a finite "
+                           "value >= 0", i, weights[i]);
+    return partition_balanced(weights, n, P, first);
 }

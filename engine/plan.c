@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "layout.h"
+#include "profile.h"
 #include "reduce.h"
 #include "report.h"
 #include "simulate.h"
@@ -21,100 +22,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Per-layer costs for one micro-batch size and BLAS thread count. */
-typedef struct {
-    int rows, threads;
-    double *fwd, *bwd, *bi, *bw, *optim; /* [n_layers] seconds */
-    double *out_bytes, *stash, *params;  /* [n_layers]: output per micro-batch, stash per micro-batch, floats */
-    double data;                         /* reading one micro-batch */
-} layer_costs;
-
-static double median3(double a, double b, double c)
-{
-    return a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
-}
-
-/* Measures every layer of L's model alone (a stage of one layer), the input
- * of each being the output of the one before, as in a forward pass. */
-static pt_status profile(layout *L, const config *c, int rows, int threads, layer_costs *p)
-{
-    int n = L->m.n_layers;
-    p->rows = rows;
-    p->threads = threads;
-    double *all = calloc((size_t)n * 8, sizeof *all);
-    if (!all) return pt_fail(PT_ERR_NOMEM, "plan: out of memory");
-    p->fwd = all, p->bwd = all + n, p->bi = all + 2 * n, p->bw = all + 3 * n, p->optim = all + 4 * n;
-    p->out_bytes = all + 5 * n, p->stash = all + 6 * n, p->params = all + 7 * n;
-    openblas_set_num_threads(threads);
-    optim_config oc = config_optim(c);
-    float *x = NULL, *g = NULL;
-    size_t cap = 0;
-    pt_status st = PT_OK;
-    stage s;
-    double t[3];
-    for (int l = 0; !st && l < n; l++) {
-        if ((st = stage_init(&s, &L->m, l, l + 1, rows, 1, c->seed))) break;
-        if ((st = stage_split_backward_init(&s))) {
-            stage_free(&s);
-            break;
-        }
-        size_t need = (size_t)rows * (s.in_dim > s.out_dim ? s.in_dim : s.out_dim);
-        if (need > cap) {
-            float *nx = realloc(x, need * sizeof *x), *ng = nx ? realloc(g, need * sizeof *g) : NULL;
-            if (nx) x = nx;
-            if (ng) g = ng;
-            if (!nx || !ng) {
-                stage_free(&s);
-                st = pt_fail(PT_ERR_NOMEM, "plan: out of memory");
-                break;
-            }
-            cap = need;
-        }
-        if (l == 0) {
-            for (int i = 0; i < 3; i++) {
-                double t0 = now_s();
-                dataset_test_batch(&L->data, 0, rows, stage_input(&s, 0), NULL); /* any rows: the test reader takes a count */
-                t[i] = now_s() - t0;
-            }
-            p->data = median3(t[0], t[1], t[2]);
-        } else {
-            memcpy(stage_input(&s, 0), x, (size_t)rows * s.in_dim * sizeof *x);
-        }
-        float *din = l > 0 ? g : NULL; /* the model's first layer never computes its input gradient */
-#define TIME3(expr, dst)                                                                                           \
-    do {                                                                                                           \
-        for (int i_ = 0; i_ < 3; i_++) {                                                                           \
-            double t0_ = now_s();                                                                                  \
-            expr;                                                                                                  \
-            t[i_] = now_s() - t0_;                                                                                 \
-        }                                                                                                          \
-        dst = median3(t[0], t[1], t[2]);                                                                           \
-    } while (0)
-        TIME3(stage_forward(&s, 0, x, c->seed, 0, 0, 1), p->fwd[l]);
-        for (size_t i = 0; i < (size_t)rows * s.out_dim; i++) g[i] = 1e-3f;
-        float *dout = malloc((size_t)rows * s.out_dim * sizeof *dout);
-        if (!dout) {
-            stage_free(&s);
-            st = pt_fail(PT_ERR_NOMEM, "plan: out of memory");
-            break;
-        }
-        memcpy(dout, g, (size_t)rows * s.out_dim * sizeof *dout);
-        TIME3(stage_backward(&s, 0, dout, din, c->seed, 0, 0), p->bwd[l]);
-        TIME3((void)stage_backward_input(&s, 0, dout, din, c->seed, 0, 0), p->bi[l]);
-        TIME3((void)stage_backward_weight(&s, 0, dout, c->seed, 0, 0), p->bw[l]);
-        TIME3(stage_optim_step(&s, &oc, 0.0f, 1), p->optim[l]);
-#undef TIME3
-        free(dout);
-        p->out_bytes[l] = (double)rows * s.out_dim * sizeof(float);
-        p->stash[l] = (double)stage_stash_bytes(&s);
-        p->params[l] = (double)s.n_params;
-        stage_free(&s);
-    }
-    free(x);
-    free(g);
-    return st;
 }
 
 typedef struct {
@@ -129,26 +36,149 @@ static int by_throughput(const void *a, const void *b)
     return (x->throughput < y->throughput) - (x->throughput > y->throughput);
 }
 
-/* The virtual stages' costs of L from per-layer costs p. */
-static void stage_costs(const layout *L, const config *c, const layer_costs *p, sim_stage_cost *vs)
+/* What plan_layouts tries: rank counts × BLAS threads within the cores (every
+ * t with N·t ≤ cores, or with all_threads = 0 only t = cores / N), P × D
+ * grids, micro-batch counts, schedules; leaving out layouts above `memory`
+ * bytes per rank (0: no limit). */
+typedef struct {
+    const int *ranks;
+    int n_ranks, cores;
+    const int *ms;
+    int n_ms, all_threads;
+    double memory;
+    sim_network net;
+} plan_space;
+
+typedef struct {
+    candidate *cand; /* unsorted */
+    int n_cand, cap, tried;
+    layer_costs *prof; /* one per (micro-batch rows, threads), made when first needed */
+    int n_prof, cap_prof;
+} plan_result;
+
+static void plan_result_free(plan_result *r)
 {
-    int V = L->P * L->chunks, split = sched_kind_splits_backward(c->schedule);
-    for (int v = 0; v < V; v++) {
-        sim_stage_cost *o = &vs[v];
-        memset(o, 0, sizeof *o);
-        for (int l = L->cuts[v]; l < L->cuts[v + 1]; l++) {
-            o->fwd += p->fwd[l];
-            o->bi += p->bi[l];
-            o->bw += p->bw[l];
-            o->bwd += split ? p->bi[l] + p->bw[l] : p->bwd[l];
-            o->optim += p->optim[l];
-            o->stash_bytes += p->stash[l];
-            o->grad_bytes += p->params[l] * sizeof(float);
+    for (int k = 0; k < r->n_prof; k++) layer_costs_free(&r->prof[k]);
+    free(r->prof);
+    free(r->cand);
+    memset(r, 0, sizeof *r);
+}
+
+/* The per-layer costs for (rows, threads), measured when first asked for. */
+static pt_status costs_for(layout *L, const config *c, int rows, int threads, plan_result *r, layer_costs **out)
+{
+    for (int k = 0; k < r->n_prof; k++)
+        if (r->prof[k].rows == rows && r->prof[k].threads == threads) {
+            *out = &r->prof[k];
+            return PT_OK;
         }
-        o->act_bytes = p->out_bytes[L->cuts[v + 1] - 1];
-        o->data = v == 0 ? p->data : 0;
-        o->buckets = L->D > 1 ? reduce_count_buckets(&L->m, L->cuts[v], L->cuts[v + 1], c->bucket_mb) : 0;
+    if (r->n_prof == r->cap_prof) {
+        int n = r->cap_prof ? 2 * r->cap_prof : 16;
+        layer_costs *q = realloc(r->prof, (size_t)n * sizeof *q);
+        if (!q) return pt_fail(PT_ERR_NOMEM, "plan: out of memory");
+        r->prof = q;
+        r->cap_prof = n;
     }
+    *out = &r->prof[r->n_prof];
+    pt_status st = profile_layers(L, c, rows, threads, 3, *out);
+    if (!st) r->n_prof++;
+    return st;
+}
+
+/* Simulates every layout of sp that fits L's model (its grid is rebuilt for
+ * each) and appends it to r. Not collective. Errors: PT_ERR_NOMEM, a
+ * measurement's errors. */
+static pt_status plan_layouts(layout *L, const config *c, const plan_space *sp, plan_result *r)
+{
+    static const sched_kind kinds[] = {SCHED_1F1B, SCHED_GPIPE, SCHED_ZBH1, SCHED_INTERLEAVED};
+    int n_layers = L->m.n_layers;
+    double per_sample;
+    (void)report_rate_unit(&L->data, &per_sample);
+    pt_status st = PT_OK;
+    for (int ri = 0; !st && ri < sp->n_ranks; ri++) {
+        int N = sp->ranks[ri];
+        for (int t = sp->all_threads ? 1 : sp->cores / N; !st && t >= 1 && N * t <= sp->cores; t++)
+            for (int D = 1; !st && D <= N; D++) {
+                if (N % D) continue;
+                int P = N / D;
+                if (P > n_layers) continue;
+                for (int mi = 0; !st && mi < sp->n_ms; mi++) {
+                    int M = sp->ms[mi];
+                    if (c->batch_size % M || M % D || M > c->batch_size) continue;
+                    for (size_t ki = 0; !st && ki < sizeof kinds / sizeof kinds[0]; ki++) {
+                        sched_kind kind = kinds[ki];
+                        int chunks = kind == SCHED_INTERLEAVED ? 2 : 1;
+                        if (P == 1 && kind != SCHED_1F1B) continue; /* one stage: every schedule is the same */
+                        if (kind == SCHED_INTERLEAVED && ((M / D) % P || chunks * P > n_layers)) continue;
+                        config c2 = *c;
+                        c2.schedule = kind;
+                        c2.chunks = chunks;
+                        c2.micro_batches = M;
+                        c2.data_parallel = D;
+                        c2.blas_threads = t;
+                        if (c2.reduction == REDUCTION_INVARIANT && D > 1 && ((M / D) & (M / D - 1))) continue;
+                        r->tried++;
+                        if (layout_grid(L, &c2, P, D, 1 << 20)) {
+                            pt_clear_error();
+                            continue;
+                        }
+                        layer_costs *p = NULL;
+                        if ((st = costs_for(L, &c2, c->batch_size / M, t, r, &p))) break;
+                        int V = P * chunks;
+                        sim_stage_cost *vs = calloc((size_t)V, sizeof *vs);
+                        double *busy = calloc((size_t)P, sizeof *busy), step = 0, makespan = 0;
+                        if (!vs || !busy) {
+                            free(vs);
+                            free(busy);
+                            st = pt_fail(PT_ERR_NOMEM, "plan: out of memory");
+                            break;
+                        }
+                        profile_stage_costs(L, &c2, p, vs);
+                        if (simulate_step(L, vs, sp->net, &step, &makespan, busy, NULL)) {
+                            pt_clear_error();
+                            free(vs);
+                            free(busy);
+                            continue;
+                        }
+                        double worst = 0, mem = 0;
+                        for (int k = 0; k < P; k++) {
+                            if (makespan > 0 && 1 - busy[k] / makespan > worst) worst = 1 - busy[k] / makespan;
+                            double m = 0;
+                            for (int j = 0; j < chunks; j++) {
+                                const sim_stage_cost *o = &vs[j * P + k];
+                                m += o->stash_bytes * L->train_sc.slots[k * chunks + j] + 4.0 * o->grad_bytes;
+                            }
+                            mem = m > mem ? m : mem;
+                        }
+                        free(vs);
+                        free(busy);
+                        if (sp->memory > 0 && mem > sp->memory) continue;
+                        if (r->n_cand == r->cap) {
+                            int nc = r->cap ? 2 * r->cap : 64;
+                            candidate *q = realloc(r->cand, (size_t)nc * sizeof *q);
+                            if (!q) {
+                                st = pt_fail(PT_ERR_NOMEM, "plan: out of memory");
+                                break;
+                            }
+                            r->cand = q;
+                            r->cap = nc;
+                        }
+                        r->cand[r->n_cand++] = (candidate){N, t, P, D, M, chunks, kind, step,
+                                                           step > 0 ? c->batch_size * per_sample / step : 0, worst, mem};
+                    }
+                }
+            }
+    }
+    return st;
+}
+
+/* The command line that runs candidate b on CONFIG `path`. */
+static void format_command(const candidate *b, const char *path, char *out, size_t len)
+{
+    snprintf(out, len, "mpirun -np %d%s build/pipetrain train %s --set pipeline.data_parallel=%d "
+             "--set pipeline.micro_batches=%d --set pipeline.schedule=%s%s --set train.blas_threads=%d",
+             b->ranks, b->threads > 1 ? " --bind-to none" : " --bind-to core", path, b->D, b->M,
+             sched_kind_name(b->kind), b->chunks > 1 ? " --set pipeline.chunks=2" : "", b->threads);
 }
 
 static void usage(FILE *f)
@@ -262,135 +292,94 @@ int plan_main(int argc, char **argv)
         for (int i = 0; i < n_ranks; i++) cores = ranks[i] > cores ? ranks[i] : cores;
     if (n_ms == 0)
         for (int m = 1; m <= 64; m *= 2) ms[n_ms++] = m;
-    double t_begin = now_s();
-    /* the per-layer profiles, one per (micro-batch rows, threads), made when first needed */
-    layer_costs prof[64 * 8];
-    int n_prof = 0;
-    candidate *cand = NULL;
-    int n_cand = 0, cap_cand = 0, tried = 0;
-    static const sched_kind kinds[] = {SCHED_1F1B, SCHED_GPIPE, SCHED_ZBH1, SCHED_INTERLEAVED};
-    int n_layers = L.m.n_layers;
-    double per_sample;
+    double t_begin = now_s(), per_sample;
     const char *unit = report_rate_unit(&L.data, &per_sample);
-    for (int ri = 0; !st && ri < n_ranks; ri++) {
-        int N = ranks[ri];
-        for (int t = 1; !st && N * t <= cores; t++)
-            for (int D = 1; !st && D <= N; D++) {
-                if (N % D) continue;
-                int P = N / D;
-                if (P > n_layers) continue;
-                for (int mi = 0; !st && mi < n_ms; mi++) {
-                    int M = ms[mi];
-                    if (c.batch_size % M || M % D || M > c.batch_size) continue;
-                    int rows = c.batch_size / M;
-                    for (size_t ki = 0; !st && ki < sizeof kinds / sizeof kinds[0]; ki++) {
-                        sched_kind kind = kinds[ki];
-                        int chunks = kind == SCHED_INTERLEAVED ? 2 : 1;
-                        if (P == 1 && kind != SCHED_1F1B) continue; /* one stage: every schedule is the same */
-                        if (kind == SCHED_INTERLEAVED && ((M / D) % P || chunks * P > n_layers)) continue;
-                        config c2 = c;
-                        c2.schedule = kind;
-                        c2.chunks = chunks;
-                        c2.micro_batches = M;
-                        c2.data_parallel = D;
-                        c2.blas_threads = t;
-                        if (c2.reduction == REDUCTION_INVARIANT && D > 1 && ((M / D) & (M / D - 1))) continue;
-                        tried++;
-                        if (layout_grid(&L, &c2, P, D, 1 << 20)) {
-                            pt_clear_error();
-                            continue;
-                        }
-                        layer_costs *p = NULL;
-                        for (int k = 0; k < n_prof && !p; k++)
-                            if (prof[k].rows == rows && prof[k].threads == t) p = &prof[k];
-                        if (!p && n_prof < (int)(sizeof prof / sizeof prof[0])) {
-                            p = &prof[n_prof];
-                            if ((st = profile(&L, &c2, rows, t, p))) {
-                                free(p->fwd);
-                                break;
-                            }
-                            n_prof++;
-                        }
-                        if (!p) continue;
-                        int V = P * chunks;
-                        sim_stage_cost *vs = calloc((size_t)V, sizeof *vs);
-                        double *busy = calloc((size_t)P, sizeof *busy), step = 0, makespan = 0;
-                        if (!vs || !busy) {
-                            free(vs);
-                            free(busy);
-                            st = pt_fail(PT_ERR_NOMEM, "plan: out of memory");
-                            break;
-                        }
-                        stage_costs(&L, &c2, p, vs);
-                        if (simulate_step(&L, vs, net, &step, &makespan, busy, NULL)) {
-                            pt_clear_error();
-                            free(vs);
-                            free(busy);
-                            continue;
-                        }
-                        double worst = 0, mem = 0;
-                        for (int r = 0; r < P; r++) {
-                            if (makespan > 0 && 1 - busy[r] / makespan > worst) worst = 1 - busy[r] / makespan;
-                            double m = 0;
-                            for (int k = 0; k < chunks; k++) {
-                                const sim_stage_cost *o = &vs[k * P + r];
-                                m += o->stash_bytes * L.train_sc.slots[r * chunks + k] + 4.0 * o->grad_bytes;
-                            }
-                            mem = m > mem ? m : mem;
-                        }
-                        free(vs);
-                        free(busy);
-                        if (memory > 0 && mem > memory) continue;
-                        if (n_cand == cap_cand) {
-                            int nc = cap_cand ? 2 * cap_cand : 64;
-                            candidate *q = realloc(cand, (size_t)nc * sizeof *q);
-                            if (!q) {
-                                st = pt_fail(PT_ERR_NOMEM, "plan: out of memory");
-                                break;
-                            }
-                            cand = q;
-                            cap_cand = nc;
-                        }
-                        cand[n_cand++] = (candidate){N, t, P, D, M, chunks, kind, step,
-                                                     step > 0 ? c.batch_size * per_sample / step : 0, worst, mem};
-                    }
-                }
-            }
-    }
+    plan_space sp = {ranks, n_ranks, cores, ms, n_ms, 1, memory, net};
+    plan_result pr;
+    memset(&pr, 0, sizeof pr);
+    st = plan_layouts(&L, &c, &sp, &pr);
     int code = 1;
-    if (!st && n_cand == 0)
+    if (!st && pr.n_cand == 0)
         st = pt_fail(PT_ERR_INVALID, "plan: none of the %d layouts tried fits (ranks, layers, micro-batches%s); try "
-                     "other --ranks or --micro-batches%s", tried, memory > 0 ? ", memory" : "",
+                     "other --ranks or --micro-batches%s", pr.tried, memory > 0 ? ", memory" : "",
                      memory > 0 ? ", or more --memory-per-rank" : "");
     if (!st) {
-        qsort(cand, (size_t)n_cand, sizeof *cand, by_throughput);
+        qsort(pr.cand, (size_t)pr.n_cand, sizeof *pr.cand, by_throughput);
         char list[256] = "";
         for (int i = 0, pos = 0; i < n_ranks && pos < (int)sizeof list - 12; i++)
             pos += snprintf(list + pos, sizeof list - (size_t)pos, "%s%d", i ? "," : "", ranks[i]);
         printf("plan: %d layouts that fit, of %d tried, for %s on %s rank%s and %d core%s (%d profile%s of every "
-               "layer measured; %.1f s)\n", n_cand, tried, path, list, n_ranks == 1 && ranks[0] == 1 ? "" : "s",
-               cores, cores == 1 ? "" : "s", n_prof, n_prof == 1 ? "" : "s", now_s() - t_begin);
+               "layer measured; %.1f s)\n", pr.n_cand, pr.tried, path, list, n_ranks == 1 && ranks[0] == 1 ? "" : "s",
+               cores, cores == 1 ? "" : "s", pr.n_prof, pr.n_prof == 1 ? "" : "s", now_s() - t_begin);
         printf("  %4s %5s %5s %4s %5s %-11s %7s %14s %10s %7s %11s\n", "rank", "ranks", "stages", "repl", "M",
                "schedule", "threads", unit, "step ms", "bubble", "memory MiB");
-        int shown = all ? n_cand : (n_cand < 15 ? n_cand : 15);
+        int shown = all ? pr.n_cand : (pr.n_cand < 15 ? pr.n_cand : 15);
         for (int i = 0; i < shown; i++) {
-            const candidate *x = &cand[i];
+            const candidate *x = &pr.cand[i];
             char sched[32];
             snprintf(sched, sizeof sched, "%s%s", sched_kind_name(x->kind), x->chunks > 1 ? "×2" : "");
             printf("  %4d %5d %6d %4d %5d %-11s %7d %12.0f/s %10.2f %6.1f%% %11.1f\n", i + 1, x->ranks, x->P, x->D,
                    x->M, sched, x->threads, x->throughput, x->step * 1e3, 100 * x->bubble, x->memory / 1048576.0);
         }
-        const candidate *b = &cand[0];
-        printf("best: mpirun -np %d%s build/pipetrain train %s --set pipeline.data_parallel=%d "
-               "--set pipeline.micro_batches=%d --set pipeline.schedule=%s%s --set train.blas_threads=%d\n",
-               b->ranks, b->threads > 1 ? " --bind-to none" : " --bind-to core", path, b->D, b->M,
-               sched_kind_name(b->kind), b->chunks > 1 ? " --set pipeline.chunks=2" : "", b->threads);
+        char cmd[CONFIG_STR_MAX + 256];
+        format_command(&pr.cand[0], path, cmd, sizeof cmd);
+        printf("best: %s\n", cmd);
         code = 0;
     } else {
         fprintf(stderr, "pipetrain: %s\n", pt_last_error());
     }
-    for (int k = 0; k < n_prof; k++) free(prof[k].fwd);
-    free(cand);
+    plan_result_free(&pr);
     layout_free(&L);
     return code;
+}
+
+pt_status plan_compare(const layout *L, const config *c, int ranks, const char *path, char *out, size_t len)
+{
+    *out = '\0';
+    int cores = ranks * c->blas_threads, counts[32], n = 0;
+    for (int N = ranks; N >= 1 && n < 32; N /= 2) counts[n++] = N; /* N, N/2, ... 1 */
+    plan_space sp = {counts, n, cores, &c->micro_batches, 1, 0, 0, SIMULATE_NETWORK};
+    /* the run's model and data, on a grid of its own */
+    layout t;
+    memset(&t, 0, sizeof t);
+    t.m = L->m;
+    t.data = L->data;
+    t.layer_seconds = L->layer_seconds;
+    plan_result pr;
+    memset(&pr, 0, sizeof pr);
+    pt_status st = plan_layouts(&t, c, &sp, &pr);
+    schedule_free(&t.train_sc);
+    schedule_free(&t.eval_sc);
+    free(t.cuts);
+    openblas_set_num_threads(c->blas_threads);
+    if (st || pr.n_cand == 0) {
+        plan_result_free(&pr);
+        return st;
+    }
+    qsort(pr.cand, (size_t)pr.n_cand, sizeof *pr.cand, by_throughput);
+    const candidate *best = &pr.cand[0], *mine = NULL;
+    for (int i = 0; i < pr.n_cand && !mine; i++) {
+        const candidate *x = &pr.cand[i];
+        if (x->ranks == ranks && x->threads == c->blas_threads && x->D == c->data_parallel &&
+            x->kind == c->schedule && x->chunks == c->chunks)
+            mine = x;
+    }
+    double per_sample;
+    const char *unit = report_rate_unit(&L->data, &per_sample);
+    char cmd[CONFIG_STR_MAX + 256];
+    format_command(best, path, cmd, sizeof cmd);
+    if (mine && mine->throughput >= 0.97 * best->throughput)
+        snprintf(out, len, "plan: this layout is %s the planner's best of %d for %d core%s at M = %d (predicted %.0f "
+                 "%s/s)", mine == best ? "" : "within 3%% of", pr.n_cand, cores, cores == 1 ? "" : "s",
+                 c->micro_batches, mine->throughput, unit);
+    else
+        snprintf(out, len, "plan: the planner predicts %s%.0f %s/s for this layout but %.0f %s/s (%.2f×) for %d rank%s "
+                 "× %d BLAS thread%s, %d stage%s × %d replica%s, %s, on the same %d core%s: %s (pipetrain plan %s "
+                 "--ranks %d ranks every layout)", mine ? "" : "(not ranked) ", mine ? mine->throughput : 0.0, unit,
+                 best->throughput, unit, mine ? best->throughput / mine->throughput : 0.0, best->ranks,
+                 best->ranks == 1 ? "" : "s", best->threads, best->threads == 1 ? "" : "s", best->P,
+                 best->P == 1 ? "" : "s", best->D, best->D == 1 ? "" : "s", sched_kind_name(best->kind), cores,
+                 cores == 1 ? "" : "s", cmd, path, ranks);
+    plan_result_free(&pr);
+    return PT_OK;
 }

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "executor.h"
 #include "layout.h"
+#include "profile.h"
 #include "reduce.h"
 #include "report.h"
 #include "stage.h"
@@ -220,7 +221,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: pipetrain simulate CONFIG --ranks N [--set section.key=value ...] [--network LAT,BW[,ARBW]]\n"
-            "                          [--trace OUT.json] [--lists]\n"
+            "                          [--profile FILE] [--trace OUT.json] [--lists]\n"
             "\n"
             "Predicts the step time and throughput of training CONFIG on N ranks (N / D pipeline\n"
             "stages for D = pipeline.data_parallel replicas) before it runs: builds the same lowered\n"
@@ -233,6 +234,8 @@ static void usage(FILE *f)
             "  --network LAT,BW[,ARBW]  point-to-point latency (s) and bandwidth (bytes/s), and the\n"
             "                     gradient all-reduce's bandwidth (default 5e-6,5e9,1.7e9: shared memory\n"
             "                     on one machine with Open MPI)\n"
+            "  --profile FILE     take every layer's costs (and the network, unless --network is given)\n"
+            "                     from a profile written by pipetrain profile instead of measuring\n"
             "  --trace OUT.json   write the simulated step as a trace (tools/pipetrain-timeline draws\n"
             "                     it, --below a measured one)\n"
             "  --lists            print every rank's lowered op list, one op per line\n"
@@ -255,9 +258,9 @@ int simulate_main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    const char *path = argc > 2 ? argv[2] : NULL, *trace = NULL;
+    const char *path = argc > 2 ? argv[2] : NULL, *trace = NULL, *profile = NULL;
     long ranks = 0;
-    int lists = 0, code = 2;
+    int lists = 0, code = 2, network_given = 0;
     sim_network net = SIMULATE_NETWORK;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0;
@@ -282,12 +285,15 @@ int simulate_main(int argc, char **argv)
             sets[n_sets++] = v;
         else if (!strcmp(a, "--trace"))
             trace = v;
+        else if (!strcmp(a, "--profile"))
+            profile = v;
         else if (!strcmp(a, "--ranks")) {
             ranks = strtol(v, &end, 10);
             if (*end || ranks < 1 || ranks > 1 << 20)
                 st = pt_fail(PT_ERR_INVALID, "simulate: --ranks '%s': expected a whole number in 1..%d", v, 1 << 20);
         } else if (!strcmp(a, "--network")) {
             st = simulate_parse_network(v, "simulate", &net);
+            network_given = 1;
         } else {
             st = pt_fail(PT_ERR_INVALID, "simulate: unknown option '%s' (see pipetrain simulate --help)", a);
         }
@@ -303,7 +309,17 @@ int simulate_main(int argc, char **argv)
     layout L;
     memset(&L, 0, sizeof L);
     if (!st) st = layout_build(&L, &c, P, D, 1 << 20);
+    profile_file pf;
+    memset(&pf, 0, sizeof pf);
+    if (!st && profile) st = profile_read(profile, &L.m, config_micro_rows(&c), &pf);
+    if (!st && profile && pf.layers.threads != c.blas_threads)
+        st = pt_fail(PT_ERR_MISMATCH, "profile %s was measured with %d BLAS thread%s, the config has train.blas_threads "
+                     "= %d: profile again with the same train.blas_threads, or simulate with --set "
+                     "train.blas_threads=%d", profile, pf.layers.threads, pf.layers.threads == 1 ? "" : "s",
+                     c.blas_threads, pf.layers.threads);
+    if (!st && pf.has_network && !network_given) net = pf.net;
     if (st) {
+        profile_file_free(&pf);
         fprintf(stderr, "pipetrain: %s\n", pt_last_error());
         layout_free(&L);
         return 2;
@@ -318,7 +334,8 @@ int simulate_main(int argc, char **argv)
         if (!(start[r] = calloc((size_t)L.train_sc.ranks[r].n_ops + 1, sizeof **start)))
             st = pt_fail(PT_ERR_NOMEM, "simulate: out of memory");
     double t_cal = now_s();
-    if (!st) st = calibrate(&L, &c, 5, vs);
+    if (!st && profile) profile_stage_costs(&L, &c, &pf.layers, vs);
+    else if (!st) st = calibrate(&L, &c, 5, vs);
     t_cal = now_s() - t_cal;
     sim_model m = {&L, vs, net, 1e-6};
     double makespan = 0, step = 0;
@@ -330,9 +347,13 @@ int simulate_main(int argc, char **argv)
         double per_sample;
         const char *unit = report_rate_unit(&L.data, &per_sample);
         printf("simulated: %d stage%s × %d replica%s, %s schedule%s, %d micro-batches of %d samples (global batch "
-               "%d); calibrated on this machine in %.2f s, simulated in %.3f s\n",
+               "%d); %s%s in %.2f s, simulated in %.3f s\n",
                P, P == 1 ? "" : "s", D, D == 1 ? "" : "s", sched_kind_name(c.schedule), L.chunks > 1 ? " (chunks)" : "",
-               c.micro_batches, config_micro_rows(&c), c.batch_size, t_cal, t_sim);
+               c.micro_batches, config_micro_rows(&c), c.batch_size, profile ? "costs read from " : "calibrated on this machine",
+               profile ? profile : "", t_cal, t_sim);
+        printf("network: latency %.2g s, bandwidth %.3g bytes/s, all-reduce %.3g bytes/s (%s)\n", net.latency,
+               net.bandwidth, net.allreduce_bandwidth, network_given ? "--network" : pf.has_network ? "the profile's" :
+               "the default for one machine");
         for (int r = 0; r < P; r++) {
             double mem = 0;
             for (int k = 0; k < L.chunks; k++)
@@ -362,6 +383,7 @@ int simulate_main(int argc, char **argv)
     free(start);
     free(busy);
     free(vs);
+    profile_file_free(&pf);
     layout_free(&L);
     return code;
 }

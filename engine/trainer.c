@@ -14,6 +14,7 @@
 #include "layout.h"
 #include "layers.h"
 #include "persist.h"
+#include "plan.h"
 #include "reduce.h"
 #include "report.h"
 #include "schedule.h"
@@ -81,6 +82,20 @@ static pt_status setup(run *r, const config *c, const comm_grid *g, int *reporte
     if ((st = comm_same_text(g, "the data set (a hash of the bytes read from data.path)", data_line,
                              "every host must read the same data: copy the same files to every host, or put "
                              "data.path on a shared file system", reporter))) return st;
+    if (c->partition == PARTITION_MEASURED) { /* each host reads its own copy of pipeline.profile */
+        int V = r->L.P * r->L.chunks;
+        size_t len = 64 + 12 * ((size_t)V + 1);
+        char *cuts = malloc(len);
+        int pos = cuts ? snprintf(cuts, len, "virtual stages start at layers =") : 0;
+        for (int v = 0; cuts && v <= V; v++) pos += snprintf(cuts + pos, len - (size_t)pos, " %d", r->L.cuts[v]);
+        st = comm_agree(g, cuts ? PT_OK : pt_fail(PT_ERR_NOMEM, "out of memory"), reporter);
+        if (!st)
+            st = comm_same_text(g, "the partition measured from pipeline.profile", cuts,
+                                "every host must read the same pipeline.profile: copy the same file to every host, "
+                                "or put it on a shared file system", reporter);
+        free(cuts);
+        if (st) return st;
+    }
     *reporter = -1;
     int slots[EXEC_MAX_CHUNKS];
     for (int k = 0; k < r->L.chunks; k++) {
@@ -287,6 +302,15 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     if (st) goto done;
     if ((st = report_grid(c, g))) goto done;
     report_plan(c, g, &r.L.m, r.L.cuts, &r.L.train_sc, &r.L.data);
+    if (opt->mode == TRAINER_TRAIN && c->log_plan_compare) {
+        /* rank 0 measures alone; the others wait without taking its cores */
+        char line[2 * CONFIG_STR_MAX + 512];
+        pt_status local = g->rank == 0 ? plan_compare(&r.L, c, g->size, opt->config_path ? opt->config_path : "CONFIG",
+                                                      line, sizeof line) : PT_OK;
+        if (!local && g->rank == 0 && line[0]) puts(line);
+        if (local) pt_clear_error(); /* advice only: never a reason to stop */
+        if ((st = comm_barrier_idle(g->world))) goto done;
+    }
     if (opt->mode == TRAINER_TRAIN) {
         char command[CONFIG_STR_MAX + 64];
         snprintf(command, sizeof command, "pipetrain train %s", opt->config_path ? opt->config_path : "");
