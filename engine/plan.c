@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "layout.h"
@@ -16,13 +15,6 @@
 #include "report.h"
 #include "simulate.h"
 #include "stage.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct {
     int ranks, threads, P, D, M, chunks;
@@ -292,7 +284,7 @@ int plan_main(int argc, char **argv)
         for (int i = 0; i < n_ranks; i++) cores = ranks[i] > cores ? ranks[i] : cores;
     if (n_ms == 0)
         for (int m = 1; m <= 64; m *= 2) ms[n_ms++] = m;
-    double t_begin = now_s(), per_sample;
+    double t_begin = profile_clock(), per_sample;
     const char *unit = report_rate_unit(&L.data, &per_sample);
     plan_space sp = {ranks, n_ranks, cores, ms, n_ms, 1, memory, net};
     plan_result pr;
@@ -310,7 +302,7 @@ int plan_main(int argc, char **argv)
             pos += snprintf(list + pos, sizeof list - (size_t)pos, "%s%d", i ? "," : "", ranks[i]);
         printf("plan: %d layouts that fit, of %d tried, for %s on %s rank%s and %d core%s (%d profile%s of every "
                "layer measured; %.1f s)\n", pr.n_cand, pr.tried, path, list, n_ranks == 1 && ranks[0] == 1 ? "" : "s",
-               cores, cores == 1 ? "" : "s", pr.n_prof, pr.n_prof == 1 ? "" : "s", now_s() - t_begin);
+               cores, cores == 1 ? "" : "s", pr.n_prof, pr.n_prof == 1 ? "" : "s", profile_clock() - t_begin);
         printf("  %4s %5s %5s %4s %5s %-11s %7s %14s %10s %7s %11s\n", "rank", "ranks", "stages", "repl", "M",
                "schedule", "threads", unit, "step ms", "bubble", "memory MiB");
         int shown = all ? pr.n_cand : (pr.n_cand < 15 ? pr.n_cand : 15);

@@ -20,7 +20,7 @@
 #define PROFILE_VERSION 1
 #define PROFILE_FILE_MAX (64u << 20)
 
-static double now_s(void)
+double profile_clock(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -31,6 +31,12 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+double profile_median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return t[n / 2];
 }
 
 static pt_status costs_alloc(layer_costs *p, int n)
@@ -64,16 +70,7 @@ pt_status profile_layers(layout *L, const config *c, int rows, int threads, int 
     size_t cap = 0;
     stage s;
     double t[15];
-#define MEDIAN(expr, dst)                                                                                          \
-    do {                                                                                                           \
-        for (int i_ = 0; i_ < reps; i_++) {                                                                        \
-            double t0_ = now_s();                                                                                  \
-            expr;                                                                                                  \
-            t[i_] = now_s() - t0_;                                                                                 \
-        }                                                                                                          \
-        qsort(t, (size_t)reps, sizeof *t, cmp_double);                                                             \
-        dst = t[reps / 2];                                                                                         \
-    } while (0)
+#define MEDIAN(expr, dst) PROFILE_MEDIAN(expr, dst, t, reps)
     for (int l = 0; !st && l < n; l++) {
         if ((st = stage_init(&s, &L->m, l, l + 1, rows, 1, c->seed))) break;
         if ((st = stage_split_backward_init(&s))) {
@@ -425,7 +422,7 @@ int profile_main(int argc, char **argv, comm_grid *g)
     memset(&L, 0, sizeof L);
     layer_costs p;
     memset(&p, 0, sizeof p);
-    double t0 = now_s();
+    double t0 = profile_clock();
     if (g->rank == 0) {
         st = layout_open(&L, &c);
         if (!st) st = profile_layers(&L, &c, config_micro_rows(&c), c.blas_threads, reps, &p);
@@ -437,7 +434,7 @@ int profile_main(int argc, char **argv, comm_grid *g)
     if (!st && g->size >= 2) st = measure_network(g, &c, reps, &n, &reporter);
     int code = st ? 1 : 0;
     if (!st && g->rank == 0) {
-        char *text = profile_json(path, &c, &L.m, &p, g, g->size >= 2 ? &n : NULL, now_s() - t0);
+        char *text = profile_json(path, &c, &L.m, &p, g, g->size >= 2 ? &n : NULL, profile_clock() - t0);
         st = text ? report_write_text(output, "profile", text) : pt_fail(PT_ERR_NOMEM, "profile: out of memory");
         free(text);
         if (!st) {
@@ -453,7 +450,7 @@ int profile_main(int argc, char **argv, comm_grid *g)
             else
                 printf("network: not measured on one rank (run mpirun -np 2 or more to measure the transport)\n");
             printf("wrote %s in %.1f s; use it with: pipetrain simulate %s --ranks N --profile %s\n", output,
-                   now_s() - t0, path, output);
+                   profile_clock() - t0, path, output);
         }
         code = st ? 1 : 0;
     }

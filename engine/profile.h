@@ -18,6 +18,25 @@
 #include "pt_status.h"
 #include "simulate.h"
 
+/* Seconds on a monotonic clock (simulate and plan run without MPI): the
+ * difference of two calls is elapsed time. Not collective. */
+double profile_clock(void);
+
+/* The median of t[0..n) (n ≥ 1), sorting t in place. */
+double profile_median(double *t, int n);
+
+/* Runs `expr` `reps` times and sets dst to the median of its seconds
+ * (t: scratch room for reps doubles). */
+#define PROFILE_MEDIAN(expr, dst, t, reps)                                                                         \
+    do {                                                                                                           \
+        for (int i_ = 0; i_ < (reps); i_++) {                                                                      \
+            double t0_ = profile_clock();                                                                          \
+            expr;                                                                                                  \
+            (t)[i_] = profile_clock() - t0_;                                                                       \
+        }                                                                                                          \
+        dst = profile_median((t), (reps));                                                                         \
+    } while (0)
+
 /* Per-layer costs for micro-batches of `rows` rows with `threads` BLAS
  * threads; every array has n_layers entries (one allocation, layer_costs_free). */
 typedef struct {

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "config.h"
 #include "executor.h"
@@ -17,19 +16,6 @@
 #include "report.h"
 #include "stage.h"
 #include "trace.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct {
     const layout *L;
@@ -136,16 +122,7 @@ static pt_status calibrate(layout *L, const config *c, int reps, sim_stage_cost 
     if (!rc && (!(x = calloc(widest, sizeof *x)) || !(dout = calloc(widest, sizeof *dout))))
         rc = pt_fail(PT_ERR_NOMEM, "simulate: out of memory");
     optim_config oc = config_optim(c);
-#define MEDIAN(expr, dst)                                                                                          \
-    do {                                                                                                           \
-        for (int k_ = 0; k_ < reps; k_++) {                                                                        \
-            double t0_ = now_s();                                                                                  \
-            expr;                                                                                                  \
-            t[k_] = now_s() - t0_;                                                                                 \
-        }                                                                                                          \
-        qsort(t, (size_t)reps, sizeof *t, cmp_double);                                                             \
-        dst = t[reps / 2];                                                                                         \
-    } while (0)
+#define MEDIAN(expr, dst) PROFILE_MEDIAN(expr, dst, t, reps)
     if (!rc) MEDIAN(dataset_train_batch(&L->data, 0, 0, stage_input(&st[0], 0), NULL), out[0].data);
     for (int v = 0; !rc && v < V; v++) {
         sim_stage_cost *o = &out[v];
@@ -333,15 +310,15 @@ int simulate_main(int argc, char **argv)
     for (int r = 0; !st && r < P; r++)
         if (!(start[r] = calloc((size_t)L.train_sc.ranks[r].n_ops + 1, sizeof **start)))
             st = pt_fail(PT_ERR_NOMEM, "simulate: out of memory");
-    double t_cal = now_s();
+    double t_cal = profile_clock();
     if (!st && profile) profile_stage_costs(&L, &c, &pf.layers, vs);
     else if (!st) st = calibrate(&L, &c, 5, vs);
-    t_cal = now_s() - t_cal;
+    t_cal = profile_clock() - t_cal;
     sim_model m = {&L, vs, net, 1e-6};
     double makespan = 0, step = 0;
-    double t_sim = now_s();
+    double t_sim = profile_clock();
     if (!st) st = simulate_step(&L, vs, net, &step, &makespan, busy, start);
-    t_sim = now_s() - t_sim;
+    t_sim = profile_clock() - t_sim;
     if (!st) {
         if (lists) schedule_print(&L.train_sc, print_line, NULL);
         double per_sample;
