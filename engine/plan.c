@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "layout.h"
 #include "profile.h"
 #include "reduce.h"
@@ -215,59 +216,36 @@ static int parse_list(const char *s, int *out, int max)
 
 int plan_main(int argc, char **argv)
 {
-    for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        }
-    const char *path = argc > 2 ? argv[2] : NULL;
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    const char *path, *o_ranks = NULL, *o_ms = NULL, *o_cores = NULL, *o_memory = NULL, *o_network = NULL;
     int ranks[64], n_ranks = 0, ms[64], n_ms = 0, cores = 0, all = 0;
     double memory = 0;
     sim_network net = SIMULATE_NETWORK;
+    const cli_option opts[] = {{"--ranks", NULL, &o_ranks, NULL}, {"--micro-batches", NULL, &o_ms, NULL},
+                               {"--cores", NULL, &o_cores, NULL}, {"--memory-per-rank", NULL, &o_memory, NULL},
+                               {"--network", NULL, &o_network, NULL}, {"--all", NULL, NULL, &all}, {NULL, NULL, NULL, NULL}};
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0;
-    pt_status st = sets ? PT_OK : pt_fail(PT_ERR_NOMEM, "out of memory");
-    if (!st && (!path || path[0] == '-')) st = pt_fail(PT_ERR_INVALID, "plan: expected CONFIG after 'plan'");
-    for (int i = 3; !st && i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        if (!strcmp(a, "--all")) {
-            all = 1;
-            continue;
-        }
-        if (!strncmp(a, "--set=", 6)) {
-            sets[n_sets++] = a + 6;
-            continue;
-        }
-        if (!v) {
-            st = pt_fail(PT_ERR_INVALID, "plan: %s needs a value (see pipetrain plan --help)", a);
-            break;
-        }
-        if (!strcmp(a, "--set"))
-            sets[n_sets++] = v;
-        else if (!strcmp(a, "--ranks")) {
-            if ((n_ranks = parse_list(v, ranks, 64)) < 1)
-                st = pt_fail(PT_ERR_INVALID, "plan: --ranks '%s': expected rank counts such as 2 or 1,2,4", v);
-        } else if (!strcmp(a, "--micro-batches")) {
-            if ((n_ms = parse_list(v, ms, 64)) < 1)
-                st = pt_fail(PT_ERR_INVALID, "plan: --micro-batches '%s': expected counts such as 4,8,16", v);
-        } else if (!strcmp(a, "--cores")) {
-            cores = (int)strtol(v, &end, 10);
-            if (*end || cores < 1) st = pt_fail(PT_ERR_INVALID, "plan: --cores '%s': expected a whole number >= 1", v);
-        } else if (!strcmp(a, "--memory-per-rank")) {
-            memory = strtod(v, &end);
-            double unit = *end == 'K' || *end == 'k' ? 1024.0 : *end == 'M' ? 1048576.0 : *end == 'G' ? 1073741824.0 : 1;
-            if (unit > 1) end++;
-            memory *= unit;
-            if (*end || !(memory > 0))
-                st = pt_fail(PT_ERR_INVALID, "plan: --memory-per-rank '%s': expected bytes, e.g. 512M or 4G", v);
-        } else if (!strcmp(a, "--network")) {
-            st = simulate_parse_network(v, "plan", &net);
-        } else {
-            st = pt_fail(PT_ERR_INVALID, "plan: unknown option '%s' (see pipetrain plan --help)", a);
-        }
-        i++;
+    pt_status st = sets ? cli_parse(argc, argv, opts, &path, sets, &n_sets) : pt_fail(PT_ERR_NOMEM, "out of memory");
+    char *end = NULL;
+    if (!st && o_ranks && (n_ranks = parse_list(o_ranks, ranks, 64)) < 1)
+        st = pt_fail(PT_ERR_INVALID, "plan: --ranks '%s': expected rank counts such as 2 or 1,2,4", o_ranks);
+    if (!st && o_ms && (n_ms = parse_list(o_ms, ms, 64)) < 1)
+        st = pt_fail(PT_ERR_INVALID, "plan: --micro-batches '%s': expected counts such as 4,8,16", o_ms);
+    if (!st && o_cores && ((cores = (int)strtol(o_cores, &end, 10)) < 1 || *end))
+        st = pt_fail(PT_ERR_INVALID, "plan: --cores '%s': expected a whole number >= 1", o_cores);
+    if (!st && o_memory) {
+        memory = strtod(o_memory, &end);
+        double unit = *end == 'K' || *end == 'k' ? 1024.0 : *end == 'M' ? 1048576.0 : *end == 'G' ? 1073741824.0 : 1;
+        if (unit > 1) end++;
+        memory *= unit;
+        if (*end || !(memory > 0))
+            st = pt_fail(PT_ERR_INVALID, "plan: --memory-per-rank '%s': expected bytes, e.g. 512M or 4G", o_memory);
     }
+    if (!st && o_network) st = simulate_parse_network(o_network, "plan", &net);
     if (!st && n_ranks == 0) st = pt_fail(PT_ERR_INVALID, "plan: --ranks LIST is required (e.g. --ranks 2)");
     config c;
     if (!st) st = config_load(&c, path, sets, n_sets);

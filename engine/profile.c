@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "reduce.h"
 #include "report.h"
 #include "safefile.h"
@@ -295,7 +296,7 @@ static pt_status measure_network(comm_grid *g, const config *c, int reps, net_pr
 
 /* ---- writing ---------------------------------------------------------------- */
 
-static char *profile_json(const char *config_path, const config *c, const model *m, const layer_costs *p,
+static char *profile_json(const char *config_path, const model *m, const layer_costs *p,
                           const comm_grid *g, const net_profile *n, double seconds)
 {
     cJSON *root = cJSON_CreateObject(), *layers = cJSON_CreateArray();
@@ -307,7 +308,6 @@ static char *profile_json(const char *config_path, const config *c, const model 
     cJSON_AddNumberToObject(root, "blas_threads", p->threads);
     cJSON_AddNumberToObject(root, "seconds", seconds);
     cJSON_AddNumberToObject(root, "data_s", p->data);
-    (void)c;
     for (int l = 0; l < p->n_layers; l++) {
         cJSON *e = cJSON_CreateObject();
         cJSON_AddNumberToObject(e, "index", l);
@@ -375,40 +375,20 @@ static void usage(FILE *f)
 
 int profile_main(int argc, char **argv, comm_grid *g)
 {
-    for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            if (g->rank == 0) usage(stdout);
-            return 0;
-        }
-    const char *path = argc > 2 ? argv[2] : NULL, *output = "profile.json";
+    if (cli_wants_help(argc, argv)) {
+        if (g->rank == 0) usage(stdout);
+        return 0;
+    }
+    const char *path, *output = "profile.json", *o_reps = NULL;
     int reps = 5;
+    const cli_option opts[] = {{"--output", "-o", &output, NULL}, {"--reps", NULL, &o_reps, NULL},
+                               {NULL, NULL, NULL, NULL}};
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0;
-    pt_status st = sets ? PT_OK : pt_fail(PT_ERR_NOMEM, "out of memory");
-    if (!st && (!path || path[0] == '-')) st = pt_fail(PT_ERR_INVALID, "profile: expected CONFIG after 'profile'");
-    for (int i = 3; !st && i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        if (!strncmp(a, "--set=", 6)) {
-            sets[n_sets++] = a + 6;
-            continue;
-        }
-        if (!v) {
-            st = pt_fail(PT_ERR_INVALID, "profile: %s needs a value (see pipetrain profile --help)", a);
-            break;
-        }
-        if (!strcmp(a, "--set"))
-            sets[n_sets++] = v;
-        else if (!strcmp(a, "--output") || !strcmp(a, "-o"))
-            output = v;
-        else if (!strcmp(a, "--reps")) {
-            reps = (int)strtol(v, &end, 10);
-            if (*end || reps < 1 || reps > 15) st = pt_fail(PT_ERR_INVALID, "profile: --reps '%s': expected 1..15", v);
-        } else {
-            st = pt_fail(PT_ERR_INVALID, "profile: unknown option '%s' (see pipetrain profile --help)", a);
-        }
-        i++;
-    }
+    pt_status st = sets ? cli_parse(argc, argv, opts, &path, sets, &n_sets) : pt_fail(PT_ERR_NOMEM, "out of memory");
+    char *end = NULL;
+    if (!st && o_reps && ((reps = (int)strtol(o_reps, &end, 10)) < 1 || *end || reps > 15))
+        st = pt_fail(PT_ERR_INVALID, "profile: --reps '%s': expected 1..15", o_reps);
     config c;
     if (!st) st = config_load(&c, path, sets, n_sets);
     free(sets);
@@ -434,7 +414,7 @@ int profile_main(int argc, char **argv, comm_grid *g)
     if (!st && g->size >= 2) st = measure_network(g, &c, reps, &n, &reporter);
     int code = st ? 1 : 0;
     if (!st && g->rank == 0) {
-        char *text = profile_json(path, &c, &L.m, &p, g, g->size >= 2 ? &n : NULL, profile_clock() - t0);
+        char *text = profile_json(path, &L.m, &p, g, g->size >= 2 ? &n : NULL, profile_clock() - t0);
         st = text ? report_write_text(output, "profile", text) : pt_fail(PT_ERR_NOMEM, "profile: out of memory");
         free(text);
         if (!st) {

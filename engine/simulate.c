@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "cli.h"
 #include "executor.h"
 #include "layout.h"
 #include "profile.h"
@@ -230,52 +231,24 @@ static void print_line(void *ctx, const char *line)
 
 int simulate_main(int argc, char **argv)
 {
-    for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        }
-    const char *path = argc > 2 ? argv[2] : NULL, *trace = NULL, *profile = NULL;
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    const char *path, *trace = NULL, *profile = NULL, *o_ranks = NULL, *o_network = NULL;
     long ranks = 0;
-    int lists = 0, code = 2, network_given = 0;
+    int lists = 0, code = 2;
     sim_network net = SIMULATE_NETWORK;
+    const cli_option opts[] = {{"--ranks", NULL, &o_ranks, NULL}, {"--network", NULL, &o_network, NULL},
+                               {"--profile", NULL, &profile, NULL}, {"--trace", NULL, &trace, NULL},
+                               {"--lists", NULL, NULL, &lists}, {NULL, NULL, NULL, NULL}};
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0;
-    pt_status st = sets ? PT_OK : pt_fail(PT_ERR_NOMEM, "out of memory");
-    if (!st && (!path || path[0] == '-')) st = pt_fail(PT_ERR_INVALID, "simulate: expected CONFIG after 'simulate'");
-    for (int i = 3; !st && i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        if (!strncmp(a, "--set=", 6)) {
-            sets[n_sets++] = a + 6;
-            continue;
-        }
-        if (!strcmp(a, "--lists")) {
-            lists = 1;
-            continue;
-        }
-        if (!v) {
-            st = pt_fail(PT_ERR_INVALID, "simulate: %s needs a value (see pipetrain simulate --help)", a);
-            break;
-        }
-        if (!strcmp(a, "--set"))
-            sets[n_sets++] = v;
-        else if (!strcmp(a, "--trace"))
-            trace = v;
-        else if (!strcmp(a, "--profile"))
-            profile = v;
-        else if (!strcmp(a, "--ranks")) {
-            ranks = strtol(v, &end, 10);
-            if (*end || ranks < 1 || ranks > 1 << 20)
-                st = pt_fail(PT_ERR_INVALID, "simulate: --ranks '%s': expected a whole number in 1..%d", v, 1 << 20);
-        } else if (!strcmp(a, "--network")) {
-            st = simulate_parse_network(v, "simulate", &net);
-            network_given = 1;
-        } else {
-            st = pt_fail(PT_ERR_INVALID, "simulate: unknown option '%s' (see pipetrain simulate --help)", a);
-        }
-        i++;
-    }
+    pt_status st = sets ? cli_parse(argc, argv, opts, &path, sets, &n_sets) : pt_fail(PT_ERR_NOMEM, "out of memory");
+    char *end = NULL;
+    if (!st && o_ranks && ((ranks = strtol(o_ranks, &end, 10)) < 1 || *end || ranks > 1 << 20))
+        st = pt_fail(PT_ERR_INVALID, "simulate: --ranks '%s': expected a whole number in 1..%d", o_ranks, 1 << 20);
+    if (!st && o_network) st = simulate_parse_network(o_network, "simulate", &net);
     if (!st && ranks == 0) st = pt_fail(PT_ERR_INVALID, "simulate: --ranks N is required (the ranks of the job)");
     config c;
     if (!st) st = config_load(&c, path, sets, n_sets);
@@ -294,7 +267,7 @@ int simulate_main(int argc, char **argv)
                      "= %d: profile again with the same train.blas_threads, or simulate with --set "
                      "train.blas_threads=%d", profile, pf.layers.threads, pf.layers.threads == 1 ? "" : "s",
                      c.blas_threads, pf.layers.threads);
-    if (!st && pf.has_network && !network_given) net = pf.net;
+    if (!st && pf.has_network && !o_network) net = pf.net;
     if (st) {
         profile_file_free(&pf);
         fprintf(stderr, "pipetrain: %s\n", pt_last_error());
@@ -329,7 +302,7 @@ int simulate_main(int argc, char **argv)
                c.micro_batches, config_micro_rows(&c), c.batch_size, profile ? "costs read from " : "calibrated on this machine",
                profile ? profile : "", t_cal, t_sim);
         printf("network: latency %.2g s, bandwidth %.3g bytes/s, all-reduce %.3g bytes/s (%s)\n", net.latency,
-               net.bandwidth, net.allreduce_bandwidth, network_given ? "--network" : pf.has_network ? "the profile's" :
+               net.bandwidth, net.allreduce_bandwidth, o_network ? "--network" : pf.has_network ? "the profile's" :
                "the default for one machine");
         for (int r = 0; r < P; r++) {
             double mem = 0;
