@@ -33,6 +33,85 @@ static void colsum_accumulate(float *acc, const float *m, int rows, int cols)
     }
 }
 
+/* ------------------------------------------- element-wise kernels by ISA */
+
+#define GELU_SCALE 0.7978845608028654f /* √(2/π) */
+#define GELU_CUBE 0.044715f
+#define PHILOX_LANES 16 /* quads of dropout words made side by side */
+
+typedef struct {
+    void (*gelu_forward)(float *, const float *, size_t);
+    void (*gelu_backward)(float *, const float *, const float *, size_t);
+    void (*relu_forward)(float *, const float *, size_t);
+    void (*relu_backward)(float *, const float *, const float *, size_t);
+    void (*bias_add)(float *, const float *, int, int);
+    void (*dropout_apply)(float *, const float *, size_t, float, uint32_t, uint32_t, uint32_t, uint32_t,
+                          uint32_t);
+    void (*philox_quads)(uint32_t *, uint32_t, uint32_t, uint32_t, uint64_t, uint32_t, uint32_t);
+} kernels_ew;
+
+#define KERNEL(name) name##_portable
+#include "kernels_ew.inc"
+#undef KERNEL
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define KERNELS_X86 1
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define KERNEL(name) name##_avx2
+#include "kernels_ew.inc"
+#undef KERNEL
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define KERNEL(name) name##_avx512
+#include "kernels_ew.inc"
+#undef KERNEL
+#pragma GCC pop_options
+#endif
+
+static const kernels_ew *ew = &table_portable;
+static kernels_isa ew_isa = KERNELS_PORTABLE;
+
+const char *kernels_isa_name(kernels_isa isa)
+{
+    static const char *const names[] = {"portable", "AVX2", "AVX-512"};
+    return isa >= KERNELS_PORTABLE && isa <= KERNELS_AVX512 ? names[isa] : "unknown";
+}
+
+int kernels_isa_supported(kernels_isa isa)
+{
+    if (isa == KERNELS_PORTABLE) return 1;
+#ifdef KERNELS_X86
+    __builtin_cpu_init();
+    if (isa == KERNELS_AVX2) return __builtin_cpu_supports("avx2");
+    if (isa == KERNELS_AVX512) return __builtin_cpu_supports("avx512f");
+#endif
+    return 0;
+}
+
+int kernels_isa_select(kernels_isa isa)
+{
+    if (!kernels_isa_supported(isa)) return 0;
+#ifdef KERNELS_X86
+    ew = isa == KERNELS_AVX512 ? &table_avx512 : isa == KERNELS_AVX2 ? &table_avx2 : &table_portable;
+#endif
+    ew_isa = isa;
+    return 1;
+}
+
+kernels_isa kernels_isa_current(void) { return ew_isa; }
+
+/* Once, when the program starts: the widest the CPU has. */
+__attribute__((constructor)) static void kernels_isa_start(void)
+{
+    if (!kernels_isa_select(KERNELS_AVX512)) (void)kernels_isa_select(KERNELS_AVX2);
+}
+
+void kernels_philox_quads(uint32_t *words, const uint32_t ctr[3], uint64_t q0, const uint32_t key[2])
+{
+    ew->philox_quads(words, ctr[0], ctr[1], ctr[2], q0, key[0], key[1]);
+}
+
 /* ------------------------------------------------------------------ linear */
 
 /* out[B,OUT] = in[B,IN] · w[OUT,IN]ᵀ + b[OUT] */
@@ -46,12 +125,7 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
     } else {
         memset(out, 0, (size_t)B * (size_t)OUT * sizeof(float));
     }
-    if (b) {
-        for (int r = 0; r < B; r++) {
-            float *o = out + (size_t)r * (size_t)OUT;
-            for (int j = 0; j < OUT; j++) o[j] += b[j];
-        }
-    }
+    if (b) ew->bias_add(out, b, B, OUT);
 }
 
 /* din[B,IN] = dout[B,OUT] · w[OUT,IN];  dw[OUT,IN] += doutᵀ · in;
@@ -79,19 +153,12 @@ void linear_backward(float *din, float *dw, float *db, const float *dout,
 /* -------------------------------------------------------------------- ReLU */
 
 /* out[N] = max(in, 0); a NaN input stays NaN so the non-finite check sees it */
-void relu_forward(float *out, const float *in, size_t N)
-{
-    for (size_t i = 0; i < N; i++) {
-        float x = in[i];
-        out[i] = x <= 0.0f ? 0.0f : x;
-    }
-}
+void relu_forward(float *out, const float *in, size_t N) { ew->relu_forward(out, in, N); }
 
 /* din[N] = dout · [in > 0] */
 void relu_backward(float *din, const float *dout, const float *in, size_t N)
 {
-    if (!din) return;
-    for (size_t i = 0; i < N; i++) din[i] = in[i] > 0.0f ? dout[i] : 0.0f;
+    if (din) ew->relu_backward(din, dout, in, N);
 }
 
 /* -------------------------------------------------------------------- GELU */
@@ -99,60 +166,16 @@ void relu_backward(float *din, const float *dout, const float *in, size_t N)
 #define GELU_SCALE 0.7978845608028654f /* √(2/π) */
 #define GELU_CUBE 0.044715f
 
-/* e^x for x clamped to [-87, 88], branch-free so that loops over it
- * vectorise (libm's tanhf does not, and dominated the Transformer's time):
- * x = n·ln2 + r with |r| ≤ ln2/2, e^r by the degree-6 polynomial of Cephes'
- * expf (about 1 ulp), 2^n from the exponent bits. */
-static inline float exp_poly(float x)
-{
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-/* tanh(u) = (e^{2u} − 1)/(e^{2u} + 1), |u| clamped to 9 (tanh is ±1 in float
- * beyond); absolute error about 1e-7. */
-static inline float tanh_poly(float u)
-{
-    u = u < -9.0f ? -9.0f : (u > 9.0f ? 9.0f : u);
-    float e = exp_poly(2.0f * u);
-    return (e - 1.0f) / (e + 1.0f);
-}
-
-/* out[N] = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) */
-void gelu_forward(float *out, const float *in, size_t N)
-{
-    for (size_t i = 0; i < N; i++) {
-        float x = in[i];
-        float t = tanh_poly(GELU_SCALE * (x + GELU_CUBE * x * x * x));
-        out[i] = 0.5f * x * (1.0f + t);
-    }
-}
+/* out[N] = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), tanh and e^x as
+ * branch-free polynomials (libm's tanhf does not vectorise and dominated the
+ * Transformer's time): kernels_ew.inc */
+void gelu_forward(float *out, const float *in, size_t N) { ew->gelu_forward(out, in, N); }
 
 /* din[N] = dout · d/dx gelu(x)
  *        = dout · (½(1 + t) + ½·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²)) */
 void gelu_backward(float *din, const float *dout, const float *in, size_t N)
 {
-    if (!din) return;
-    for (size_t i = 0; i < N; i++) {
-        float x = in[i];
-        float t = tanh_poly(GELU_SCALE * (x + GELU_CUBE * x * x * x));
-        float sech2 = 1.0f - t * t;
-        float local = 0.5f * (1.0f + t) +
-                      0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * GELU_CUBE * x * x);
-        din[i] = local * dout[i];
-    }
+    if (din) ew->gelu_backward(din, dout, in, N);
 }
 
 /* --------------------------------------------------------------- LayerNorm */
@@ -240,20 +263,15 @@ void layernorm_backward(float *din, float *dw, float *db, const float *dout,
 
 /* ----------------------------------------------------------------- Dropout */
 
-/* dst[i] = src[i]·scale where rng_uniform(key, i) >= p, else 0 (0 < p < 1) */
+/* dst[i] = src[i]·scale where rng_uniform(key, i) >= p, else 0 (0 < p < 1):
+ * the words of rng_u32x4, made PHILOX_LANES quads at a time */
 static void dropout_apply(float *dst, const float *src, size_t N, float p, dropout_key dk)
 {
     rng_key key = {.seed = dk.seed, .stream = RNG_STREAM_DROPOUT, .a = dk.layer,
                    .b = dk.step, .c = dk.micro_batch};
-    float scale = 1.0f / (1.0f - p);
-    uint32_t r[4];
-    for (size_t i0 = 0; i0 < N; i0 += 4) {
-        /* element i keeps when rng_uniform(key, i) >= p: one Philox call per 4 */
-        rng_u32x4(key, (uint64_t)(i0 >> 2), r);
-        size_t n = N - i0 < 4 ? N - i0 : 4;
-        for (size_t j = 0; j < n; j++)
-            dst[i0 + j] = rng_to_unit(r[j]) >= p ? src[i0 + j] * scale : 0.0f;
-    }
+    uint32_t w[3], k[2];
+    rng_philox_words(key, w, k);
+    ew->dropout_apply(dst, src, N, p, w[0], w[1], w[2], k[0], k[1]);
 }
 
 /* p <= 0 copies (out may equal in); p >= 1 drops everything. */

@@ -11,6 +11,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The instruction set the element-wise kernels (GELU, ReLU, bias add,
+ * dropout) run with: the widest the CPU supports, chosen once when the
+ * program starts. Every choice gives the same bits (the same unfused
+ * arithmetic in the same order, vectorised over independent elements). */
+typedef enum { KERNELS_PORTABLE = 0, KERNELS_AVX2, KERNELS_AVX512 } kernels_isa;
+/* "portable", "AVX2" or "AVX-512". */
+const char *kernels_isa_name(kernels_isa isa);
+/* 1 when this build and CPU can run isa. */
+int kernels_isa_supported(kernels_isa isa);
+/* Switches to isa (tests and benchmarks compare them); 0, and no change,
+ * when unsupported. Not thread-safe: call before kernels run. */
+int kernels_isa_select(kernels_isa isa);
+kernels_isa kernels_isa_current(void);
+/* Philox4x32-10 words of the 16 quads q0 .. q0+15 of the sequence with
+ * counter words ctr and key (rng_philox_words) into words[64], quad q0+k's
+ * at words[4k..4k+3]: the same as rng_u32x4 (the dropout mask's words). */
+void kernels_philox_quads(uint32_t *words, const uint32_t ctr[3], uint64_t q0, const uint32_t key[2]);
+
 /* Linear: out[B,OUT] = in[B,IN] · w[OUT,IN]ᵀ + b[OUT]   (b may be NULL) */
 void linear_forward(float *out, const float *in, const float *w, const float *b,
                     int B, int IN, int OUT);

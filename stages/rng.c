@@ -8,12 +8,21 @@
 
 /* Counter words: [stream:8 | a:24], b, [c:16 | index_hi:16], index_lo.
  * One Philox call yields four 32-bit words: elements 4k .. 4k+3. */
+void rng_philox_words(rng_key key, uint32_t ctr[3], uint32_t k[2])
+{
+    ctr[0] = (key.stream << 24) | (key.a & 0xffffffu);
+    ctr[1] = key.b;
+    ctr[2] = key.c << 16;
+    k[0] = (uint32_t)key.seed;
+    k[1] = (uint32_t)(key.seed >> 32);
+}
+
 static philox4x32_ctr_t block(rng_key key, uint64_t quad)
 {
-    philox4x32_ctr_t ctr = {{(key.stream << 24) | (key.a & 0xffffffu), key.b,
-                             (key.c << 16) | (uint32_t)((quad >> 32) & 0xffffu),
-                             (uint32_t)quad}};
-    philox4x32_key_t k = {{(uint32_t)key.seed, (uint32_t)(key.seed >> 32)}};
+    uint32_t w[3], kw[2];
+    rng_philox_words(key, w, kw);
+    philox4x32_ctr_t ctr = {{w[0], w[1], w[2] | (uint32_t)((quad >> 32) & 0xffffu), (uint32_t)quad}};
+    philox4x32_key_t k = {{kw[0], kw[1]}};
     return philox4x32(ctr, k);
 }
 

@@ -25,6 +25,12 @@ typedef struct {
     uint32_t c;
 } rng_key;
 
+/* The Philox4x32-10 counter and key of a sequence: quad q is Philox of the
+ * counter {ctr[0], ctr[1], ctr[2] | (q >> 32 & 0xffff), q & 0xffffffff}
+ * under the key {k[0], k[1]}, for vectorised generators that must give
+ * rng_u32x4's words (kernels.c's dropout). */
+void rng_philox_words(rng_key key, uint32_t ctr[3], uint32_t k[2]);
+
 /* 32 random bits for element `index` of the sequence named by key. */
 uint32_t rng_u32(rng_key key, uint64_t index);
 /* The words of elements 4·quad .. 4·quad+3 from one Philox call. */
