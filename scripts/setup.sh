@@ -8,7 +8,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PACKAGES=(build-essential cmake pkg-config git
           libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev hdf5-tools zlib1g-dev
           libcriterion-dev libinih-dev libcjson-dev librandom123-dev libxxhash-dev libdeflate-dev
-          dataset-fashion-mnist gnuplot-nox fortunes jq python3-h5py perl)
+          dataset-fashion-mnist gnuplot-nox fortunes jq python3-h5py perl
+          iproute2 util-linux)
 
 bash scripts/install-packages.sh "${PACKAGES[@]}"
 

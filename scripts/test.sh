@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds a release tree and a
 # sanitizer tree, runs the unit tests under ASan + UBSan and the multi-rank
-# and command-line tests on the release build.
+# and command-line tests on the release build, then the multi-host tests
+# (hosts as network namespaces; skipped, with the reason, where they cannot be made).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh --sanitize
@@ -21,8 +22,14 @@ echo "== unit tests (ASan + UBSan) =="
 ctest --test-dir build-asan -L unit --output-on-failure -j2 2>&1 | tee -a "$log" || status=1
 echo "== multi-rank and command-line tests (release) =="
 ctest --test-dir build -L mpi --output-on-failure 2>&1 | tee -a "$log" || status=1
+echo "== multi-host tests: hosts as network namespaces (release) =="
+if why=$(bash tests/cluster/hosts.sh available 2>&1); then
+  ctest --test-dir build -L cluster --output-on-failure 2>&1 | tee -a "$log" || status=1
+else
+  echo "multi-host tests skipped: ${why#hosts: }"
+fi
 
-# One closing line over both runs.
+# One closing line over all the runs.
 total=$(sed -n 's/.* tests passed, \([0-9]*\) tests failed out of \([0-9]*\)/\1 \2/p' "$log" |
         awk '{f += $1; n += $2} END {print n - f, f}')
 set -- $total
