@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "partition.h"
+#include "stop.h"
 
 pt_status step_init(step_state *s, const model *m, const int *cuts, const stage *st, int chunks,
                     const comm_grid *g)
@@ -35,7 +36,7 @@ pt_status step_init(step_state *s, const model *m, const int *cuts, const stage 
         }
         if (a != b && (rc = comm_tied_group(g, a, b, &s->tied))) return rc;
     }
-    s->reduce = calloc((size_t)m->n_layers + 2, sizeof *s->reduce);
+    s->reduce = calloc((size_t)m->n_layers + 2 + STOP_KINDS, sizeof *s->reduce);
     if (!s->reduce) return pt_fail(PT_ERR_NOMEM, "out of memory");
     return PT_OK;
 }
@@ -68,20 +69,25 @@ pt_status step_finish(step_state *s, const config *c, const comm_grid *g, const 
     int L = m->n_layers;
     double *reduce = s->reduce;
     double t0 = comm_wtime();
-    memset(reduce, 0, (size_t)(L + 2) * sizeof *reduce);
+    memset(reduce, 0, (size_t)(L + 2 + STOP_KINDS) * sizeof *reduce);
     /* the replicas hold the same gradients (reduced over them already): replica 0 counts them */
     for (int k = 0; k < s->chunks && g->replica == 0; k++) stage_grad_sumsq(&st[k], reduce);
     if (g->stage == g->P - 1) reduce[L] = ex->loss_sum / c->micro_batches; /* it holds the last virtual stage */
     reduce[L + 1] = !isfinite(reduce[L]);
     for (int k = 0; k < s->chunks; k++)
         for (int l = st[k].first; l < st[k].last; l++) reduce[L + 1] += !isfinite(reduce[l]);
+    int sig = stop_signal(); /* read once: a signal may arrive meanwhile */
+    for (int k = 0; k < STOP_KINDS; k++) reduce[L + 2 + k] = sig != 0 && sig == stop_signal_of(k);
     double t1 = comm_wtime();
-    pt_status rc = comm_allreduce_sum(reduce, L + 2, g->world, "the fused end-of-step reduction");
+    pt_status rc = comm_allreduce_sum(reduce, L + 2 + STOP_KINDS, g->world, "the fused end-of-step reduction");
     double t2 = comm_wtime();
     executor_note(ex, EXEC_EVENT_STEP_REDUCE, step, t1, t2);
     ex->t.comm += t2 - t1;
     t0 += t2 - t1; /* the reduction is communication, not optimizer time */
     if (rc) return rc;
+    s->stop_signal = 0; /* the same on every rank: the first kind any rank received */
+    for (int k = STOP_KINDS - 1; k >= 0; k--)
+        if (reduce[L + 2 + k] > 0) s->stop_signal = stop_signal_of(k);
     double sum = 0.0;
     for (int l = 0; l < L; l++) sum += reduce[l]; /* global layer order */
     *norm = sqrt(sum);

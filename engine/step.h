@@ -14,13 +14,16 @@
 /* What one rank keeps between steps. A zeroed step_state holds nothing
  * (step_free accepts it). */
 typedef struct {
-    double *reduce;          /* n_layers + 2 doubles: per global layer Σg², then the loss, then the
-                              * count of non-finite values */
+    double *reduce;          /* n_layers + 2 + STOP_KINDS doubles: per global layer Σg², then the
+                              * loss, the count of non-finite values, and per stop signal the
+                              * ranks that received it (stop.h) */
     comm_tied tied;          /* the two ranks holding the tied embedding and its copy, when they are
                               * different stages; zeroed otherwise */
     int chunks;              /* model chunks of this rank (st[0..chunks−1]) */
     int src_chunk, tied_src; /* chunk and tensor index of the tied source on this rank, tied_src −1: absent */
     int copy_chunk, tied_copy; /* the same for its copy */
+    int stop_signal;         /* after step_finish: a stop signal some rank received (the same on every
+                              * rank), 0: none */
 } step_state;
 
 /* Collective over g->pipe when the model ties its embedding (every rank
@@ -50,7 +53,9 @@ pt_status step_sync_tied(step_state *s, const model *m, stage *st);
  * rank's chunks st (as given to step_init), whose gradients are summed over
  * the replicas already: one fused all-reduce of per-layer Σg² (replica 0's),
  * the loss (Σ over the replicas' last stages of ex->loss_sum, over the
- * step's micro-batches) and a non-finite count; then *norm = the global gradient
+ * step's micro-batches), a non-finite count and, per stop signal, the
+ * ranks that received one (stop.h; the agreed signal lands in
+ * s->stop_signal, the same on every rank); then *norm = the global gradient
  * norm (summed in global layer order), *loss = the step's mean loss,
  * clipping to train.grad_clip and the optimizer update at the learning rate
  * of step + 1. A non-finite loss or gradient (named by layer and the stage

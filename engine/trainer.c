@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckpt.h"
 #include "dataset.h"
 #include "executor.h"
 #include "generate.h"
@@ -21,6 +22,7 @@
 #include "simulate.h"
 #include "stage.h"
 #include "step.h"
+#include "stop.h"
 #include "trace.h"
 
 /* Everything one rank holds for a run; freed by run_free in reverse order. */
@@ -130,9 +132,11 @@ static int checkpoint_due(const config *c, long done, long stop)
     return done == stop || (c->checkpoint_every > 0 && done % c->checkpoint_every == 0);
 }
 
-/* Trains steps [first, stop). */
+/* Trains steps [first, stop), or fewer when the ranks agree on a stop signal
+ * (stop.h): then *stopped is that signal, the steps end with a checkpoint
+ * (when checkpoint.dir is set) and no evaluation. */
 static pt_status train_loop(run *r, const config *c, const comm_grid *g, long first, long stop, long *trained,
-                            double *seconds, int *reporter)
+                            double *seconds, int *stopped, int *reporter)
 {
     report_clock k;
     report_clock_start(&k, first, stop);
@@ -157,6 +161,10 @@ static pt_status train_loop(run *r, const config *c, const comm_grid *g, long fi
         if (step == first) r->first_step_s = comm_wtime() - k.t_start; /* warm-up: kept out of the step time */
         report_step(&k, r->metrics, c, g, &r->L.data, step, loss, norm);
         /* cheaply, every log_every steps and at the end: do the replicas still agree? */
+        if (r->step.stop_signal && step + 1 < stop) { /* agreed by the step's reduction: end here */
+            *stopped = r->step.stop_signal;
+            stop = step + 1;
+        }
         if (g->D > 1 && ((c->log_every > 0 && (step + 1) % c->log_every == 0) || step + 1 == stop) &&
             (st = step_check_replicas(g, r->st, r->L.chunks, step, reporter)))
             return st;
@@ -296,6 +304,7 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
 {
     run r;
     memset(&r, 0, sizeof r);
+    if (opt->mode == TRAINER_TRAIN) stop_install(g->rank); /* a signal during start-up stops after step 1 */
     openblas_set_num_threads(c->blas_threads);
     pt_status st = setup(&r, c, g, reporter);
     if (!st) st = report_open_outputs(&r.metrics, c, g, &r.L.data, opt->tensor_hashes, reporter);
@@ -348,12 +357,30 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
 
     double t_start = comm_wtime(), train_time = 0;
     long trained = 0;
+    int stopped = 0;
     if (opt->mode == TRAINER_TRAIN) {
-        if ((st = train_loop(&r, c, g, first, stop, &trained, &train_time, reporter))) goto done;
+        if ((st = train_loop(&r, c, g, first, stop, &trained, &train_time, &stopped, reporter))) goto done;
         *reporter = -1;
         if ((st = trace_write(&r.trace, c, g))) goto done;
     }
     *reporter = -1;
+    if (stopped) { /* asked to end soon: no evaluation or figures, the fingerprint of what was saved */
+        char fp[33], where[CKPT_PATH_MAX + 96];
+        long at = first + trained;
+        if (c->checkpoint_dir[0]) {
+            ckpt_step_dir(where, CKPT_PATH_MAX, c->checkpoint_dir, at);
+            strcat(where, "; continue with the same command and --resume auto");
+        } else {
+            snprintf(where, sizeof where, "nothing saved (checkpoint.dir is not set)");
+        }
+        if (!(st = report_fingerprint(&r.L.m, r.st, r.L.chunks, g, opt->tensor_hashes, fp)) && g->rank == 0) {
+            printf("stopped at step %ld on %s: %s%s\n", at, stop_signal_name(stopped),
+                   c->checkpoint_dir[0] ? "checkpoint " : "", where);
+            printf("parameter fingerprint: %s\n", fp);
+            fflush(stdout);
+        }
+        goto done;
+    }
     double *figures = NULL;
     if ((st = report_gather_figures(&r.ex, r.st, r.L.chunks, &r.red, &r.L.m, c, g, trained, &figures))) goto done;
     double theory = schedule_theoretical_bubble(&r.L.train_sc); /* unit costs: F = BI = BW, transfers free */
@@ -375,5 +402,6 @@ pt_status trainer_run(const config *c, const comm_grid *g, const trainer_options
     free(figures);
 done:
     run_free(&r);
+    stop_uninstall();
     return st;
 }
