@@ -51,6 +51,10 @@ static void usage(FILE *out)
             "                            the stored state (model, data, seed, batch, optimizer)\n"
             "                            cannot change, others are noted in the checkpoints'\n"
             "                            history (--help-config says which)\n"
+            "  --resume auto             resume from the latest checkpoint of checkpoint.dir\n"
+            "                            when it holds one, else start a new run there (and\n"
+            "                            say which): the same command serves a first start\n"
+            "                            and every requeue\n"
             "  --init PATH               start a new run (step 0, fresh optimizer) from the\n"
             "                            weights of a checkpoint or of a file written by\n"
             "                            pipetrain-ckpt export\n"
@@ -243,6 +247,13 @@ int main(int argc, char **argv)
     if (!st && opt.resume && opt.init && opt.mode != TRAINER_GENERATE)
         st = pt_fail(PT_ERR_INVALID, "--resume and --init exclude each other: --resume continues a run, "
                      "--init starts a new one from a checkpoint's weights");
+    int resume_auto = !st && opt.resume && !strcmp(opt.resume, "auto");
+    if (resume_auto && opt.mode != TRAINER_TRAIN)
+        st = pt_fail(PT_ERR_INVALID, "--resume auto is for train (it resumes checkpoint.dir or starts a new run): "
+                     "%s needs --resume with a run or checkpoint directory", cmd);
+    else if (resume_auto && !c.checkpoint_dir[0])
+        st = pt_fail(PT_ERR_INVALID, "--resume auto resumes from checkpoint.dir, which is not set: set it (for "
+                     "example --set checkpoint.dir=runs/mine)");
     if (!st && opt.stop_after > 0 && !c.checkpoint_dir[0])
         st = pt_fail(PT_ERR_INVALID, "--stop-after %ld needs a place for its checkpoint: set checkpoint.dir "
                      "(for example --set checkpoint.dir=runs/mine)", opt.stop_after);
@@ -275,6 +286,9 @@ int main(int argc, char **argv)
             st = comm_grid_split(&g, g.size / D, D);
         }
     }
+    char resumed[4096]; /* --resume auto: the checkpoint found in checkpoint.dir, or "" for a new run */
+    if (!st && resume_auto && !(st = persist_resume_auto(&c, &g, resumed, sizeof resumed, &reporter)))
+        opt.resume = resumed[0] ? resumed : NULL;
     if (st) {
         if (g.rank == reporter) {
             /* a verdict of rank 0 is every rank's (or the first of them); name any other rank */

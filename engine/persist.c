@@ -1,9 +1,11 @@
 #include "persist.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ckpt.h"
 #include "partition.h"
@@ -402,6 +404,32 @@ pt_status persist_start(persist_run *pr, const config *c, const comm_grid *g, co
     }
     if (!local && g->rank == 0) local = check_run_dir(c, pr->history, resume_step);
     return comm_agree(g, local, reporter);
+}
+
+pt_status persist_resume_auto(const config *c, const comm_grid *g, char *path, size_t len, int *reporter)
+{
+    char found[CKPT_PATH_MAX] = "", latest[CKPT_PATH_MAX + 16];
+    pt_status local = PT_OK, st;
+    if (g->rank == 0) {
+        snprintf(latest, sizeof latest, "%s/latest", c->checkpoint_dir);
+        struct stat sb;
+        if (lstat(latest, &sb) == 0 || (errno != ENOENT && errno != ENOTDIR)) /* one: it must name a whole checkpoint */
+            local = ckpt_resolve(c->checkpoint_dir, found, sizeof found);
+        if (!local && strlen(found) >= len)
+            local = pt_fail(PT_ERR_INVALID, "checkpoint path %s is too long", found);
+        if (local) local = pt_wrap(local, "--resume auto: ");
+    }
+    if ((st = comm_agree(g, local, reporter))) return st;
+    if ((st = comm_bcast(found, sizeof found, 0, g->world, "MPI_Bcast of the checkpoint to resume"))) {
+        *reporter = g->rank;
+        return st;
+    }
+    snprintf(path, len, "%s", found);
+    if (g->rank == 0 && !found[0]) {
+        printf("--resume auto: no checkpoint in %s yet: starting a new run at step 0\n", c->checkpoint_dir);
+        fflush(stdout);
+    }
+    return PT_OK;
 }
 
 void persist_finish(persist_run *pr)

@@ -66,6 +66,15 @@ pt_status persist_read_config(const char *path, config *c);
 pt_status persist_start(persist_run *pr, const config *c, const comm_grid *g, const char *resume,
                         const char *init, const char *data_hash, const char *command, int *reporter);
 
+/* Collective over the grid's world (ends in comm_agree): what `--resume
+ * auto` resumes from. Rank 0 looks in c->checkpoint_dir (which must be
+ * set): when it holds a 'latest' file, the checkpoint it names (checked as
+ * ckpt_resolve does) is broadcast into path (len bytes); when it holds none
+ * (or does not exist yet), path is "" and the run starts fresh. Rank 0
+ * prints which. Errors: those of ckpt_resolve for a 'latest' that names no
+ * complete checkpoint (never a fresh start over it), PT_ERR_MPI. */
+pt_status persist_resume_auto(const config *c, const comm_grid *g, char *path, size_t len, int *reporter);
+
 /* Releases what persist_start took (the lock on rank 0, the history). Not
  * collective; safe to call on a zeroed persist_run. */
 void persist_finish(persist_run *pr);
