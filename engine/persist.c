@@ -390,18 +390,51 @@ pt_status persist_start(persist_run *pr, const config *c, const comm_grid *g, co
         *reporter = g->rank;
         return st;
     }
+    char why[1024] = ""; /* this rank's problem: its kind ('L' a locking problem, 'E' any other), then the text */
     if (g->rank != 0) {
         char seen[RUNDIR_LOCK_MAX];
-        if (rundir_lock_read(c->checkpoint_dir, seen, sizeof seen) || strcmp(seen, lock))
-            local = pt_fail(PT_ERR_IO,
-                            "checkpoint.dir %s: rank %d (host %s) does not see the run directory that rank 0 "
-                            "made (its lock file is %s there): checkpoint.dir must be on a file system that "
-                            "every host shares, at the same path",
-                            c->checkpoint_dir, g->rank, g->host, seen[0] ? "different" : "missing");
-        snprintf(probe, sizeof probe, ".probe-rank-%d.h5", g->rank);
-        if (!local) local = ckpt_check_dir_writable(c->checkpoint_dir, probe);
-        if (local) local = pt_wrap(local, "rank %d (host %s): ", g->rank, g->host);
+        if (rundir_lock_read(c->checkpoint_dir, seen, sizeof seen) || strcmp(seen, lock)) {
+            snprintf(why, sizeof why, "Erank %d (host %s) does not see the run directory that rank 0 made (its lock "
+                     "file is %s there)", g->rank, g->host, seen[0] ? "different" : "missing");
+        } else {
+            snprintf(probe, sizeof probe, ".probe-rank-%d.h5", g->rank);
+            pt_status w = ckpt_check_dir_writable(c->checkpoint_dir, probe);
+            const char *text = pt_last_error();
+            size_t skip = strlen("checkpoint.dir ") + strlen(c->checkpoint_dir) + 2; /* the name said once, below */
+            if (!strncmp(text, "checkpoint.dir ", 15) && strlen(text) > skip &&
+                !strncmp(text + 15, c->checkpoint_dir, strlen(c->checkpoint_dir)))
+                text += skip;
+            if (w) snprintf(why, sizeof why, "%crank %d (host %s): %s", w == PT_ERR_LOCK ? 'L' : 'E', g->rank, g->host,
+                            text);
+            pt_clear_error();
+        }
     }
+    /* rank 0 names every rank that cannot use the directory, in one message */
+    void *all = NULL;
+    long total = 0;
+    if ((st = comm_gatherv_bytes(why, why[0] ? (long)strlen(why) + 1 : 0, &all, &total, 0, g->world,
+                                 "MPI_Gatherv of the ranks' checkpoint.dir checks"))) {
+        *reporter = g->rank;
+        return st;
+    }
+    if (g->rank == 0 && total > 0) {
+        char msg[4096];
+        int n = snprintf(msg, sizeof msg, "checkpoint.dir %s cannot serve every rank: ", c->checkpoint_dir), more = 0;
+        int any_other = 0, listed = 0;
+        for (const char *p = all; p < (const char *)all + total; p += strlen(p) + 1) {
+            any_other |= p[0] != 'L';
+            if ((size_t)n + strlen(p) + 300 < sizeof msg)
+                n += snprintf(msg + n, sizeof msg - (size_t)n, "%s%s", listed++ ? "; " : "", p + 1);
+            else
+                more++;
+        }
+        if (more) n += snprintf(msg + n, sizeof msg - (size_t)n, "; and %d more ranks", more);
+        if (any_other)
+            snprintf(msg + n, sizeof msg - (size_t)n, ". checkpoint.dir must be a directory every rank can write, at "
+                     "the same path on a file system that every host shares");
+        local = pt_fail(any_other ? PT_ERR_IO : PT_ERR_LOCK, "%s", msg);
+    }
+    free(all);
     if (!local && g->rank == 0) local = check_run_dir(c, pr->history, resume_step);
     return comm_agree(g, local, reporter);
 }
