@@ -2,6 +2,7 @@
 #include "stop.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,13 +11,14 @@ static const int kinds[STOP_KINDS] = {SIGUSR1, SIGTERM, SIGINT};
 static const char *const names[STOP_KINDS] = {"SIGUSR1", "SIGTERM", "SIGINT"};
 
 static volatile sig_atomic_t requested; /* the first stop signal, 0: none */
+static atomic_flag taken = ATOMIC_FLAG_INIT; /* set by the first: two threads may take a signal each at once */
 static struct sigaction before[STOP_KINDS];
 static int installed, speaks; /* speaks: this process prints on a second signal (rank 0) */
 static char second[STOP_KINDS][160]; /* written at install: formatting is not async-signal-safe */
 
 static void on_stop_signal(int sig)
 {
-    if (!requested) {
+    if (!atomic_flag_test_and_set(&taken)) { /* lock-free, so async-signal-safe */
         requested = sig;
         return;
     }
@@ -38,6 +40,7 @@ void stop_install(int rank)
 {
     stop_uninstall();
     requested = 0;
+    atomic_flag_clear(&taken);
     speaks = rank == 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
