@@ -65,6 +65,25 @@ base=(--set train.steps=12 --set checkpoint.every=6 --set checkpoint.keep=0)
 touch "$TMP/afile"
 run 2 train "$CONFIG" "${base[@]}" --set checkpoint.dir="$TMP/afile/sub"
 one_error "checkpoint.dir below a regular file" "checkpoint.dir $TMP/afile/sub: .*not a directory"
+# hosts that do not share checkpoint.dir (private mount namespaces): rank 1 sees it read-only,
+# rank 2 sees an empty file system in its place; one error names both
+if unshare -m true 2>/dev/null; then
+  S="$TMP/shared"
+  mkdir -p "$S"
+  args=(train "$CONFIG" "${base[@]}" --set checkpoint.dir="$S")
+  set +e
+  timeout 120 "$MPIEXEC" --oversubscribe -np 1 "$PIPETRAIN" "${args[@]}" \
+    : -np 1 unshare -m sh -c 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"' \
+      sh "$S" "$PIPETRAIN" "${args[@]}" \
+    : -np 1 unshare -m sh -c 'mount -t tmpfs none "$1" && shift && exec "$@"' sh "$S" "$PIPETRAIN" "${args[@]}" \
+    >"$TMP/out" 2>&1
+  RC=$?
+  set -e
+  one_error "checkpoint.dir not shared" "checkpoint.dir $S cannot serve every rank: rank 1 (host [^)]*): cannot create a file in it (.probe-rank-1.h5): Read-only file system; rank 2 (host [^)]*) does not see the run directory that rank 0 made (its lock file is missing there). checkpoint.dir must be a directory every rank can write, at the same path on a file system that every host shares"
+  [ -z "$(ls -A "$S")" ] || fail "checkpoint.dir not shared: probes or the lock were left behind: $(ls -A "$S")"
+else
+  echo "checkpoint.dir not shared: skipped (no mount namespaces here)"
+fi
 
 # a file system without working file locks (an LD_PRELOAD shim whose flock fails
 # with ENOLCK): named as a locking problem with the fix, before step 1
