@@ -58,7 +58,9 @@ pt_status persist_read_config(const char *path, config *c);
  *    an HDF5 file can be created there (PT_ERR_LOCK when HDF5 file locking
  *    fails, with the fix) and takes the run lock (rundir.h); every other
  *    rank checks that it sees rank 0's lock file (a shared file system) and
- *    can create a file there; rank 0 refuses a directory that holds
+ *    can create a file there, and rank 0 names every rank (and host) that
+ *    cannot in one message (PT_ERR_IO; PT_ERR_LOCK when all are locking
+ *    problems); rank 0 refuses a directory that holds
  *    checkpoints of another run, or later checkpoints of this run's history
  *    that the resumed run would replace with different ones.
  * On success pr holds the lock (rank 0) and the history; release with
