@@ -20,6 +20,10 @@ check 2 "no-such-file.ini" train "$TMP/no-such-file.ini"
 check 2 "dataset-fashion-mnist" train "$CONFIG" --set data.path=$TMP/nowhere
 check 8 "8 stages but the model has 7 layers" train "$CONFIG"
 check 3 "pipeline.partition" train "$CONFIG" --set pipeline.partition=0-2,4-6
+check 2 "--resume auto resumes from checkpoint.dir, which is not set" train "$CONFIG" --resume auto
+check 2 "--resume auto is for train" eval "$CONFIG" --resume auto --set checkpoint.dir="$TMP/auto"
+mkdir -p "$TMP/auto" && echo junk >"$TMP/auto/latest"
+check 2 "--resume auto: $TMP/auto/latest holds 'junk'" train "$CONFIG" --resume auto --set checkpoint.dir="$TMP/auto"
 # interleaved layouts that cannot work name the numbers and what to use instead
 IL=(--set pipeline.schedule=interleaved --set pipeline.chunks=2)
 check 3 "M = 4 micro-batches is not a multiple of the 3 ranks.*use M = 3 or 6" train "$CONFIG" "${IL[@]}"
