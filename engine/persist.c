@@ -400,10 +400,10 @@ pt_status persist_start(persist_run *pr, const config *c, const comm_grid *g, co
             snprintf(probe, sizeof probe, ".probe-rank-%d.h5", g->rank);
             pt_status w = ckpt_check_dir_writable(c->checkpoint_dir, probe);
             const char *text = pt_last_error();
-            size_t skip = strlen("checkpoint.dir ") + strlen(c->checkpoint_dir) + 2; /* the name said once, below */
-            if (!strncmp(text, "checkpoint.dir ", 15) && strlen(text) > skip &&
-                !strncmp(text + 15, c->checkpoint_dir, strlen(c->checkpoint_dir)))
-                text += skip;
+            size_t dl = strlen(c->checkpoint_dir); /* "checkpoint.dir DIR: " is said once, below */
+            if (!strncmp(text, "checkpoint.dir ", 15) && strlen(text) > 17 + dl &&
+                !strncmp(text + 15, c->checkpoint_dir, dl) && !strncmp(text + 15 + dl, ": ", 2))
+                text += 17 + dl;
             if (w) snprintf(why, sizeof why, "%crank %d (host %s): %s", w == PT_ERR_LOCK ? 'L' : 'E', g->rank, g->host,
                             text);
             pt_clear_error();
