@@ -1,0 +1,135 @@
+/* kernels — the element-wise kernels' speed on each instruction set, in GB/s
+ * against this machine's measured memory bandwidth.
+ *
+ * For every kernel (GELU forward and backward, ReLU forward and backward,
+ * the bias add after a product, dropout forward) and every instruction set
+ * this CPU runs (portable, AVX2, AVX-512), times the kernel on arrays of N
+ * floats: a warm-up, then the median of 5 repeats that each call it until
+ * 0.05 s have passed. GB/s counts the bytes the kernel must move (reads plus
+ * writes: 8·N for one input and one output, 12·N for backward's two inputs).
+ * The reference is the copy bandwidth of memcpy on the same sizes (the best
+ * a kernel that reads and writes once can do). Two sizes: 64 Ki floats (the
+ * activations of one micro-batch of the MLP, in cache) and 4 Mi floats (out
+ * of cache). A repeat during which other processes used more than a tenth of
+ * a CPU is marked '*'.
+ *
+ * Usage: kernels [--quick] [--help]   (--quick: 64 Ki floats only) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_clock.h"
+#include "kernels.h"
+
+typedef void (*run_fn)(float *out, const float *a, const float *b, size_t n);
+
+static void run_gelu(float *o, const float *a, const float *b, size_t n) { (void)b, gelu_forward(o, a, n); }
+static void run_gelu_bwd(float *o, const float *a, const float *b, size_t n) { gelu_backward(o, b, a, n); }
+static void run_relu(float *o, const float *a, const float *b, size_t n) { (void)b, relu_forward(o, a, n); }
+static void run_relu_bwd(float *o, const float *a, const float *b, size_t n) { relu_backward(o, b, a, n); }
+static void run_bias(float *o, const float *a, const float *b, size_t n)
+{
+    (void)a; /* rows of 1024 columns: out += b on each */
+    linear_forward(o, NULL, NULL, b, (int)(n / 1024), 0, 1024);
+}
+static void run_dropout(float *o, const float *a, const float *b, size_t n)
+{
+    (void)b;
+    dropout_forward(o, a, n, 0.2f, (dropout_key){1, 2, 3, 4});
+}
+static void run_copy(float *o, const float *a, const float *b, size_t n)
+{
+    (void)b;
+    memcpy(o, a, n * sizeof *o);
+}
+
+static const struct {
+    const char *name;
+    run_fn fn;
+    double bytes_per; /* bytes moved per element */
+} kernels[] = {{"gelu_forward", run_gelu, 8},   {"gelu_backward", run_gelu_bwd, 12}, {"relu_forward", run_relu, 8},
+               {"relu_backward", run_relu_bwd, 12}, {"bias_add", run_bias, 8},   {"dropout_forward", run_dropout, 8}};
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* GB/s of fn on n elements moving bytes_per bytes each: median of 5; *busy = 1 when others used CPU */
+static double measure(run_fn fn, float *o, const float *a, const float *b, size_t n, double bytes_per, int *busy)
+{
+    double gbs[5];
+    fn(o, a, b, n);
+    *busy = 0;
+    for (int r = 0; r < 5; r++) {
+        cpu_sample c0 = cpu_now();
+        double t0 = now_s(), t;
+        long calls = 0;
+        do {
+            fn(o, a, b, n);
+            calls++;
+        } while ((t = now_s() - t0) < 0.05);
+        cpu_sample c1 = cpu_now();
+        if (others_cpus(c0, c1) > 0.1) *busy = 1;
+        gbs[r] = (double)calls * (double)n * bytes_per / t / 1e9;
+    }
+    qsort(gbs, 5, sizeof *gbs, cmp_double);
+    return gbs[2];
+}
+
+int main(int argc, char **argv)
+{
+    int quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else {
+            printf("usage: kernels [--quick]\n\nGB/s of each element-wise kernel on each instruction set this CPU "
+                   "runs, against memcpy's copy bandwidth (see the comment at the top of bench/kernels.c).\n");
+            return strcmp(argv[i], "--help") ? 2 : 0;
+        }
+    }
+    static const size_t sizes[] = {1 << 16, 1 << 22};
+    int n_sizes = quick ? 1 : 2;
+    size_t most = sizes[n_sizes - 1];
+    float *a = malloc(most * sizeof *a), *b = malloc(most * sizeof *b), *o = malloc(most * sizeof *o);
+    if (!a || !b || !o) {
+        fprintf(stderr, "kernels: out of memory for %zu floats\n", most);
+        return 1;
+    }
+    for (size_t i = 0; i < most; i++) {
+        a[i] = (float)((int)(i % 2001) - 1000) * 0.003f;
+        b[i] = (float)(i % 7) * 0.25f - 0.5f;
+    }
+    kernels_isa start = kernels_isa_current();
+    printf("element-wise kernels, GB/s (median of 5; '*': other processes used CPU meanwhile); chosen at start: "
+           "%s\n", kernels_isa_name(start));
+    for (int si = 0; si < n_sizes; si++) {
+        size_t n = sizes[si];
+        int busy;
+        double copy = measure(run_copy, o, a, b, n, 8, &busy);
+        printf("\n%zu floats (%.1f MiB per array): memcpy %.1f GB/s%s\n", n, n * 4.0 / 1048576.0, copy,
+               busy ? "*" : "");
+        printf("  %-16s", "kernel");
+        for (int isa = KERNELS_PORTABLE; isa <= KERNELS_AVX512; isa++)
+            if (kernels_isa_supported((kernels_isa)isa)) printf(" %18s", kernels_isa_name((kernels_isa)isa));
+        printf("   best / portable   best / memcpy\n");
+        for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
+            printf("  %-16s", kernels[k].name);
+            double portable = 0, best = 0;
+            for (int isa = KERNELS_PORTABLE; isa <= KERNELS_AVX512; isa++) {
+                if (!kernels_isa_select((kernels_isa)isa)) continue;
+                double g = measure(kernels[k].fn, o, a, b, n, kernels[k].bytes_per, &busy);
+                if (isa == KERNELS_PORTABLE) portable = g;
+                if (g > best) best = g;
+                printf(" %12.1f GB/s%s", g, busy ? "*" : " ");
+            }
+            printf("   %13.2f×   %13.0f %%\n", best / portable, 100 * best / copy);
+        }
+    }
+    kernels_isa_select(start);
+    free(a);
+    free(b);
+    free(o);
+    return 0;
+}
