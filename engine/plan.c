@@ -339,8 +339,8 @@ pt_status plan_compare(const layout *L, const config *c, int ranks, const char *
     char cmd[CONFIG_STR_MAX + 256];
     format_command(best, path, cmd, sizeof cmd);
     if (mine && mine->throughput >= 0.97 * best->throughput)
-        snprintf(out, len, "plan: this layout is %s the planner's best of %d for %d core%s at M = %d (predicted %.0f "
-                 "%s/s)", mine == best ? "" : "within 3%% of", pr.n_cand, cores, cores == 1 ? "" : "s",
+        snprintf(out, len, "plan: this layout is %sthe planner's best of %d for %d core%s at M = %d (predicted %.0f "
+                 "%s/s)", mine == best ? "" : "within 3% of ", pr.n_cand, cores, cores == 1 ? "" : "s",
                  c->micro_batches, mine->throughput, unit);
     else
         snprintf(out, len, "plan: the planner predicts %s%.0f %s/s for this layout but %.0f %s/s (%.2f×) for %d rank%s "
