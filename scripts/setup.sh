@@ -9,7 +9,10 @@ PACKAGES=(build-essential cmake pkg-config git
           libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev hdf5-tools zlib1g-dev
           libcriterion-dev libinih-dev libcjson-dev librandom123-dev libxxhash-dev libdeflate-dev
           dataset-fashion-mnist gnuplot-nox fortunes jq python3-h5py perl
-          iproute2 util-linux)
+          iproute2 util-linux slurm-wlm munge)
+# slurm-wlm and munge: tests/cluster/slurm.sh starts its own daemons. Where
+# /usr/sbin/policy-rc.d allows it (not in containers), installing munge also
+# starts the system's munged; nothing here uses it.
 
 bash scripts/install-packages.sh "${PACKAGES[@]}"
 

@@ -2,7 +2,8 @@
 # The whole test suite: installs what is missing, builds a release tree and a
 # sanitizer tree, runs the unit tests under ASan + UBSan and the multi-rank
 # and command-line tests on the release build, then the multi-host tests
-# (hosts as network namespaces; skipped, with the reason, where they cannot be made).
+# (hosts as network namespaces; skipped, with the reason, where they cannot be made)
+# and train.sbatch on a single-node Slurm (skipped without slurm-wlm and munge).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh --sanitize
@@ -24,15 +25,17 @@ echo "== multi-rank and command-line tests (release) =="
 ctest --test-dir build -L mpi --output-on-failure 2>&1 | tee -a "$log" || status=1
 echo "== multi-host tests: hosts as network namespaces (release) =="
 if why=$(bash tests/cluster/hosts.sh available 2>&1); then
-  ctest --test-dir build -L cluster --output-on-failure 2>&1 | tee -a "$log" || status=1
+  ctest --test-dir build -L cluster -E '^cluster_slurm$' --output-on-failure 2>&1 | tee -a "$log" || status=1
 else
   echo "multi-host tests skipped: ${why#hosts: }"
 fi
+echo "== Slurm: examples/slurm/train.sbatch on a single-node Slurm (release) =="
+ctest --test-dir build -R '^cluster_slurm$' --output-on-failure 2>&1 | tee -a "$log" || status=1
 
 # One closing line over all the runs.
 total=$(sed -n 's/.* tests passed, \([0-9]*\) tests failed out of \([0-9]*\)/\1 \2/p' "$log" |
         awk '{f += $1; n += $2} END {print n - f, f}')
-set -- $total
-echo "tests: $1 passed, $2 failed"
-[ "$2" = 0 ] || status=1
+read -r passed failed <<<"$total"
+echo "tests: $passed passed, $failed failed"
+[ "$failed" = 0 ] || status=1
 exit $status
