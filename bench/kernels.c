@@ -1,7 +1,8 @@
 /* kernels — the element-wise kernels' speed on each instruction set, in GB/s
  * against this machine's measured memory bandwidth.
  *
- * For every kernel (GELU forward and backward, ReLU forward and backward,
+ * For every kernel (GELU forward, backward and backward from the kept tanh
+ * (which reads a third array: counted as 12·N), ReLU forward and backward,
  * the bias add after a product, dropout forward) and every instruction set
  * this CPU runs (portable, AVX2, AVX-512), times the kernel on arrays of N
  * floats: a warm-up, then the median of 5 repeats that each call it until
@@ -25,6 +26,10 @@ typedef void (*run_fn)(float *out, const float *a, const float *b, size_t n);
 
 static void run_gelu(float *o, const float *a, const float *b, size_t n) { (void)b, gelu_forward(o, a, n); }
 static void run_gelu_bwd(float *o, const float *a, const float *b, size_t n) { gelu_backward(o, b, a, n); }
+static void run_gelu_bwd_kept(float *o, const float *a, const float *b, size_t n)
+{
+    gelu_backward_kept(o, b, a, b, n); /* b stands in for the kept tanh: the speed does not depend on it */
+}
 static void run_relu(float *o, const float *a, const float *b, size_t n) { (void)b, relu_forward(o, a, n); }
 static void run_relu_bwd(float *o, const float *a, const float *b, size_t n) { relu_backward(o, b, a, n); }
 static void run_bias(float *o, const float *a, const float *b, size_t n)
@@ -47,7 +52,8 @@ static const struct {
     const char *name;
     run_fn fn;
     double bytes_per; /* bytes moved per element */
-} kernels[] = {{"gelu_forward", run_gelu, 8},   {"gelu_backward", run_gelu_bwd, 12}, {"relu_forward", run_relu, 8},
+} kernels[] = {{"gelu_forward", run_gelu, 8},   {"gelu_backward", run_gelu_bwd, 12},
+               {"gelu_bwd_kept", run_gelu_bwd_kept, 12}, {"relu_forward", run_relu, 8},
                {"relu_backward", run_relu_bwd, 12}, {"bias_add", run_bias, 8},   {"dropout_forward", run_dropout, 8}};
 
 static int cmp_double(const void *x, const void *y)

@@ -42,6 +42,9 @@ static void colsum_accumulate(float *acc, const float *m, int rows, int cols)
 typedef struct {
     void (*gelu_forward)(float *, const float *, size_t);
     void (*gelu_backward)(float *, const float *, const float *, size_t);
+    void (*gelu_forward_keep)(float *, float *, const float *, size_t);
+    void (*gelu_from_kept)(float *, const float *, const float *, size_t);
+    void (*gelu_backward_kept)(float *, const float *, const float *, const float *, size_t);
     void (*relu_forward)(float *, const float *, size_t);
     void (*relu_backward)(float *, const float *, const float *, size_t);
     void (*bias_add)(float *, const float *, int, int);
@@ -176,6 +179,15 @@ void gelu_forward(float *out, const float *in, size_t N) { ew->gelu_forward(out,
 void gelu_backward(float *din, const float *dout, const float *in, size_t N)
 {
     if (din) ew->gelu_backward(din, dout, in, N);
+}
+
+void gelu_forward_keep(float *out, float *t, const float *in, size_t N) { ew->gelu_forward_keep(out, t, in, N); }
+
+void gelu_from_kept(float *out, const float *in, const float *t, size_t N) { ew->gelu_from_kept(out, in, t, N); }
+
+void gelu_backward_kept(float *din, const float *dout, const float *in, const float *t, size_t N)
+{
+    if (din) ew->gelu_backward_kept(din, dout, in, t, N);
 }
 
 /* --------------------------------------------------------------- LayerNorm */

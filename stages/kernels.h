@@ -49,6 +49,14 @@ void relu_backward(float *din, const float *dout, const float *in, size_t N);
 /* GELU, tanh form: out = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) */
 void gelu_forward(float *out, const float *in, size_t N);
 void gelu_backward(float *din, const float *dout, const float *in, size_t N);
+/* The same with the backward's tanh kept from the forward: gelu_forward_keep
+ * writes out[N] and t[N] = tanh(√(2/π)·(x + 0.044715·x³)); gelu_from_kept
+ * rebuilds out[N] from in and t (the same bits as the forward's);
+ * gelu_backward_kept gives gelu_backward's din[N] from in and t without a
+ * tanh (din may equal dout). */
+void gelu_forward_keep(float *out, float *t, const float *in, size_t N);
+void gelu_from_kept(float *out, const float *in, const float *t, size_t N);
+void gelu_backward_kept(float *din, const float *dout, const float *in, const float *t, size_t N);
 
 /* LayerNorm over the last axis, eps = 1e-5:
  * out[B,C] = (in − mean)·rstd·w[C] + b[C];  mean[B], rstd[B] are saved for

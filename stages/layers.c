@@ -486,9 +486,11 @@ static void block_tensors(const layer_desc *d, float *base, float *t[BP_COUNT])
  * ln1 [rows,C], ln1 mean and rstd [rows], qkv [rows,3C], att [B,H,T,T],
  * atty (attention output before the projection) [rows,C], res (x after the
  * attention residual) [rows,C], ln2 [rows,C], ln2 mean and rstd [rows],
- * fch (fc pre-activation) [rows,4C], fcg (its gelu) [rows,4C]. */
+ * fch (fc pre-activation) [rows,4C], gt [rows,4C]: the tanh of its GELU, from
+ * which backward rebuilds the GELU's output (0.5·x·(1 + t), the same bits)
+ * and its derivative without computing a tanh again. */
 typedef struct {
-    float *ln1, *mean1, *rstd1, *qkv, *att, *atty, *res, *ln2, *mean2, *rstd2, *fch, *fcg;
+    float *ln1, *mean1, *rstd1, *qkv, *att, *atty, *res, *ln2, *mean2, *rstd2, *fch, *gt;
 } block_saved;
 
 static size_t block_saved_floats(const layer_desc *d)
@@ -512,13 +514,14 @@ static block_saved block_saved_at(const layer_desc *d, float *s, int B)
     v.mean2 = s, s += rows;
     v.rstd2 = s, s += rows;
     v.fch = s, s += rows * 4 * C;
-    v.fcg = s;
+    v.gt = s;
     return v;
 }
 
-/* Backward workspace per sample: dfc [T,4C] (later reused for the gradients
- * of atty [T,C] and qkv [T,3C]), dln [T,C] (of ln2, later ln1), dres [T,C],
- * and T·T for the attention scores of one (sample, head). */
+/* Workspace per sample. Forward: the GELU's output [T,4C]. Backward: dfc
+ * [T,4C] (first the GELU's output rebuilt, later reused for the gradients of
+ * atty [T,C] and qkv [T,3C]), dln [T,C] (of ln2, later ln1), dres [T,C], and
+ * T·T for the attention scores of one (sample, head). */
 static size_t block_scratch(const layer_desc *d)
 {
     size_t T = (size_t)d->seq, C = (size_t)d->chan;
@@ -528,10 +531,9 @@ static size_t block_scratch(const layer_desc *d)
 static void block_fwd(const layer_desc *d, const float *p, float *out, const float *in,
                       float *saved, int B, const layer_ctx *ctx)
 {
-    (void)ctx;
     const int T = d->seq, C = d->chan, rows = B * T;
     const size_t n = (size_t)rows * C;
-    float *w[BP_COUNT];
+    float *w[BP_COUNT], *fcg = ctx->scratch; /* the GELU's output [rows,4C], input of the last product */
     block_tensors(d, (float *)p, w);
     block_saved s = block_saved_at(d, saved, B);
     layernorm_forward(s.ln1, s.mean1, s.rstd1, in, w[BP_LN1W], w[BP_LN1B], rows, C);
@@ -541,8 +543,8 @@ static void block_fwd(const layer_desc *d, const float *p, float *out, const flo
     for (size_t i = 0; i < n; i++) s.res[i] += in[i];
     layernorm_forward(s.ln2, s.mean2, s.rstd2, s.res, w[BP_LN2W], w[BP_LN2B], rows, C);
     linear_forward(s.fch, s.ln2, w[BP_WFC], w[BP_BFC], rows, C, 4 * C);
-    gelu_forward(s.fcg, s.fch, 4 * n);
-    linear_forward(out, s.fcg, w[BP_WFC2], w[BP_BFC2], rows, 4 * C, C);
+    gelu_forward_keep(fcg, s.gt, s.fch, 4 * n);
+    linear_forward(out, fcg, w[BP_WFC2], w[BP_BFC2], rows, 4 * C, C);
     for (size_t i = 0; i < n; i++) out[i] += s.res[i];
 }
 
@@ -558,9 +560,12 @@ static void block_bwd(const layer_desc *d, const float *p, float *g, float *din,
     block_saved s = block_saved_at(d, (float *)saved, B);
     float *dfc = ctx->scratch, *dln = dfc + 4 * n, *dres = dln + n, *datt = dres + n;
 
-    /* MLP: dfc = gelu'(fch) ⊙ (dout · mlp.w_proj), dln = dfc · w_fc */
-    linear_backward(dfc, dw[BP_WFC2], dw[BP_BFC2], dout, s.fcg, w[BP_WFC2], rows, 4 * C, C);
-    gelu_backward(dfc, dfc, s.fch, 4 * n);
+    /* MLP: dfc = gelu'(fch) ⊙ (dout · mlp.w_proj), dln = dfc · w_fc; the GELU's output is rebuilt in
+     * dfc for mlp.w_proj's gradient first (the products are independent: the same bits as one call) */
+    gelu_from_kept(dfc, s.fch, s.gt, 4 * n);
+    linear_backward(NULL, dw[BP_WFC2], dw[BP_BFC2], dout, dfc, w[BP_WFC2], rows, 4 * C, C);
+    linear_backward(dfc, NULL, NULL, dout, NULL, w[BP_WFC2], rows, 4 * C, C);
+    gelu_backward_kept(dfc, dfc, s.fch, s.gt, 4 * n);
     linear_backward(dln, dw[BP_WFC], dw[BP_BFC], dfc, s.ln2, w[BP_WFC], rows, C, 4 * C);
     layernorm_backward(dres, dw[BP_LN2W], dw[BP_LN2B], dln, s.res, w[BP_LN2W], s.mean2, s.rstd2,
                        rows, C);
@@ -593,7 +598,7 @@ static void block_bwd(const layer_desc *d, const float *p, float *g, float *din,
  * per element against 24·C for the products), by the same kernel call with
  * the same values as B, so the bits agree. Scratch: B uses dres, datty
  * [rows,C] and T·T for the attention scores of one (sample, head); W uses
- * dres. Both fit in block_scratch. */
+ * dres and the GELU's output rebuilt [rows,4C]. Both fit in block_scratch. */
 typedef struct {
     float *dfc, *dln2, *dqkv, *dln1;
 } block_wsave;
@@ -624,8 +629,8 @@ static void block_bwd_in(const layer_desc *d, const float *p, float *din, const 
     float *dres = ctx->scratch, *datty = dres + n, *datt = datty + n;
 
     /* MLP: dfc = gelu'(fch) ⊙ (dout · mlp.w_proj), dln2 = dfc · w_fc */
-    linear_backward(v.dfc, NULL, NULL, dout, s.fcg, w[BP_WFC2], rows, 4 * C, C);
-    gelu_backward(v.dfc, v.dfc, s.fch, 4 * n);
+    linear_backward(v.dfc, NULL, NULL, dout, NULL, w[BP_WFC2], rows, 4 * C, C);
+    gelu_backward_kept(v.dfc, v.dfc, s.fch, s.gt, 4 * n);
     linear_backward(v.dln2, NULL, NULL, v.dfc, s.ln2, w[BP_WFC], rows, C, 4 * C);
     layernorm_backward(dres, NULL, NULL, v.dln2, s.res, w[BP_LN2W], s.mean2, s.rstd2, rows, C);
     for (size_t i = 0; i < n; i++) dres[i] += dout[i];
@@ -651,9 +656,10 @@ static void block_bwd_w(const layer_desc *d, const float *p, float *g, const flo
     block_tensors(d, g, dw);
     block_saved s = block_saved_at(d, (float *)saved, B);
     block_wsave v = block_wsave_at(d, (float *)wsave, B);
-    float *dres = ctx->scratch;
+    float *dres = ctx->scratch, *fcg = dres + n; /* the GELU's output rebuilt [rows,4C] */
 
-    linear_backward(NULL, dw[BP_WFC2], dw[BP_BFC2], dout, s.fcg, w[BP_WFC2], rows, 4 * C, C);
+    gelu_from_kept(fcg, s.fch, s.gt, 4 * n);
+    linear_backward(NULL, dw[BP_WFC2], dw[BP_BFC2], dout, fcg, w[BP_WFC2], rows, 4 * C, C);
     linear_backward(NULL, dw[BP_WFC], dw[BP_BFC], v.dfc, s.ln2, w[BP_WFC], rows, C, 4 * C);
     /* ln2's parameter gradients, and dres recomputed as B computed it */
     layernorm_backward(dres, dw[BP_LN2W], dw[BP_LN2B], v.dln2, s.res, w[BP_LN2W], s.mean2,

@@ -15,7 +15,7 @@
 #include "rng.h"
 
 static const size_t lengths[] = {1, 3, 17, 1023};
-enum { MAXN = 1023 + 64 };
+enum { MAXN = 3 * 1023 + 64 };
 
 /* inputs: normal values, then near the clamps and overflow, ±0, inf, NaN */
 static void fill_inputs(float *x, size_t n, uint32_t salt)
@@ -48,7 +48,7 @@ static int compare(kernels_isa isa, kernel_run fn, const char *what)
         fn(want, n, a, b);
         cr_assert(kernels_isa_select(isa));
         fn(got, n, a, b);
-        for (size_t i = 0; i < n + 8 && i < MAXN; i++) /* and nothing written past the end */
+        for (size_t i = 0; i < MAXN; i++) /* the whole buffer: also nothing written elsewhere */
             cr_assert(!memcmp(&want[i], &got[i], sizeof(float)), "%s on %s, n = %zu: element %zu is %a, portable %a",
                       what, kernels_isa_name(isa), n, i, (double)got[i], (double)want[i]);
     }
@@ -62,6 +62,14 @@ static void run_gelu_bwd_inplace(float *out, size_t n, const float *a, const flo
 {
     memcpy(out, b, n * sizeof *out); /* the Transformer block's in-place call */
     gelu_backward(out, out, a, n);
+}
+/* the kept tanh: forward's out, rebuilt out and backward, all into one buffer (n ≤ MAXN / 4) */
+static void run_gelu_kept(float *out, size_t n, const float *a, const float *b)
+{
+    static float t[MAXN];
+    gelu_forward_keep(out, t, a, n);
+    gelu_from_kept(out + n, a, t, n);
+    gelu_backward_kept(out + 2 * n, b, a, t, n);
 }
 static void run_relu(float *out, size_t n, const float *a, const float *b) { (void)b, relu_forward(out, a, n); }
 static void run_relu_bwd(float *out, size_t n, const float *a, const float *b) { relu_backward(out, b, a, n); }
@@ -89,6 +97,7 @@ static const struct {
     const char *what;
 } kernels[] = {{run_gelu, "gelu_forward"},        {run_gelu_bwd, "gelu_backward"},
                {run_gelu_bwd_inplace, "gelu_backward in place"}, {run_relu, "relu_forward"},
+               {run_gelu_kept, "gelu with the kept tanh"},
                {run_relu_bwd, "relu_backward"},   {run_bias, "bias add"},
                {run_dropout, "dropout_forward"},  {run_dropout_bwd_inplace, "dropout_backward in place"}};
 
@@ -153,4 +162,25 @@ Test(kernels_isa, the_widest_supported_is_chosen_at_start)
                                                               : KERNELS_PORTABLE;
     cr_assert_eq(kernels_isa_current(), best, "running %s, the CPU has %s", kernels_isa_name(kernels_isa_current()),
                  kernels_isa_name(best));
+}
+
+/* keeping the forward's tanh changes no bit: the output, the output rebuilt
+ * and the backward equal gelu_forward's and gelu_backward's */
+Test(kernels_isa, gelu_kept_tanh_gives_the_same_bits)
+{
+    static float x[1023], d[1023], t[1023], y0[1023], y1[1023], y2[1023], g0[1023], g1[1023];
+    fill_inputs(x, 1023, 3);
+    fill_inputs(d, 1023, 4);
+    for (int isa = KERNELS_PORTABLE; isa <= KERNELS_AVX512; isa++) {
+        if (!kernels_isa_select((kernels_isa)isa)) continue;
+        gelu_forward(y0, x, 1023);
+        gelu_forward_keep(y1, t, x, 1023);
+        gelu_from_kept(y2, x, t, 1023);
+        gelu_backward(g0, d, x, 1023);
+        gelu_backward_kept(g1, d, x, t, 1023);
+        cr_assert(!memcmp(y0, y1, sizeof y0), "%s: gelu_forward_keep", kernels_isa_name((kernels_isa)isa));
+        cr_assert(!memcmp(y0, y2, sizeof y0), "%s: gelu_from_kept", kernels_isa_name((kernels_isa)isa));
+        cr_assert(!memcmp(g0, g1, sizeof g0), "%s: gelu_backward_kept", kernels_isa_name((kernels_isa)isa));
+    }
+    kernels_isa_select(KERNELS_PORTABLE);
 }
