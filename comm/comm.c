@@ -7,16 +7,151 @@
 #include <string.h>
 #include <time.h>
 
+#define TIMED_OUT (-1) /* a wait ran out of time: not an MPI error code */
+static pt_status coll_timed_out(const char *what);
+
 /* An MPI call's failure: a transfer names its peer stage, tag and size; a
- * collective (peer < 0) its size only. */
+ * collective (peer < 0) its size only; a collective's wait that ran out of
+ * time (TIMED_OUT) the ranks it waited with. */
 static pt_status mpi_fail(int rc, const char *fmt_op, int peer, int tag, int count)
 {
+    if (rc == TIMED_OUT) return coll_timed_out(fmt_op);
     char text[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
     MPI_Error_string(rc, text, &len);
     if (peer < 0) return pt_fail(PT_ERR_MPI, "%s (%d elements) failed: %s", fmt_op, count, text);
     return pt_fail(PT_ERR_MPI, "%s (peer stage %d, tag %d, %d floats) failed: %s", fmt_op, peer,
                    tag, count, text);
+}
+
+/* ---- waiting with a time limit -------------------------------------------- */
+
+static double wait_limit = 300.0;  /* seconds; 0: forever (train.timeout) */
+static const comm_grid *wait_grid; /* this rank, for the messages */
+static MPI_Comm late_comm = MPI_COMM_NULL; /* the communicator of the last wait that ran out of time */
+
+void comm_set_timeout(double seconds) { wait_limit = seconds > 0 ? seconds : 0; }
+
+/* MPI_Wait within the time limit: MPI_Test without pause for the first
+ * millisecond (MPI_Wait spins too), then with a sleep between tests growing
+ * from 1 µs to 100 µs, so that a long wait leaves the core to others.
+ * Returns the MPI error code or TIMED_OUT. */
+static int timed_wait(MPI_Request *req, MPI_Status *status)
+{
+    if (wait_limit <= 0) return MPI_Wait(req, status);
+    int done = 0, rc = MPI_Test(req, &done, status);
+    if (rc != MPI_SUCCESS || done) return rc;
+    double t0 = MPI_Wtime(), spin_until = t0 + 1e-3, deadline = t0 + wait_limit;
+    long pause_ns = 1000;
+    for (;;) {
+        rc = MPI_Test(req, &done, status);
+        if (rc != MPI_SUCCESS || done) return rc;
+        double now = MPI_Wtime();
+        if (now >= deadline) return TIMED_OUT;
+        if (now < spin_until) continue;
+        struct timespec ts = {0, pause_ns};
+        nanosleep(&ts, NULL);
+        if (pause_ns < 100000) pause_ns = pause_ns * 2 > 100000 ? 100000 : pause_ns * 2;
+    }
+}
+
+/* The ranks of comm other than this one, as "world rank 1 (host h), ...",
+ * at most a few of them. */
+static void name_others(MPI_Comm comm, char *out, size_t len)
+{
+    const comm_grid *g = wait_grid;
+    int size = 0, me = -1, n = 0;
+    size_t pos = 0;
+    out[0] = '\0';
+    if (!g || comm == MPI_COMM_NULL || MPI_Comm_size(comm, &size) != MPI_SUCCESS) return;
+    MPI_Comm_rank(comm, &me);
+    MPI_Group grp, world;
+    MPI_Comm_group(comm, &grp);
+    MPI_Comm_group(g->world, &world);
+    for (int i = 0; i < size && pos < len; i++) {
+        if (i == me) continue;
+        int w = MPI_UNDEFINED;
+        MPI_Group_translate_ranks(grp, 1, &i, world, &w);
+        if (n == 4) {
+            snprintf(out + pos, len - pos, " and %d more", size - 1 - n);
+            break;
+        }
+        int k = snprintf(out + pos, len - pos, "%sworld rank %d (host %s)", n ? ", " : "", w,
+                         w >= 0 && w < g->size && g->hosts ? g->hosts[w] : "?");
+        if (k > 0) pos += (size_t)k;
+        n++;
+    }
+    MPI_Group_free(&grp);
+    MPI_Group_free(&world);
+}
+
+/* The message of a wait that ran out of time: `what` it waited for (naming
+ * the peer), and what to do. */
+static pt_status timed_out(const char *what)
+{
+    const comm_grid *g = wait_grid;
+    char me[MPI_MAX_PROCESSOR_NAME + 96] = "this rank";
+    if (g)
+        snprintf(me, sizeof me, "world rank %d (stage %d, replica %d, host %s)", g->rank, g->stage, g->replica,
+                 g->host);
+    return pt_fail(PT_ERR_TIMEOUT,
+                   "%s waited %g s (train.timeout) for %s: check whether that rank's host is up and its "
+                   "process running (not stopped), or raise train.timeout if steps legitimately take this long",
+                   me, wait_limit, what);
+}
+
+/* The message of a collective on late_comm that ran out of time. */
+static pt_status coll_timed_out(const char *what)
+{
+    char others[512], text[700];
+    name_others(late_comm, others, sizeof others);
+    snprintf(text, sizeof text, "%s with %s", what, others[0] ? others : "the other ranks");
+    return timed_out(text);
+}
+
+/* Starts a collective's request (rc of its MPI_I... call) and waits for it
+ * within the time limit: an MPI error code, or TIMED_OUT (late_comm = comm). */
+static int coll_done(int rc, MPI_Request *req, MPI_Comm comm)
+{
+    if (rc != MPI_SUCCESS) return rc;
+    rc = timed_wait(req, MPI_STATUS_IGNORE);
+    if (rc == TIMED_OUT) late_comm = comm;
+    return rc;
+}
+
+/* A collective's wait within the time limit: an MPI failure names `what`
+ * and its size; a timeout the ranks of comm it waited with. */
+static pt_status coll_wait(MPI_Request *req, MPI_Comm comm, const char *what, int count)
+{
+    int rc = coll_done(MPI_SUCCESS, req, comm);
+    return rc == MPI_SUCCESS ? PT_OK : mpi_fail(rc, what, -1, -1, count);
+}
+
+/* The blocking collectives, as non-blocking ones waited for within the time limit. */
+static int allreduce(void *buf, int n, MPI_Datatype type, MPI_Op op, MPI_Comm comm)
+{
+    MPI_Request req;
+    return coll_done(MPI_Iallreduce(MPI_IN_PLACE, buf, n, type, op, comm, &req), &req, comm);
+}
+
+static int bcast(void *buf, int n, MPI_Datatype type, int root, MPI_Comm comm)
+{
+    MPI_Request req;
+    return coll_done(MPI_Ibcast(buf, n, type, root, comm, &req), &req, comm);
+}
+
+static int gather(const void *mine, int n, MPI_Datatype type, void *all, int root, MPI_Comm comm)
+{
+    MPI_Request req;
+    return coll_done(MPI_Igather(mine, n, type, all, n, type, root, comm, &req), &req, comm);
+}
+
+/* Point-to-point within the time limit (the clock ping-pong). */
+static int send_recv(void *buf, int n, MPI_Datatype type, int peer, int tag, MPI_Comm comm, int is_send)
+{
+    MPI_Request req;
+    int rc = is_send ? MPI_Isend(buf, n, type, peer, tag, comm, &req) : MPI_Irecv(buf, n, type, peer, tag, comm, &req);
+    return coll_done(rc, &req, comm);
 }
 
 pt_status comm_init(int *argc, char ***argv)
@@ -51,7 +186,23 @@ pt_status comm_start(comm_grid *g)
     int *ub = NULL, flag = 0;
     MPI_Comm_get_attr(g->world, MPI_TAG_UB, &ub, &flag);
     g->tag_ub = flag && ub ? *ub : 32767;
-    return PT_OK;
+    wait_grid = g;
+    g->hosts = calloc((size_t)g->size, sizeof *g->hosts);
+    int ok = g->hosts != NULL;
+    MPI_Request req;
+    rc = MPI_Iallreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, g->world, &req);
+    pt_status st = rc == MPI_SUCCESS ? coll_wait(&req, g->world, "MPI_Iallreduce at start-up", 1)
+                                     : mpi_fail(rc, "MPI_Iallreduce at start-up", -1, -1, 1);
+    if (st) return st;
+    if (!ok) {
+        free(g->hosts); /* every rank goes without the names */
+        g->hosts = NULL;
+        return PT_OK;
+    }
+    rc = MPI_Iallgather(g->host, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, g->hosts, MPI_MAX_PROCESSOR_NAME, MPI_CHAR,
+                        g->world, &req);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Iallgather of the ranks' host names", -1, -1, 1);
+    return coll_wait(&req, g->world, "MPI_Iallgather of the ranks' host names", MPI_MAX_PROCESSOR_NAME);
 }
 
 pt_status comm_grid_split(comm_grid *g, int P, int D)
@@ -79,6 +230,9 @@ void comm_grid_free(comm_grid *g)
     if (g->pipe != MPI_COMM_NULL) MPI_Comm_free(&g->pipe);
     if (g->dp != MPI_COMM_NULL) MPI_Comm_free(&g->dp);
     if (g->world != MPI_COMM_NULL) MPI_Comm_free(&g->world);
+    free(g->hosts);
+    g->hosts = NULL;
+    if (wait_grid == g) wait_grid = NULL;
 }
 
 
@@ -122,23 +276,41 @@ pt_status comm_irecv(const comm_grid *g, float *buf, int count, int peer, int mb
     return PT_OK;
 }
 
-pt_status comm_wait(comm_xfer *x)
+/* A transfer that completed (status filled): a receive must bring the
+ * floats it expected. */
+static pt_status xfer_done(comm_xfer *x, const MPI_Status *status)
 {
-    if (x->req == MPI_REQUEST_NULL) return PT_OK;
-    MPI_Status status;
-    int rc = MPI_Wait(&x->req, &status);
-    if (rc != MPI_SUCCESS)
-        return mpi_fail(rc, x->is_send ? "waiting for a send" : "waiting for a receive", x->peer,
-                        x->tag, x->count);
     if (!x->is_send) {
         int got = 0;
-        MPI_Get_count(&status, MPI_FLOAT, &got);
+        MPI_Get_count(status, MPI_FLOAT, &got);
         if (got != x->count)
             return pt_fail(PT_ERR_MISMATCH,
                            "receive of micro-batch %d's %s from stage %d: expected %d floats, got %d",
                            x->mb, x->dir == COMM_ACT ? "activation" : "gradient", x->peer, x->count, got);
     }
     return PT_OK;
+}
+
+pt_status comm_wait(comm_xfer *x)
+{
+    if (x->req == MPI_REQUEST_NULL) return PT_OK;
+    MPI_Status status;
+    int rc = timed_wait(&x->req, &status);
+    if (rc == TIMED_OUT) {
+        const comm_grid *g = wait_grid;
+        int w = g ? g->replica * g->P + x->peer : -1; /* the world rank of stage peer of this replica */
+        char what[MPI_MAX_PROCESSOR_NAME + 160];
+        int k = snprintf(what, sizeof what, "the %s of the %s of micro-batch %d %s stage %d",
+                         x->is_send ? "send" : "receive", x->dir == COMM_ACT ? "activation" : "gradient", x->mb,
+                         x->is_send ? "to" : "from", x->peer);
+        if (g && g->hosts && w >= 0 && w < g->size && k > 0 && (size_t)k < sizeof what)
+            snprintf(what + k, sizeof what - (size_t)k, " (world rank %d, host %s)", w, g->hosts[w]);
+        return timed_out(what);
+    }
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(rc, x->is_send ? "waiting for a send" : "waiting for a receive", x->peer,
+                        x->tag, x->count);
+    return xfer_done(x, &status);
 }
 
 void comm_xfer_clear(comm_xfer *x)
@@ -179,7 +351,7 @@ pt_status comm_tied_sum(float *buf, size_t n, const comm_tied *t)
     if (size != 2) return pt_fail(PT_ERR_INVALID, "a tied-weight group has %d ranks, expected 2", size);
     for (size_t done = 0; done < n;) {
         int count = n - done > (size_t)1 << 30 ? 1 << 30 : (int)(n - done);
-        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + done, count, MPI_FLOAT, MPI_SUM, group);
+        int rc = allreduce(buf + done, count, MPI_FLOAT, MPI_SUM, group);
         if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce of a tied gradient", -1, -1, count);
         done += (size_t)count;
     }
@@ -188,8 +360,9 @@ pt_status comm_tied_sum(float *buf, size_t n, const comm_tied *t)
 
 pt_status comm_iallreduce_floats(float *buf, size_t n, MPI_Comm comm, const char *what, comm_coll *c)
 {
-    c->what = what;
+    snprintf(c->what, sizeof c->what, "%s", what);
     c->count = n;
+    c->comm = comm;
     if (n > INT_MAX) return pt_fail(PT_ERR_INVALID, "%s: %zu floats, at most %d per call", what, n, INT_MAX);
     int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, comm, &c->req);
     if (rc != MPI_SUCCESS) {
@@ -202,8 +375,9 @@ pt_status comm_iallreduce_floats(float *buf, size_t n, MPI_Comm comm, const char
 pt_status comm_iallgather_floats(const float *mine, size_t n, float *all, MPI_Comm comm, const char *what,
                                  comm_coll *c)
 {
-    c->what = what;
+    snprintf(c->what, sizeof c->what, "%s", what);
     c->count = n;
+    c->comm = comm;
     if (n > INT_MAX) return pt_fail(PT_ERR_INVALID, "%s: %zu floats, at most %d per call", what, n, INT_MAX);
     int rc = MPI_Iallgather(mine, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, comm, &c->req);
     if (rc != MPI_SUCCESS) {
@@ -216,9 +390,7 @@ pt_status comm_iallgather_floats(const float *mine, size_t n, float *all, MPI_Co
 pt_status comm_coll_wait(comm_coll *c)
 {
     if (c->req == MPI_REQUEST_NULL) return PT_OK;
-    int rc = MPI_Wait(&c->req, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, c->what, -1, -1, (int)c->count);
-    return PT_OK;
+    return coll_wait(&c->req, c->comm, c->what, (int)c->count);
 }
 
 pt_status comm_coll_test(comm_coll *c, int *done)
@@ -232,7 +404,7 @@ pt_status comm_coll_test(comm_coll *c, int *done)
 
 pt_status comm_gather_bytes(const void *mine, int bytes, void *all, int root, MPI_Comm comm, const char *what)
 {
-    int rc = MPI_Gather(mine, bytes, MPI_BYTE, all, bytes, MPI_BYTE, root, comm);
+    int rc = gather(mine, bytes, MPI_BYTE, all, root, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, what, -1, -1, bytes);
     return PT_OK;
 }
@@ -247,7 +419,7 @@ pt_status comm_gatherv_bytes(const void *mine, long bytes, void **all, long *tot
     *total = 0;
     /* every rank learns the total first, and root's allocation verdict, so all skip or all gather */
     long sum = bytes;
-    int rc = MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_LONG, MPI_SUM, comm);
+    int rc = allreduce(&sum, 1, MPI_LONG, MPI_SUM, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, what, -1, -1, 0);
     if (sum > INT_MAX || bytes > INT_MAX)
         return pt_fail(PT_ERR_INVALID, "%s: %ld bytes in all, more than %d: trace fewer steps or ranks", what, sum,
@@ -260,14 +432,18 @@ pt_status comm_gatherv_bytes(const void *mine, long bytes, void **all, long *tot
         buf = malloc(sum ? (size_t)sum : 1);
         ok = counts && displs && buf;
     }
-    rc = MPI_Bcast(&ok, 1, MPI_INT, root, comm);
+    rc = bcast(&ok, 1, MPI_INT, root, comm);
     int n = (int)bytes;
-    if (rc == MPI_SUCCESS && ok) rc = MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, root, comm);
+    if (rc == MPI_SUCCESS && ok) rc = gather(&n, 1, MPI_INT, counts, root, comm);
     for (int i = 0, off = 0; rc == MPI_SUCCESS && ok && rank == root && i < size; i++) {
         displs[i] = off;
         off += counts[i];
     }
-    if (rc == MPI_SUCCESS && ok) rc = MPI_Gatherv(mine, n, MPI_BYTE, buf, counts, displs, MPI_BYTE, root, comm);
+    if (rc == MPI_SUCCESS && ok) {
+        MPI_Request req;
+        rc = coll_done(MPI_Igatherv(mine, n, MPI_BYTE, buf, counts, displs, MPI_BYTE, root, comm, &req), &req,
+                       comm);
+    }
     free(counts);
     free(displs);
     if (rc != MPI_SUCCESS || !ok) {
@@ -291,8 +467,8 @@ pt_status comm_clock_offset(const comm_grid *g, int rounds, double *offset)
         for (int k = 0; k < rounds && rc == MPI_SUCCESS; k++) {
             if (g->rank == peer) {
                 double t1 = MPI_Wtime(), t0;
-                rc = MPI_Send(&t1, 1, MPI_DOUBLE, 0, TAG, g->world);
-                if (rc == MPI_SUCCESS) rc = MPI_Recv(&t0, 1, MPI_DOUBLE, 0, TAG, g->world, MPI_STATUS_IGNORE);
+                rc = send_recv(&t1, 1, MPI_DOUBLE, 0, TAG, g->world, 1);
+                if (rc == MPI_SUCCESS) rc = send_recv(&t0, 1, MPI_DOUBLE, 0, TAG, g->world, 0);
                 double t2 = MPI_Wtime();
                 if (t2 - t1 < best_rtt) {
                     best_rtt = t2 - t1;
@@ -300,9 +476,9 @@ pt_status comm_clock_offset(const comm_grid *g, int rounds, double *offset)
                 }
             } else {
                 double t;
-                rc = MPI_Recv(&t, 1, MPI_DOUBLE, peer, TAG, g->world, MPI_STATUS_IGNORE);
+                rc = send_recv(&t, 1, MPI_DOUBLE, peer, TAG, g->world, 0);
                 t = MPI_Wtime();
-                if (rc == MPI_SUCCESS) rc = MPI_Send(&t, 1, MPI_DOUBLE, peer, TAG, g->world);
+                if (rc == MPI_SUCCESS) rc = send_recv(&t, 1, MPI_DOUBLE, peer, TAG, g->world, 1);
             }
         }
     }
@@ -312,14 +488,14 @@ pt_status comm_clock_offset(const comm_grid *g, int rounds, double *offset)
 
 pt_status comm_allreduce_sum(double *buf, int n, MPI_Comm comm, const char *what)
 {
-    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, comm);
+    int rc = allreduce(buf, n, MPI_DOUBLE, MPI_SUM, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, what, -1, -1, n);
     return PT_OK;
 }
 
 pt_status comm_allreduce_xor(unsigned long long *buf, int n, MPI_Comm comm, const char *what)
 {
-    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_UNSIGNED_LONG_LONG, MPI_BXOR, comm);
+    int rc = allreduce(buf, n, MPI_UNSIGNED_LONG_LONG, MPI_BXOR, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, what, -1, -1, n);
     return PT_OK;
 }
@@ -328,7 +504,7 @@ pt_status comm_agree(const comm_grid *g, pt_status local, int *reporter)
 {
     /* lowest failing rank first: key = rank · 256 + status */
     int key = local ? g->rank * 256 + (int)local : INT_MAX;
-    int rc = MPI_Allreduce(MPI_IN_PLACE, &key, 1, MPI_INT, MPI_MIN, g->world);
+    int rc = allreduce(&key, 1, MPI_INT, MPI_MIN, g->world);
     if (rc != MPI_SUCCESS) {
         *reporter = g->rank;
         return mpi_fail(rc, "MPI_Allreduce agreeing on a status", -1, -1, 1);
@@ -379,7 +555,7 @@ pt_status comm_same_text(const comm_grid *g, const char *what, const char *text,
 {
     *reporter = g->rank;
     long long len = g->rank == 0 ? (long long)strlen(text) + 1 : 0;
-    int rc = MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, g->world);
+    int rc = bcast(&len, 1, MPI_LONG_LONG, 0, g->world);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast of rank 0's start-up text", 0, -1, 1);
     if (len <= 0 || len > INT_MAX - MPI_MAX_PROCESSOR_NAME)
         return pt_fail(PT_ERR_INVALID, "%s: rank 0's text has an impossible length %lld", what, len);
@@ -390,7 +566,7 @@ pt_status comm_same_text(const comm_grid *g, const char *what, const char *text,
         memcpy(ref, g->host, MPI_MAX_PROCESSOR_NAME);
         memcpy(ref + MPI_MAX_PROCESSOR_NAME, text, (size_t)len);
     }
-    rc = MPI_Bcast(ref, n, MPI_CHAR, 0, g->world);
+    rc = bcast(ref, n, MPI_CHAR, 0, g->world);
     if (rc != MPI_SUCCESS) {
         free(ref);
         return mpi_fail(rc, "MPI_Bcast of rank 0's start-up text", 0, -1, n);
@@ -399,8 +575,8 @@ pt_status comm_same_text(const comm_grid *g, const char *what, const char *text,
     const char *ref_host = ref, *ref_text = ref + MPI_MAX_PROCESSOR_NAME;
     int differs = strcmp(text, ref_text) != 0;
     int v[2] = {differs, differs ? g->rank : INT_MAX};
-    rc = MPI_Allreduce(MPI_IN_PLACE, &v[0], 1, MPI_INT, MPI_SUM, g->world);
-    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(MPI_IN_PLACE, &v[1], 1, MPI_INT, MPI_MIN, g->world);
+    rc = allreduce(&v[0], 1, MPI_INT, MPI_SUM, g->world);
+    if (rc == MPI_SUCCESS) rc = allreduce(&v[1], 1, MPI_INT, MPI_MIN, g->world);
     if (rc != MPI_SUCCESS) {
         free(ref);
         return mpi_fail(rc, "MPI_Allreduce comparing start-up texts", -1, -1, 2);
@@ -431,7 +607,7 @@ pt_status comm_same_text(const comm_grid *g, const char *what, const char *text,
 
 pt_status comm_bcast(void *buf, int bytes, int root, MPI_Comm comm, const char *what)
 {
-    int rc = MPI_Bcast(buf, bytes, MPI_BYTE, root, comm);
+    int rc = bcast(buf, bytes, MPI_BYTE, root, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, what, root, -1, bytes);
     return PT_OK;
 }
@@ -439,7 +615,7 @@ pt_status comm_bcast(void *buf, int bytes, int root, MPI_Comm comm, const char *
 pt_status comm_gather_doubles(const double *mine, int n, double *all, int root, MPI_Comm comm,
                               const char *what)
 {
-    int rc = MPI_Gather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, root, comm);
+    int rc = gather(mine, n, MPI_DOUBLE, all, root, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, what, root, -1, n);
     return PT_OK;
 }
@@ -500,7 +676,13 @@ pt_status comm_barrier_idle(MPI_Comm comm)
 {
     MPI_Request req;
     int rc = MPI_Ibarrier(comm, &req), done = 0;
+    double deadline = MPI_Wtime() + wait_limit;
     while (rc == MPI_SUCCESS && !(rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE)) && !done) {
+        if (wait_limit > 0 && MPI_Wtime() > deadline) {
+            late_comm = comm;
+            rc = TIMED_OUT;
+            break;
+        }
         struct timespec ts = {0, 1000000}; /* 1 ms: leave the cores to the rank that works */
         nanosleep(&ts, NULL);
     }

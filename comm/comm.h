@@ -23,6 +23,7 @@ typedef struct {
     int stage, replica;
     int tag_ub; /* largest tag the MPI library allows */
     char host[MPI_MAX_PROCESSOR_NAME]; /* this rank's host, for messages */
+    char (*hosts)[MPI_MAX_PROCESSOR_NAME]; /* every world rank's host (size entries), for messages */
 } comm_grid;
 
 /* Starts MPI (MPI_Init with the program's arguments, which it may edit);
@@ -36,8 +37,10 @@ pt_status comm_init(int *argc, char ***argv);
 pt_status comm_finalize(void);
 
 /* Collective over the world of the job (MPI_COMM_WORLD). Starts the grid:
- * duplicates the world (errors returned, not fatal), fills rank, size, host
- * and tag_ub; pipe and dp stay MPI_COMM_NULL until comm_grid_split.
+ * duplicates the world (errors returned, not fatal), fills rank, size, host,
+ * every rank's host (hosts) and tag_ub; pipe and dp stay MPI_COMM_NULL until
+ * comm_grid_split. This grid is the one the time limit's messages name
+ * (comm_set_timeout); g must outlive every wait.
  * comm_agree and comm_same_text work from here on, so start-up errors can be
  * agreed before the grid exists. Errors: PT_ERR_MPI. */
 pt_status comm_start(comm_grid *g);
@@ -92,6 +95,16 @@ pt_status comm_gatherv_bytes(const void *mine, long bytes, void **all, long *tot
  * (0 on rank 0). Errors: PT_ERR_MPI. */
 pt_status comm_clock_offset(const comm_grid *g, int rounds, double *offset);
 
+/* Sets how long, in seconds, this rank waits on any one transfer or
+ * collective (comm_wait, comm_coll_wait and every blocking collective here)
+ * before giving up with PT_ERR_TIMEOUT; 0 waits forever. Default 300 (the
+ * config key train.timeout). A rank that times out names itself (world rank,
+ * stage, replica, host), what it waited on and for whom; the caller ends the
+ * job (comm_abort): the peer may never answer. Waits test the request without
+ * pause for their first millisecond, as MPI_Wait would, then sleep between
+ * tests (1 µs doubling to 100 µs). Not collective. */
+void comm_set_timeout(double seconds);
+
 /* Wall-clock time in seconds since some moment in the past (MPI_Wtime):
  * differences of two calls are elapsed seconds. Not collective; works
  * between comm_init and comm_finalize. */
@@ -124,7 +137,10 @@ pt_status comm_isend(const comm_grid *g, const float *buf, int count, int peer, 
                      comm_dir dir, int chunk, comm_xfer *x);
 pt_status comm_irecv(const comm_grid *g, float *buf, int count, int peer, int mb, comm_dir dir,
                      int chunk, comm_xfer *x);
-/* Completes a transfer (no-op when none is outstanding). */
+/* Completes a transfer (no-op when none is outstanding), waiting at most
+ * the time limit of comm_set_timeout. Errors: PT_ERR_MPI, PT_ERR_MISMATCH
+ * (a receive of another size), PT_ERR_TIMEOUT naming the transfer, its peer
+ * stage, world rank and host. */
 pt_status comm_wait(comm_xfer *x);
 /* Marks a transfer as none outstanding. */
 void comm_xfer_clear(comm_xfer *x);
@@ -157,8 +173,9 @@ void comm_tied_free(comm_tied *t);
 /* A non-blocking collective in flight (gradient reductions over replicas). */
 typedef struct {
     MPI_Request req;
-    const char *what; /* names it in errors */
-    size_t count;     /* floats per rank */
+    char what[96];  /* names it in errors (a copy of the caller's text) */
+    size_t count;   /* floats per rank */
+    MPI_Comm comm;  /* its communicator, to name the ranks a timeout waited for */
 } comm_coll;
 
 /* Collective over comm (every rank starts the same call in the same order):
@@ -174,13 +191,16 @@ pt_status comm_iallreduce_floats(float *buf, size_t n, MPI_Comm comm, const char
 pt_status comm_iallgather_floats(const float *mine, size_t n, float *all, MPI_Comm comm, const char *what,
                                  comm_coll *c);
 
-/* Completes a collective started above (no-op when none is in flight);
- * comm_coll_test lets it progress (MPI_Test) without blocking and sets *done.
- * Errors: PT_ERR_MPI. */
+/* Completes a collective started above (no-op when none is in flight),
+ * waiting at most the time limit of comm_set_timeout; comm_coll_test lets it
+ * progress (MPI_Test) without blocking and sets *done. Errors: PT_ERR_MPI,
+ * PT_ERR_TIMEOUT naming `what` and the ranks of its communicator. */
 pt_status comm_coll_wait(comm_coll *c);
 pt_status comm_coll_test(comm_coll *c, int *done);
 
-/* In-place sum over `comm` of n doubles (collective over comm). */
+/* In-place sum over `comm` of n doubles (collective over comm). Like every
+ * collective of this module it waits at most the time limit of
+ * comm_set_timeout (PT_ERR_TIMEOUT naming `what` and the ranks of comm). */
 pt_status comm_allreduce_sum(double *buf, int n, MPI_Comm comm, const char *what);
 /* In-place bitwise XOR of n 64-bit words (collective over comm). */
 pt_status comm_allreduce_xor(unsigned long long *buf, int n, MPI_Comm comm, const char *what);
@@ -210,7 +230,8 @@ pt_status comm_allreduce_seconds(float *buf, int n, MPI_Comm comm, int reps, dou
 
 /* Collective over comm: a barrier that waits without spinning (MPI_Ibarrier
  * tested every millisecond), so that a rank measuring something is not
- * slowed by ranks waiting for it on the same cores. Errors: PT_ERR_MPI. */
+ * slowed by ranks waiting for it on the same cores. Errors: PT_ERR_MPI,
+ * PT_ERR_TIMEOUT after the time limit of comm_set_timeout. */
 pt_status comm_barrier_idle(MPI_Comm comm);
 
 #endif

@@ -159,6 +159,9 @@ static const cfg_key keys[] = {
      "steps between evaluations on the held-out data (0 = only at the end)", NULL, RESUME_FREE},
     {"train", "log_every", T_LONG, FIELD(log_every), "50", GE(0), NULL, NO_AUX,
      "steps between progress lines (0 = none)", NULL, RESUME_FREE},
+    {"train", "timeout", T_FLOAT, FIELD(timeout), "300", GE(0), NULL, NO_AUX,
+     "seconds a rank waits on any one transfer or collective before it ends the job naming itself, the "
+     "operation and the rank it waited for (0 = wait forever)", NULL, RESUME_FREE},
 
     {"pipeline", "schedule", T_ENUM, FIELD(schedule), "1f1b", ANY, schedule_words, NO_AUX,
      "pipeline schedule: gpipe (fill-drain), 1f1b (PipeDream-Flush), zbh1 (ZB-H1: 1F1B with the "

@@ -65,6 +65,7 @@ typedef struct {
     nonfinite_policy nonfinite;
     int blas_threads;
     long log_every;                  /* steps between progress lines */
+    float timeout;                   /* seconds a rank waits on a peer before ending the job; 0 = forever */
     long eval_every;                 /* steps between evaluations (0 = at the end) */
 
     /* [pipeline] */

@@ -169,6 +169,7 @@ int main(int argc, char **argv)
     }
     comm_grid g;
     st = comm_start(&g);
+    if (st == PT_ERR_TIMEOUT) comm_abort(NULL, pt_last_error()); /* a peer that does not answer would not finalize */
     if (st) {
         fprintf(stderr, "pipetrain: %s\n", pt_last_error());
         comm_finalize();
@@ -250,6 +251,7 @@ int main(int argc, char **argv)
         st = config_load(&c, path, sets, n_sets);
     }
     free(sets);
+    if (!st) comm_set_timeout(c.timeout); /* before the first agreement: a rank that never answers ends the job */
     if (!st && opt.mode != TRAINER_TRAIN) c.log_metrics[0] = '\0'; /* keep the training run's metrics file */
     if (!st && opt.resume && opt.init && opt.mode != TRAINER_GENERATE)
         st = pt_fail(PT_ERR_INVALID, "--resume and --init exclude each other: --resume continues a run, "
@@ -296,6 +298,7 @@ int main(int argc, char **argv)
     char resumed[4096]; /* --resume auto: the checkpoint found in checkpoint.dir, or "" for a new run */
     if (!st && resume_auto && !(st = persist_resume_auto(&c, &g, resumed, sizeof resumed, &reporter)))
         opt.resume = resumed[0] ? resumed : NULL;
+    if (st == PT_ERR_TIMEOUT) comm_abort(&g, pt_last_error()); /* a peer that does not answer would not finalize */
     if (st) {
         if (g.rank == reporter) {
             /* a verdict of rank 0 is every rank's (or the first of them); name any other rank */
@@ -311,7 +314,7 @@ int main(int argc, char **argv)
         return 2;
     }
     st = trainer_run(&c, &g, &opt, &reporter);
-    if (st && reporter < 0) comm_abort(&g, pt_last_error());
+    if (st && (reporter < 0 || st == PT_ERR_TIMEOUT)) comm_abort(&g, pt_last_error());
     if (st && g.rank == reporter) fprintf(stderr, "pipetrain: %s\n", pt_last_error());
     comm_grid_free(&g);
     free(prompts);

@@ -1,6 +1,7 @@
 /* reduce.c — the gradient reduction over micro-batches and replicas. */
 #include "reduce.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,11 +70,14 @@ static pt_status start(void *ctx, int chunk, int b)
     grad_reduce *r = ctx;
     reduce_chunk *c = &r->ch[chunk];
     float *g = r->st[chunk].grads + c->off[b];
+    char what[64];
     c->t_start[b] = comm_wtime();
+    snprintf(what, sizeof what, "%s of gradient bucket %d", r->mode == REDUCTION_FAST ? "MPI_Iallreduce"
+             : "MPI_Iallgather", b);
     if (r->mode == REDUCTION_FAST)
-        return comm_iallreduce_floats(g, c->len[b], r->g->dp, "MPI_Iallreduce of a gradient bucket", &c->coll[b]);
-    return comm_iallgather_floats(g, c->len[b], c->gather + (size_t)r->g->D * c->off[b], r->g->dp,
-                                  "MPI_Iallgather of a gradient bucket", &c->coll[b]);
+        return comm_iallreduce_floats(g, c->len[b], r->g->dp, what, &c->coll[b]);
+    return comm_iallgather_floats(g, c->len[b], c->gather + (size_t)r->g->D * c->off[b], r->g->dp, what,
+                                  &c->coll[b]);
 }
 
 static pt_status wait(void *ctx, int chunk, int b)

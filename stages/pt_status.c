@@ -20,6 +20,7 @@ static const char *const names[PT_STATUS_COUNT] = {
     [PT_ERR_MISMATCH] = "mismatch",
     [PT_ERR_HDF5] = "HDF5 error",
     [PT_ERR_LOCK] = "file locking failed",
+    [PT_ERR_TIMEOUT] = "timed out",
 };
 
 const char *pt_status_str(pt_status s)

@@ -19,6 +19,7 @@ typedef enum {
     PT_ERR_MISMATCH,  /* a file or peer holds something other than expected */
     PT_ERR_HDF5,      /* an HDF5 call failed */
     PT_ERR_LOCK,      /* a file could not be locked (file system without working locks) */
+    PT_ERR_TIMEOUT,   /* a peer did not answer within the time limit (train.timeout) */
     PT_STATUS_COUNT
 } pt_status;
 
