@@ -1,7 +1,11 @@
+#define _GNU_SOURCE /* pthread_setname_np: the progress thread shows as "pt-progress" */
 #define _POSIX_C_SOURCE 200809L
 #include "comm.h"
 
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,15 +158,73 @@ static int send_recv(void *buf, int n, MPI_Datatype type, int peer, int tag, MPI
     return coll_done(rc, &req, comm);
 }
 
+/* ---- the progress thread ----------------------------------------------------- */
+
+static int thread_level = MPI_THREAD_SINGLE;    /* what MPI_Init_thread provided */
+static MPI_Comm progress_comm = MPI_COMM_NULL;  /* the thread's own, where nothing is ever sent */
+static atomic_long progress_ns;                 /* the pause between its calls; 0: stop */
+static pthread_t progress_thread;
+static int progress_running;
+
+/* Calls into MPI every progress_ns nanoseconds: any MPI call lets the
+ * library move the transfers in flight (fragments of a send, the copy-out of
+ * a receive), which without single copy and over TCP advance only then. */
+static void *progress_loop(void *arg)
+{
+    (void)arg;
+    long ns;
+    while ((ns = atomic_load(&progress_ns)) > 0) {
+        int flag = 0;
+        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, progress_comm, &flag, MPI_STATUS_IGNORE);
+        struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void progress_stop(void)
+{
+    if (!progress_running) return;
+    atomic_store(&progress_ns, 0);
+    pthread_join(progress_thread, NULL);
+    progress_running = 0;
+}
+
+pt_status comm_set_progress(double interval_us)
+{
+    progress_stop();
+    if (interval_us <= 0 || (wait_grid && wait_grid->size == 1)) return PT_OK; /* one rank: nothing moves */
+    if (thread_level != MPI_THREAD_MULTIPLE || progress_comm == MPI_COMM_NULL)
+        return pt_fail(PT_ERR_MPI, "the MPI library runs without MPI_THREAD_MULTIPLE (thread level %d), which the "
+                       "progress thread needs: set pipeline.progress_us = 0, or use an MPI library built with "
+                       "thread support", thread_level);
+    atomic_store(&progress_ns, (long)(interval_us * 1000.0 + 0.5) > 0 ? (long)(interval_us * 1000.0 + 0.5) : 1);
+    /* the thread blocks every signal: a stop request (SIGINT, SIGTERM) reaches the main thread */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&progress_thread, NULL, progress_loop, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e) {
+        atomic_store(&progress_ns, 0);
+        return pt_fail(PT_ERR_NOMEM, "cannot start the progress thread: %s: set pipeline.progress_us = 0",
+                       strerror(e));
+    }
+    pthread_setname_np(progress_thread, "pt-progress");
+    progress_running = 1;
+    return PT_OK;
+}
+
 pt_status comm_init(int *argc, char ***argv)
 {
-    int rc = MPI_Init(argc, argv);
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Init", -1, -1, 0);
+    int rc = MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &thread_level);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Init_thread", -1, -1, 0);
     return PT_OK;
 }
 
 pt_status comm_finalize(void)
 {
+    progress_stop();
     int rc = MPI_Finalize();
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Finalize", -1, -1, 0);
     return PT_OK;
@@ -187,6 +249,8 @@ pt_status comm_start(comm_grid *g)
     MPI_Comm_get_attr(g->world, MPI_TAG_UB, &ub, &flag);
     g->tag_ub = flag && ub ? *ub : 32767;
     wait_grid = g;
+    if (progress_comm == MPI_COMM_NULL && (rc = MPI_Comm_dup(MPI_COMM_WORLD, &progress_comm)) != MPI_SUCCESS)
+        return mpi_fail(rc, "MPI_Comm_dup for the progress thread", -1, -1, 0);
     g->hosts = calloc((size_t)g->size, sizeof *g->hosts);
     int ok = g->hosts != NULL;
     MPI_Request req;
@@ -227,6 +291,8 @@ pt_status comm_grid_split(comm_grid *g, int P, int D)
 
 void comm_grid_free(comm_grid *g)
 {
+    progress_stop();
+    if (progress_comm != MPI_COMM_NULL) MPI_Comm_free(&progress_comm);
     if (g->pipe != MPI_COMM_NULL) MPI_Comm_free(&g->pipe);
     if (g->dp != MPI_COMM_NULL) MPI_Comm_free(&g->dp);
     if (g->world != MPI_COMM_NULL) MPI_Comm_free(&g->world);

@@ -26,9 +26,10 @@ typedef struct {
     char (*hosts)[MPI_MAX_PROCESSOR_NAME]; /* every world rank's host (size entries), for messages */
 } comm_grid;
 
-/* Starts MPI (MPI_Init with the program's arguments, which it may edit);
- * once per process, before any other comm_ function. Collective over the
- * world of the job. Errors: PT_ERR_MPI naming MPI_Init. */
+/* Starts MPI (MPI_Init_thread with the program's arguments, which it may
+ * edit, asking for MPI_THREAD_MULTIPLE for the progress thread); once per
+ * process, before any other comm_ function. Collective over the world of the
+ * job. Errors: PT_ERR_MPI naming MPI_Init_thread. */
 pt_status comm_init(int *argc, char ***argv);
 
 /* Ends MPI (MPI_Finalize) after every grid is freed; once per process.
@@ -104,6 +105,19 @@ pt_status comm_clock_offset(const comm_grid *g, int rounds, double *offset);
  * pause for their first millisecond, as MPI_Wait would, then sleep between
  * tests (1 µs doubling to 100 µs). Not collective. */
 void comm_set_timeout(double seconds);
+
+/* Starts this rank's progress thread (interval_us > 0), or stops it (0):
+ * every interval_us microseconds it calls into MPI (MPI_Iprobe on a
+ * communicator of its own), so that transfers in flight advance while the
+ * rank computes; where MPI has no single-copy path (TCP between hosts, shared
+ * memory without CMA) they would otherwise move only while the rank waits.
+ * It changes no data and blocks every signal (they reach the rank's other
+ * threads); a job of one rank runs without it. Not collective;
+ * after comm_start; comm_grid_free and comm_finalize stop it. Errors:
+ * PT_ERR_MPI when the library gives less than MPI_THREAD_MULTIPLE,
+ * PT_ERR_NOMEM when the thread cannot start; the message says to set
+ * pipeline.progress_us = 0. */
+pt_status comm_set_progress(double interval_us);
 
 /* Wall-clock time in seconds since some moment in the past (MPI_Wtime):
  * differences of two calls are elapsed seconds. Not collective; works

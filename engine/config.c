@@ -163,6 +163,11 @@ static const cfg_key keys[] = {
      "seconds a rank waits on any one transfer or collective before it ends the job naming itself, the "
      "operation and the rank it waited for (0 = wait forever)", NULL, RESUME_FREE},
 
+    {"pipeline", "progress_us", T_FLOAT, FIELD(progress_us), "0", GE(0), NULL, NO_AUX,
+     "microseconds between the calls into MPI of each rank's progress thread, which moves transfers while "
+     "the rank computes (without it, over TCP or shared memory without single copy, they advance only "
+     "while a rank waits); 0 = no progress thread (it shares the rank's core: 200 halves the bubble without "
+     "single copy but costs throughput when every core computes)", NULL, RESUME_FREE},
     {"pipeline", "schedule", T_ENUM, FIELD(schedule), "1f1b", ANY, schedule_words, NO_AUX,
      "pipeline schedule: gpipe (fill-drain), 1f1b (PipeDream-Flush), zbh1 (ZB-H1: 1F1B with the "
      "backward split into input and weight gradients, the weight part filling the bubble) or interleaved "

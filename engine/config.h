@@ -66,6 +66,7 @@ typedef struct {
     int blas_threads;
     long log_every;                  /* steps between progress lines */
     float timeout;                   /* seconds a rank waits on a peer before ending the job; 0 = forever */
+    float progress_us;               /* microseconds between the progress thread's calls into MPI; 0 = none */
     long eval_every;                 /* steps between evaluations (0 = at the end) */
 
     /* [pipeline] */

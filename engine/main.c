@@ -252,6 +252,7 @@ int main(int argc, char **argv)
     }
     free(sets);
     if (!st) comm_set_timeout(c.timeout); /* before the first agreement: a rank that never answers ends the job */
+    if (!st) st = comm_set_progress(c.progress_us);
     if (!st && opt.mode != TRAINER_TRAIN) c.log_metrics[0] = '\0'; /* keep the training run's metrics file */
     if (!st && opt.resume && opt.init && opt.mode != TRAINER_GENERATE)
         st = pt_fail(PT_ERR_INVALID, "--resume and --init exclude each other: --resume continues a run, "
