@@ -217,6 +217,14 @@ pt_status comm_set_progress(double interval_us)
 
 pt_status comm_init(int *argc, char ***argv)
 {
+    /* Without a single-copy path (shared memory without CMA, TCP) Open MPI
+     * sends a large message as fragments, at most pml_ob1_send_pipeline_depth
+     * (3) of them per call into MPI, so an activation needed the sender back
+     * inside MPI for every few fragments: the receiver waited while the
+     * sender computed. With 64, one call queues a whole activation. A value
+     * the user set (mpirun --mca, OMPI_MCA_* in the environment) wins; other
+     * MPI libraries ignore the variable. */
+    setenv("OMPI_MCA_pml_ob1_send_pipeline_depth", "64", 0);
     int rc = MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &thread_level);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Init_thread", -1, -1, 0);
     return PT_OK;

@@ -27,9 +27,11 @@ typedef struct {
 } comm_grid;
 
 /* Starts MPI (MPI_Init_thread with the program's arguments, which it may
- * edit, asking for MPI_THREAD_MULTIPLE for the progress thread); once per
- * process, before any other comm_ function. Collective over the world of the
- * job. Errors: PT_ERR_MPI naming MPI_Init_thread. */
+ * edit, asking for MPI_THREAD_MULTIPLE for the progress thread; with Open
+ * MPI's ob1 a send queues up to 64 fragments per call into MPI unless the
+ * user set pml_ob1_send_pipeline_depth); once per process, before any other
+ * comm_ function. Collective over the world of the job. Errors: PT_ERR_MPI
+ * naming MPI_Init_thread. */
 pt_status comm_init(int *argc, char ***argv);
 
 /* Ends MPI (MPI_Finalize) after every grid is freed; once per process.
