@@ -255,6 +255,32 @@ own_cpu() { # sets OWN_CPU; must not run in a subshell ($(...)), whose `times` s
 }
 now_s() { date +%s.%N; }
 
+# bench_run_retried NAME COMMAND...: runs COMMAND in $OUT with its output in
+# $OUT/logs/NAME.log (a failure ends the benchmark with the log's tail), again
+# up to $RETRIES times while other processes used more than $BUSY_LIMIT CPU
+# during it; sets OTHERS and WALL (bench_mark_end) and ATTEMPT (retries used).
+bench_run_retried() {
+  local name=$1
+  shift
+  ATTEMPT=0
+  while :; do
+    bench_mark_start
+    if ! (cd "$OUT" && "$@" >"$OUT/logs/$name.log" 2>&1); then
+      echo "$BENCH: run $name failed; its output is in $OUT/logs/$name.log:" >&2
+      tail -n 20 "$OUT/logs/$name.log" >&2
+      exit 1
+    fi
+    bench_mark_end
+    if awk -v o="$OTHERS" -v l="$BUSY_LIMIT" 'BEGIN {exit !(o > l)}' && [ "$ATTEMPT" -lt "$RETRIES" ]; then
+      ATTEMPT=$((ATTEMPT + 1))
+      echo "$BENCH: $name: other processes used $OTHERS CPU; again in 20 s (retry $ATTEMPT of $RETRIES)" >&2
+      sleep 20
+      continue
+    fi
+    break
+  done
+}
+
 # ---- one run -----------------------------------------------------------------------
 # bench_run NAME P THREADS CONFIG SPEC STEPS BATCH ID_JSON SET... : trains
 # CONFIG (relative to the repository) on P ranks with THREADS BLAS threads
@@ -290,24 +316,8 @@ bench_run() {
     echo "$BENCH: $name: kept (others $(jq .others_cpus "$OUT/runs/$name.meta.json") CPU)" >&2
     return
   fi
-  while :; do
-    bench_mark_start
-    if ! (cd "$OUT" && mpirun -np "$P" "${bind[@]}" "$PIPETRAIN" train "$REPO/$config" "${args[@]}" \
-         >"$OUT/logs/$name.log" 2>&1); then
-      echo "$BENCH: run $name failed; its output is in $OUT/logs/$name.log:" >&2
-      tail -n 20 "$OUT/logs/$name.log" >&2
-      exit 1
-    fi
-    bench_mark_end
-    others=$OTHERS wall=$WALL
-    if awk -v o="$others" -v l="$BUSY_LIMIT" 'BEGIN {exit !(o > l)}' && [ "$attempt" -lt "$RETRIES" ]; then
-      attempt=$((attempt + 1))
-      echo "$BENCH: $name: other processes used $others CPU; again in 20 s (retry $attempt of $RETRIES)" >&2
-      sleep 20
-      continue
-    fi
-    break
-  done
+  bench_run_retried "$name" mpirun -np "$P" "${bind[@]}" "$PIPETRAIN" train "$REPO/$config" "${args[@]}"
+  others=$OTHERS wall=$WALL attempt=$ATTEMPT
   jq -n --argjson id "$id" --argjson P "$P" \
     --argjson threads "$threads" --arg bind "${bind[*]}" --argjson others "$others" --argjson wall "$wall" \
     --argjson retries "$attempt" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg date "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" \

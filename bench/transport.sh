@@ -147,28 +147,12 @@ run_one() {
     echo "$BENCH: $name: kept" >&2
     return
   fi
-  while :; do
-    case "$tr" in
-      tcp) hosts_unshape >/dev/null 2>&1 || true ;;
-      tcp-*) hosts_shape "${tr#tcp-}" ;;
-    esac
-    bench_mark_start
-    if ! (cd "$OUT" && "${launch[@]}" "$PIPETRAIN" train "$REPO/${CONFIG[$model]}" "${args[@]}" \
-         >"$OUT/logs/$name.log" 2>&1); then
-      echo "$BENCH: run $name failed; its output is in $OUT/logs/$name.log:" >&2
-      tail -n 20 "$OUT/logs/$name.log" >&2
-      exit 1
-    fi
-    bench_mark_end
-    others=$OTHERS wall=$WALL
-    if awk -v o="$others" -v l="$BUSY_LIMIT" 'BEGIN {exit !(o > l)}' && [ "$attempt" -lt "$RETRIES" ]; then
-      attempt=$((attempt + 1))
-      echo "$BENCH: $name: other processes used $others CPU; again in 20 s (retry $attempt of $RETRIES)" >&2
-      sleep 20
-      continue
-    fi
-    break
-  done
+  case "$tr" in
+    tcp) hosts_unshape >/dev/null 2>&1 || true ;;
+    tcp-*) hosts_shape "${tr#tcp-}" ;;
+  esac
+  bench_run_retried "$name" "${launch[@]}" "$PIPETRAIN" train "$REPO/${CONFIG[$model]}" "${args[@]}"
+  others=$OTHERS wall=$WALL attempt=$ATTEMPT
   jq -n --arg model "$model" --arg tr "$tr" --argjson pu "$pu" --argjson rep "$rep" --arg launch "${launch[*]}" \
     --argjson others "$others" --argjson wall "$wall" --argjson retries "$attempt" \
     --arg date "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" --argjson scale "${SCALE[$model]}" --arg unit "${UNIT[$model]}" \
