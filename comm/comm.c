@@ -760,6 +760,7 @@ pt_status comm_barrier_idle(MPI_Comm comm)
         struct timespec ts = {0, 1000000}; /* 1 ms: leave the cores to the rank that works */
         nanosleep(&ts, NULL);
     }
+    if (rc == TIMED_OUT) return coll_timed_out("the barrier while rank 0 measures the layers");
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Ibarrier", -1, -1, 0);
     return PT_OK;
 }
