@@ -56,16 +56,7 @@ Prints markdown tables and writes into the results directory:
   report.md          the tables printed to stdout
 
   --quick      smoke run: the same runs with 2 steps each (under a minute)
-  --out DIR    results directory (default $OUT)
-  --build DIR  Release build tree holding pipetrain and bench/sgemm_peak
-               (default $BUILD; cmake -S . -B build -DCMAKE_BUILD_TYPE=Release)
-  --retries N  re-run a run up to N times when other processes used more than
-               $BUSY_LIMIT CPU during it, and re-measure sgemm points they
-               disturbed (default 1; 0 with --quick)
-  --keep       reuse the runs already in the results directory during which
-               other processes used at most $BUSY_LIMIT CPU, and the sgemm figures;
-               re-run the rest (same options as before)
-  --help       print this help and exit
+$(bench_options_help sgemm)
 
 environment: BENCH_M (micro-batches, default 8; a list runs each),
 BENCH_LAYOUTS (the one-thread layouts as P:D, default "1:1 2:1 1:2"),

@@ -54,16 +54,7 @@ Prints markdown tables and writes into the results directory:
   --profile    also run P = 1, 1 thread, M = 8 (--quick: 4), 1F1B once under
                \`perf record --call-graph dwarf\` (perf must be able to sample
                the cpu-clock event) and split its compute time by kernel
-  --out DIR    results directory (default $OUT)
-  --build DIR  Release build tree holding pipetrain and bench/sgemm_peak
-               (default $BUILD; cmake -S . -B build -DCMAKE_BUILD_TYPE=Release)
-  --retries N  re-run a run up to N times when other processes used more than
-               $BUSY_LIMIT CPU during it, and re-measure sgemm points they
-               disturbed (default 1; 0 with --quick)
-  --keep       reuse the runs already in the results directory during which
-               other processes used at most $BUSY_LIMIT CPU, and the sgemm figures;
-               re-run the rest (same options as before)
-  --help       print this help and exit
+$(bench_options_help sgemm)
 
 environment: BENCH_P, BENCH_M and BENCH_SCHEDULES narrow the plan to the listed values, e.g.
 BENCH_P="1 2" BENCH_M=8 BENCH_SCHEDULES="1f1b zbh1" for a focused comparison.

@@ -22,6 +22,29 @@
 # Shell options: the scripts run under `set -euo pipefail`.
 
 # ---- arguments -----------------------------------------------------------------
+# bench_options_help [sgemm]: the --help lines of the options bench_parse_args
+# takes (with sgemm: the script also measures the sgemm reference), for `usage`.
+bench_options_help() {
+  local build="Release build tree holding pipetrain (default $BUILD)" retries="" keep=""
+  if [ "${1:-}" = sgemm ]; then
+    build="Release build tree holding pipetrain and bench/sgemm_peak
+               (default $BUILD; cmake -S . -B build -DCMAKE_BUILD_TYPE=Release)"
+    retries=", and re-measure sgemm points they
+               disturbed"
+    keep=", and the sgemm figures;
+               re-run the rest (same options as before)"
+  fi
+  cat <<EOF
+  --out DIR    results directory (default $OUT)
+  --build DIR  $build
+  --retries N  re-run a run up to N times when other processes used more than
+               $BUSY_LIMIT CPU during it$retries (default 1; 0 with --quick)
+  --keep       reuse the runs already in the results directory during which
+               other processes used at most $BUSY_LIMIT CPU$keep
+  --help       print this help and exit
+EOF
+}
+
 # A script may define bench_option FLAG, returning 0 when it took the flag.
 bench_parse_args() {
   while [ $# -gt 0 ]; do

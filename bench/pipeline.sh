@@ -48,16 +48,7 @@ Prints markdown tables and writes into the results directory:
   report.md          the tables printed to stdout
 
   --quick      smoke run: batch 256, P = 1, 2, M = 4, 8, 2 steps (under a minute)
-  --out DIR    results directory (default $OUT)
-  --build DIR  Release build tree holding pipetrain and bench/sgemm_peak
-               (default $BUILD; cmake -S . -B build -DCMAKE_BUILD_TYPE=Release)
-  --retries N  re-run a run up to N times when other processes used more than
-               $BUSY_LIMIT CPU during it, and re-measure sgemm points they
-               disturbed (default 1; 0 with --quick)
-  --keep       reuse the runs already in the results directory during which
-               other processes used at most $BUSY_LIMIT CPU, and the sgemm figures;
-               re-run the rest (same options as before)
-  --help       print this help and exit
+$(bench_options_help sgemm)
 
 environment: BENCH_P, BENCH_M, BENCH_SCHEDULES (and BENCH_MODELS for
 bench/pipeline.sh) narrow the plan to the listed values, e.g.

@@ -55,13 +55,7 @@ shm's bubble) and writes into the results directory:
   report.md          the table printed to stdout
 
   --quick      smoke run: 2 steps per run, one repetition
-  --out DIR    results directory (default $OUT)
-  --build DIR  Release build tree holding pipetrain (default $BUILD)
-  --retries N  re-run a run up to N times when other processes used more than
-               $BUSY_LIMIT CPU during it (default 1; 0 with --quick)
-  --keep       reuse the runs already in the results directory during which
-               other processes used at most $BUSY_LIMIT CPU
-  --help       print this help and exit
+$(bench_options_help)
 
 environment: BENCH_REPS (repetitions, default 3), BENCH_MODELS ("balanced gpt"),
 BENCH_PROGRESS (pipeline.progress_us values, default "0 200"),
