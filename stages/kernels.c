@@ -17,27 +17,13 @@
 /* width of the stack block of double accumulators used by column sums */
 #define KERNELS_COL_BLOCK 256
 
-/* acc[c] += Σ_r m[r, c] for m[rows, cols], summed in double over rows in
- * increasing order, then added once to the float accumulator. */
-static void colsum_accumulate(float *acc, const float *m, int rows, int cols)
-{
-    double block[KERNELS_COL_BLOCK];
-    for (int c0 = 0; c0 < cols; c0 += KERNELS_COL_BLOCK) {
-        int n = cols - c0 < KERNELS_COL_BLOCK ? cols - c0 : KERNELS_COL_BLOCK;
-        for (int j = 0; j < n; j++) block[j] = 0.0;
-        for (int r = 0; r < rows; r++) {
-            const float *row = m + (size_t)r * (size_t)cols + (size_t)c0;
-            for (int j = 0; j < n; j++) block[j] += (double)row[j];
-        }
-        for (int j = 0; j < n; j++) acc[c0 + j] += (float)block[j];
-    }
-}
-
 /* ------------------------------------------- element-wise kernels by ISA */
 
 #define GELU_SCALE 0.7978845608028654f /* √(2/π) */
 #define GELU_CUBE 0.044715f
 #define PHILOX_LANES 16 /* quads of dropout words made side by side */
+#define ROW_LANES 16    /* partial sums of a row sum (kernels_ew.inc) */
+#define LAYERNORM_EPS 1e-5
 
 typedef struct {
     void (*gelu_forward)(float *, const float *, size_t);
@@ -51,6 +37,18 @@ typedef struct {
     void (*dropout_apply)(float *, const float *, size_t, float, uint32_t, uint32_t, uint32_t, uint32_t,
                           uint32_t);
     void (*philox_quads)(uint32_t *, uint32_t, uint32_t, uint32_t, uint64_t, uint32_t, uint32_t);
+    void (*bias_residual_add)(float *, const float *, const float *, int, int);
+    void (*bias_gelu_forward_keep)(float *, float *, float *, const float *, int, int);
+    void (*colsum_accumulate)(float *, const float *, int, int);
+    void (*layernorm_forward)(float *, float *, float *, const float *, const float *, const float *, int, int);
+    void (*layernorm_backward_input)(float *, const float *, const float *, const float *, const float *,
+                                     const float *, const float *, int, int);
+    void (*layernorm_backward_weight)(float *, const float *, const float *, const float *, const float *, int,
+                                      int);
+    void (*attention_softmax)(float *, int, int, int, int);
+    void (*attention_softmax_backward)(float *, const float *, int, int);
+    double (*softmax_xent_rows)(float *, const float *, const int32_t *, int, int);
+    void (*softmax_xent_backward)(float *, const float *, const int32_t *, int, int, float);
 } kernels_ew;
 
 #define KERNEL(name) name##_portable
@@ -131,6 +129,34 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
     if (b) ew->bias_add(out, b, B, OUT);
 }
 
+/* out[B,OUT] = (in · wᵀ + b) + res: the bias and the residual in one pass */
+void linear_forward_residual(float *out, const float *in, const float *w, const float *b,
+                             const float *res, int B, int IN, int OUT)
+{
+    if (B <= 0 || OUT <= 0) return;
+    if (!b) {
+        linear_forward(out, in, w, NULL, B, IN, OUT);
+        for (size_t i = 0, n = (size_t)B * (size_t)OUT; i < n; i++) out[i] += res[i];
+        return;
+    }
+    linear_forward(out, in, w, NULL, B, IN, OUT);
+    ew->bias_residual_add(out, b, res, B, OUT);
+}
+
+/* pre[B,OUT] = in · wᵀ + b;  out = gelu(pre), t = its tanh: bias and GELU in one pass */
+void linear_forward_gelu_keep(float *out, float *t, float *pre, const float *in, const float *w,
+                              const float *b, int B, int IN, int OUT)
+{
+    if (B <= 0 || OUT <= 0) return;
+    if (!b) {
+        linear_forward(pre, in, w, NULL, B, IN, OUT);
+        ew->gelu_forward_keep(out, t, pre, (size_t)B * (size_t)OUT);
+        return;
+    }
+    linear_forward(pre, in, w, NULL, B, IN, OUT);
+    ew->bias_gelu_forward_keep(out, t, pre, b, B, OUT);
+}
+
 /* din[B,IN] = dout[B,OUT] · w[OUT,IN];  dw[OUT,IN] += doutᵀ · in;
  * db[OUT] += Σ_rows dout */
 void linear_backward(float *din, float *dw, float *db, const float *dout,
@@ -150,7 +176,7 @@ void linear_backward(float *din, float *dw, float *db, const float *dout,
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, B, 1.0f, dout, OUT, in,
                     IN, 1.0f, dw, IN);
     }
-    if (db) colsum_accumulate(db, dout, B, OUT);
+    if (db) ew->colsum_accumulate(db, dout, B, OUT);
 }
 
 /* -------------------------------------------------------------------- ReLU */
@@ -165,9 +191,6 @@ void relu_backward(float *din, const float *dout, const float *in, size_t N)
 }
 
 /* -------------------------------------------------------------------- GELU */
-
-#define GELU_SCALE 0.7978845608028654f /* √(2/π) */
-#define GELU_CUBE 0.044715f
 
 /* out[N] = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), tanh and e^x as
  * branch-free polynomials (libm's tanhf does not vectorise and dominated the
@@ -192,8 +215,6 @@ void gelu_backward_kept(float *din, const float *dout, const float *in, const fl
 
 /* --------------------------------------------------------------- LayerNorm */
 
-#define LAYERNORM_EPS 1e-5
-
 /* out[B,C] = (in − mean)·rstd·w[C] + b[C];  mean[B], rstd[B] saved.
  * mean and variance (two-pass, biased) are summed in double; the saved float
  * mean and rstd are the ones used for the output, so backward matches. */
@@ -201,76 +222,27 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
                        const float *w, const float *b, int B, int C)
 {
     if (B <= 0 || C <= 0) return;
-    for (int r = 0; r < B; r++) {
-        const float *x = in + (size_t)r * (size_t)C;
-        float *o = out + (size_t)r * (size_t)C;
-        double s = 0.0;
-        for (int c = 0; c < C; c++) s += (double)x[c];
-        double m = s / C;
-        double v = 0.0;
-        for (int c = 0; c < C; c++) {
-            double d = (double)x[c] - m;
-            v += d * d;
-        }
-        v /= C;
-        float mf = (float)m;
-        float rs = (float)(1.0 / sqrt(v + LAYERNORM_EPS));
-        for (int c = 0; c < C; c++) {
-            float n = (x[c] - mf) * rs;
-            o[c] = n * w[c] + b[c];
-        }
-        mean[r] = mf;
-        rstd[r] = rs;
-    }
+    ew->layernorm_forward(out, mean, rstd, in, w, b, B, C);
 }
 
 /* With n = (in − mean)·rstd and g = dout·w (per row):
- *   din[B,C] = (g − mean_c(g) − n·mean_c(g·n))·rstd
+ *   din[B,C] = (g − mean_c(g) − n·mean_c(g·n))·rstd  (+ add[B,C])
  *   dw[C] += Σ_rows dout·n;   db[C] += Σ_rows dout */
+void layernorm_backward_add(float *din, float *dw, float *db, const float *dout, const float *in,
+                            const float *w, const float *mean, const float *rstd, const float *add,
+                            int B, int C)
+{
+    if (B <= 0 || C <= 0) return;
+    if (din) ew->layernorm_backward_input(din, dout, in, w, mean, rstd, add, B, C);
+    if (db) ew->colsum_accumulate(db, dout, B, C);
+    if (dw) ew->layernorm_backward_weight(dw, dout, in, mean, rstd, B, C);
+}
+
 void layernorm_backward(float *din, float *dw, float *db, const float *dout,
                         const float *in, const float *w, const float *mean,
                         const float *rstd, int B, int C)
 {
-    if (B <= 0 || C <= 0) return;
-    if (din) {
-        for (int r = 0; r < B; r++) {
-            const float *x = in + (size_t)r * (size_t)C;
-            const float *d = dout + (size_t)r * (size_t)C;
-            float *di = din + (size_t)r * (size_t)C;
-            float mf = mean[r], rs = rstd[r];
-            double sg = 0.0, sgn = 0.0;
-            for (int c = 0; c < C; c++) {
-                float n = (x[c] - mf) * rs;
-                float g = d[c] * w[c];
-                sg += (double)g;
-                sgn += (double)g * (double)n;
-            }
-            float mg = (float)(sg / C), mgn = (float)(sgn / C);
-            for (int c = 0; c < C; c++) {
-                float n = (x[c] - mf) * rs;
-                float g = d[c] * w[c];
-                di[c] = (g - mg - n * mgn) * rs;
-            }
-        }
-    }
-    if (db) colsum_accumulate(db, dout, B, C);
-    if (dw) {
-        double block[KERNELS_COL_BLOCK];
-        for (int c0 = 0; c0 < C; c0 += KERNELS_COL_BLOCK) {
-            int nc = C - c0 < KERNELS_COL_BLOCK ? C - c0 : KERNELS_COL_BLOCK;
-            for (int j = 0; j < nc; j++) block[j] = 0.0;
-            for (int r = 0; r < B; r++) {
-                const float *x = in + (size_t)r * (size_t)C + (size_t)c0;
-                const float *d = dout + (size_t)r * (size_t)C + (size_t)c0;
-                float mf = mean[r], rs = rstd[r];
-                for (int j = 0; j < nc; j++) {
-                    float n = (x[j] - mf) * rs;
-                    block[j] += (double)d[j] * (double)n;
-                }
-            }
-            for (int j = 0; j < nc; j++) dw[c0 + j] += (float)block[j];
-        }
-    }
+    layernorm_backward_add(din, dw, db, dout, in, w, mean, rstd, NULL, B, C);
 }
 
 /* ----------------------------------------------------------------- Dropout */
@@ -325,23 +297,7 @@ long softmax_xent_forward(float *probs, float *loss, const float *logits,
         *loss = 0.0f;
         return -1;
     }
-    double total = 0.0;
-    for (int r = 0; r < B; r++) {
-        const float *x = logits + (size_t)r * (size_t)V;
-        float *p = probs + (size_t)r * (size_t)V;
-        float mx = x[0];
-        for (int j = 1; j < V; j++)
-            if (x[j] > mx) mx = x[j];
-        double sum = 0.0;
-        for (int j = 0; j < V; j++) {
-            p[j] = expf(x[j] - mx);
-            sum += (double)p[j];
-        }
-        double inv = 1.0 / sum;
-        for (int j = 0; j < V; j++) p[j] = (float)((double)p[j] * inv);
-        total += log(sum) - ((double)x[labels[r]] - (double)mx);
-    }
-    *loss = (float)(total / B);
+    *loss = (float)(ew->softmax_xent_rows(probs, logits, labels, B, V) / B);
     return -1;
 }
 
@@ -349,15 +305,7 @@ long softmax_xent_forward(float *probs, float *loss, const float *logits,
 void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels,
                            int B, int V, float scale)
 {
-    for (int r = 0; r < B; r++) {
-        const float *p = probs + (size_t)r * (size_t)V;
-        float *d = dlogits + (size_t)r * (size_t)V;
-        int32_t y = labels[r];
-        for (int j = 0; j < V; j++) {
-            float t = j == y ? 1.0f : 0.0f; /* a bad label (checked by forward) matches no j */
-            d[j] = (p[j] - t) * scale;
-        }
-    }
+    ew->softmax_xent_backward(dlogits, probs, labels, B, V, scale);
 }
 
 /* ---------------------------------------------------------- token embedding */
@@ -426,7 +374,7 @@ void posembed_backward(float *din, float *dw, const float *dout, int B, int T, i
     if (B <= 0 || T <= 0 || C <= 0) return;
     size_t n = (size_t)T * (size_t)C;
     if (din) memcpy(din, dout, (size_t)B * n * sizeof *din);
-    if (dw) colsum_accumulate(dw, dout, B, (int)n);
+    if (dw) ew->colsum_accumulate(dw, dout, B, (int)n);
 }
 
 /* ------------------------------------------------------------ image patches */
@@ -506,39 +454,35 @@ void patch_backward_weight(float *dw, float *db, float *work, const float *dout,
 
 /* -------------------------------------------------------------- attention */
 
+/* Causal attention runs by blocks of ATTENTION_BLOCK query rows: block
+ * [i0, i1) needs keys 0 .. i1−1 only, so Q·Kᵀ, A·V, dP and dQ skip the
+ * masked blocks right of the diagonal, and dV, dK (sums over queries i ≥ j)
+ * the ones above it: about half the products' work at T ≫ the block. */
+#define ATTENTION_BLOCK 32
+
 /* out[B,T,C], att[B,H,T,T] from qkv[B,T,3C]; see kernels.h */
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int H,
                        int causal)
 {
     if (B <= 0 || T <= 0 || C <= 0 || H <= 0) return;
-    const int hs = C / H, C3 = 3 * C;
+    const int hs = C / H, C3 = 3 * C, blk = causal ? ATTENTION_BLOCK : T;
     const float scale = 1.0f / sqrtf((float)hs);
     for (int b = 0; b < B; b++) {
         const float *base = qkv + (size_t)b * (size_t)T * (size_t)C3;
         for (int h = 0; h < H; h++) {
             const float *q = base + (size_t)h * hs, *k = q + C, *v = q + 2 * C;
             float *a = att + ((size_t)b * H + (size_t)h) * (size_t)T * (size_t)T;
-            /* a[T,T] = scale · Q[T,hs] · K[T,hs]ᵀ */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
-                        0.0f, a, T);
-            for (int i = 0; i < T; i++) {
-                float *row = a + (size_t)i * T;
-                int n = causal ? i + 1 : T; /* keys 0..n-1 are visible */
-                float mx = row[0];
-                for (int j = 1; j < n; j++)
-                    if (row[j] > mx) mx = row[j];
-                double sum = 0.0;
-                for (int j = 0; j < n; j++) {
-                    row[j] = expf(row[j] - mx);
-                    sum += (double)row[j];
-                }
-                double inv = 1.0 / sum;
-                for (int j = 0; j < n; j++) row[j] = (float)((double)row[j] * inv);
-                for (int j = n; j < T; j++) row[j] = 0.0f;
+            float *o = out + (size_t)b * T * C + (size_t)h * hs;
+            for (int i0 = 0; i0 < T; i0 += blk) {
+                const int m = T - i0 < blk ? T - i0 : blk, nk = causal ? i0 + m : T;
+                /* a[i0.., 0..nk) = scale · Q[i0.., :] · K[0..nk, :]ᵀ */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nk, hs, scale,
+                            q + (size_t)i0 * C3, C3, k, C3, 0.0f, a + (size_t)i0 * T, T);
+                ew->attention_softmax(a, T, i0, i0 + m, causal);
+                /* out[i0.., h·hs..] = a[i0.., 0..nk) · V[0..nk, :] */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hs, nk, 1.0f,
+                            a + (size_t)i0 * T, T, v, C3, 0.0f, o + (size_t)i0 * C, C);
             }
-            /* out[T, h·hs..] = a[T,T] · V[T,hs] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3,
-                        0.0f, out + (size_t)b * T * C + (size_t)h * hs, C);
         }
     }
 }
@@ -548,7 +492,7 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
                         const float *att, int B, int T, int C, int H, int causal)
 {
     if (B <= 0 || T <= 0 || C <= 0 || H <= 0) return;
-    const int hs = C / H, C3 = 3 * C;
+    const int hs = C / H, C3 = 3 * C, blk = causal ? ATTENTION_BLOCK : T;
     const float scale = 1.0f / sqrtf((float)hs);
     for (int b = 0; b < B; b++) {
         const float *base = qkv + (size_t)b * (size_t)T * (size_t)C3;
@@ -558,28 +502,30 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
             float *dq = dbase + (size_t)h * hs, *dk = dq + C, *dv = dq + 2 * C;
             const float *a = att + ((size_t)b * H + (size_t)h) * (size_t)T * (size_t)T;
             const float *dO = dout + (size_t)b * T * C + (size_t)h * hs;
-            /* dV[T,hs] = aᵀ · dO */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dO, C,
-                        0.0f, dv, C3);
-            /* dP[T,T] = dO · Vᵀ */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dO, C, v, C3,
-                        0.0f, datt, T);
-            /* dS = a ⊙ (dP − Σ_j a·dP), in place; masked entries are 0 */
-            for (int i = 0; i < T; i++) {
-                const float *ar = a + (size_t)i * T;
-                float *dr = datt + (size_t)i * T;
-                int n = causal ? i + 1 : T;
-                double s = 0.0;
-                for (int j = 0; j < n; j++) s += (double)ar[j] * (double)dr[j];
-                float sf = (float)s;
-                for (int j = 0; j < n; j++) dr[j] = ar[j] * (dr[j] - sf);
-                for (int j = n; j < T; j++) dr[j] = 0.0f;
+            for (int i0 = 0; i0 < T; i0 += blk) {
+                const int m = T - i0 < blk ? T - i0 : blk, nk = causal ? i0 + m : T;
+                const int j0 = causal ? i0 : 0; /* queries that see keys i0..: j0 .. T */
+                /* keys [i0, i0+m): dV = aᵀ · dO over queries j0..T */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, hs, T - j0, 1.0f,
+                            a + (size_t)j0 * T + i0, T, dO + (size_t)j0 * C, C, 0.0f,
+                            dv + (size_t)i0 * C3, C3);
+                /* queries [i0, i0+m): dP = dO · Vᵀ over keys 0..nk */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nk, hs, 1.0f,
+                            dO + (size_t)i0 * C, C, v, C3, 0.0f, datt + (size_t)i0 * T, T);
             }
-            /* dQ = scale · dS · K;  dK = scale · dSᵀ · Q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, datt, T, k,
-                        C3, 0.0f, dq, C3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, datt, T, q,
-                        C3, 0.0f, dk, C3);
+            /* dS = a ⊙ (dP − Σ_j a·dP), in place; masked entries are 0 */
+            ew->attention_softmax_backward(datt, a, T, causal);
+            for (int i0 = 0; i0 < T; i0 += blk) {
+                const int m = T - i0 < blk ? T - i0 : blk, nk = causal ? i0 + m : T;
+                const int j0 = causal ? i0 : 0;
+                /* queries [i0, i0+m): dQ = scale · dS · K over keys 0..nk */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hs, nk, scale,
+                            datt + (size_t)i0 * T, T, k, C3, 0.0f, dq + (size_t)i0 * C3, C3);
+                /* keys [i0, i0+m): dK = scale · dSᵀ · Q over queries j0..T */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, hs, T - j0, scale,
+                            datt + (size_t)j0 * T + i0, T, q + (size_t)j0 * C3, C3, 0.0f,
+                            dk + (size_t)i0 * C3, C3);
+            }
         }
     }
 }

@@ -11,10 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The instruction set the element-wise kernels (GELU, ReLU, bias add,
- * dropout) run with: the widest the CPU supports, chosen once when the
- * program starts. Every choice gives the same bits (the same unfused
- * arithmetic in the same order, vectorised over independent elements). */
+/* The instruction set the element-wise and row kernels (GELU, ReLU, bias
+ * add and gradient, dropout, LayerNorm, the softmaxes of attention and of
+ * the loss) run with: the widest the CPU supports, chosen once when the
+ * program starts. Every choice gives the same bits: the same unfused
+ * arithmetic in the same order, vectorised over independent elements; a row
+ * sum is taken in 16 partial sums (element j into sum j mod 16) combined by
+ * halving, on every instruction set. */
 typedef enum { KERNELS_PORTABLE = 0, KERNELS_AVX2, KERNELS_AVX512 } kernels_isa;
 /* "portable", "AVX2" or "AVX-512". */
 const char *kernels_isa_name(kernels_isa isa);
@@ -32,6 +35,17 @@ void kernels_philox_quads(uint32_t *words, const uint32_t ctr[3], uint64_t q0, c
 /* Linear: out[B,OUT] = in[B,IN] · w[OUT,IN]ᵀ + b[OUT]   (b may be NULL) */
 void linear_forward(float *out, const float *in, const float *w, const float *b,
                     int B, int IN, int OUT);
+/* The product with what follows it in the same pass over out, the same bits
+ * as the two calls in turn (b may be NULL):
+ *   linear_forward_residual:  out[B,OUT] = (in · wᵀ + b) + res[B,OUT]
+ *                             (linear_forward, then out += res; res may not
+ *                             alias out), the Transformer's residual add;
+ *   linear_forward_gelu_keep: pre[B,OUT] = in · wᵀ + b, then out[B,OUT] and
+ *                             t[B,OUT] from pre as gelu_forward_keep. */
+void linear_forward_residual(float *out, const float *in, const float *w, const float *b,
+                             const float *res, int B, int IN, int OUT);
+void linear_forward_gelu_keep(float *out, float *t, float *pre, const float *in, const float *w,
+                              const float *b, int B, int IN, int OUT);
 /* din[B,IN] = dout[B,OUT] · w[OUT,IN];  dw[OUT,IN] += doutᵀ · in;
  * db[OUT] += Σ_rows dout   (din, dw and db may be NULL; `in` is read only
  * for dw, `w` only for din). The three results are computed independently,
@@ -63,12 +77,20 @@ void gelu_backward_kept(float *din, const float *dout, const float *in, const fl
  * backward. dw[C] and db[C] accumulate. din, dw and db may each be NULL;
  * each is computed on its own (the normalised input is recomputed from in,
  * mean and rstd where needed), so (din, NULL, NULL) then (NULL, dw, db) is
- * the B/W split (Qi et al. 2024) with the same bits as one call. */
+ * the B/W split (Qi et al. 2024) with the same bits as one call. The row
+ * sums (mean, variance, and backward's two) are in double in the 16-lane
+ * order of kernels_isa. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
                        const float *w, const float *b, int B, int C);
 void layernorm_backward(float *din, float *dw, float *db, const float *dout,
                         const float *in, const float *w, const float *mean,
                         const float *rstd, int B, int C);
+/* layernorm_backward with add[B,C] (may be NULL) added to din in the same
+ * pass: din = LayerNorm's input gradient + add, the same bits as adding it
+ * after (the residual's gradient). add may not alias din. */
+void layernorm_backward_add(float *din, float *dw, float *db, const float *dout, const float *in,
+                            const float *w, const float *mean, const float *rstd, const float *add,
+                            int B, int C);
 
 /* Dropout (inverted): element i is kept when rng_uniform(key, i) >= p and
  * then scaled by 1/(1−p). The mask is a pure function of (key, i) and is
@@ -82,7 +104,9 @@ typedef struct {
 void dropout_forward(float *out, const float *in, size_t N, float p, dropout_key key);
 void dropout_backward(float *din, const float *dout, size_t N, float p, dropout_key key);
 
-/* Softmax + cross-entropy over V classes, numerically stable (max-shifted).
+/* Softmax + cross-entropy over V classes, numerically stable (max-shifted;
+ * e^x by a polynomial of about 1 ulp, the row sum in double in the 16-lane
+ * order of kernels_isa).
  * probs[B,V] = softmax(logits);  *loss = mean over the B rows of
  * −log probs[label]. Returns -1 when every label is in [0, V); otherwise the
  * row index of the first out-of-range label (and *loss is untouched). */
@@ -151,7 +175,10 @@ void patch_backward_weight(float *dw, float *db, float *work, const float *dout,
  * With causal ≠ 0 key j > query i is masked: att[i,j] = 0 exactly, so an
  * output at position i does not depend on positions after i (bit for bit).
  * Q·Kᵀ and att·V are cblas_sgemm calls with leading dimension 3C straight on
- * the qkv buffer (no copies). Softmax row sums are taken in double. */
+ * the qkv buffer (no copies); causal attention runs them by blocks of 32
+ * query rows and skips the masked blocks (about half the work at T = 128),
+ * forward and backward. The softmax is softmax_xent_forward's: e^x by
+ * a polynomial, row sums in double in the 16-lane order. */
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int H,
                        int causal);
 /* dqkv[B,T,3C] (overwritten) from dout[B,T,C], qkv and att of forward.

@@ -532,20 +532,16 @@ static void block_fwd(const layer_desc *d, const float *p, float *out, const flo
                       float *saved, int B, const layer_ctx *ctx)
 {
     const int T = d->seq, C = d->chan, rows = B * T;
-    const size_t n = (size_t)rows * C;
     float *w[BP_COUNT], *fcg = ctx->scratch; /* the GELU's output [rows,4C], input of the last product */
     block_tensors(d, (float *)p, w);
     block_saved s = block_saved_at(d, saved, B);
     layernorm_forward(s.ln1, s.mean1, s.rstd1, in, w[BP_LN1W], w[BP_LN1B], rows, C);
     linear_forward(s.qkv, s.ln1, w[BP_WQKV], w[BP_BQKV], rows, C, 3 * C);
     attention_forward(s.atty, s.att, s.qkv, B, T, C, d->heads, d->causal);
-    linear_forward(s.res, s.atty, w[BP_WPROJ], w[BP_BPROJ], rows, C, C);
-    for (size_t i = 0; i < n; i++) s.res[i] += in[i];
+    linear_forward_residual(s.res, s.atty, w[BP_WPROJ], w[BP_BPROJ], in, rows, C, C);
     layernorm_forward(s.ln2, s.mean2, s.rstd2, s.res, w[BP_LN2W], w[BP_LN2B], rows, C);
-    linear_forward(s.fch, s.ln2, w[BP_WFC], w[BP_BFC], rows, C, 4 * C);
-    gelu_forward_keep(fcg, s.gt, s.fch, 4 * n);
-    linear_forward(out, fcg, w[BP_WFC2], w[BP_BFC2], rows, 4 * C, C);
-    for (size_t i = 0; i < n; i++) out[i] += s.res[i];
+    linear_forward_gelu_keep(fcg, s.gt, s.fch, s.ln2, w[BP_WFC], w[BP_BFC], rows, C, 4 * C);
+    linear_forward_residual(out, fcg, w[BP_WFC2], w[BP_BFC2], s.res, rows, 4 * C, C);
 }
 
 static void block_bwd(const layer_desc *d, const float *p, float *g, float *din,
@@ -567,19 +563,16 @@ static void block_bwd(const layer_desc *d, const float *p, float *g, float *din,
     linear_backward(dfc, NULL, NULL, dout, NULL, w[BP_WFC2], rows, 4 * C, C);
     gelu_backward_kept(dfc, dfc, s.fch, s.gt, 4 * n);
     linear_backward(dln, dw[BP_WFC], dw[BP_BFC], dfc, s.ln2, w[BP_WFC], rows, C, 4 * C);
-    layernorm_backward(dres, dw[BP_LN2W], dw[BP_LN2B], dln, s.res, w[BP_LN2W], s.mean2, s.rstd2,
-                       rows, C);
-    for (size_t i = 0; i < n; i++) dres[i] += dout[i];
+    layernorm_backward_add(dres, dw[BP_LN2W], dw[BP_LN2B], dln, s.res, w[BP_LN2W], s.mean2,
+                           s.rstd2, dout, rows, C);
 
     /* attention: dfc now holds datty [rows,C] then dqkv [rows,3C] */
     float *datty = dfc, *dqkv = dfc + n;
     linear_backward(datty, dw[BP_WPROJ], dw[BP_BPROJ], dres, s.atty, w[BP_WPROJ], rows, C, C);
     attention_backward(dqkv, datt, datty, s.qkv, s.att, B, T, C, d->heads, d->causal);
     linear_backward(dln, dw[BP_WQKV], dw[BP_BQKV], dqkv, s.ln1, w[BP_WQKV], rows, C, 3 * C);
-    layernorm_backward(din, dw[BP_LN1W], dw[BP_LN1B], dln, in, w[BP_LN1W], s.mean1, s.rstd1,
-                       rows, C);
-    if (din)
-        for (size_t i = 0; i < n; i++) din[i] += dres[i];
+    layernorm_backward_add(din, dw[BP_LN1W], dw[BP_LN1B], dln, in, w[BP_LN1W], s.mean1, s.rstd1,
+                           dres, rows, C);
 }
 
 /* B/W split of the block (Qi et al., "Zero Bubble Pipeline Parallelism",
@@ -632,17 +625,16 @@ static void block_bwd_in(const layer_desc *d, const float *p, float *din, const 
     linear_backward(v.dfc, NULL, NULL, dout, NULL, w[BP_WFC2], rows, 4 * C, C);
     gelu_backward_kept(v.dfc, v.dfc, s.fch, s.gt, 4 * n);
     linear_backward(v.dln2, NULL, NULL, v.dfc, s.ln2, w[BP_WFC], rows, C, 4 * C);
-    layernorm_backward(dres, NULL, NULL, v.dln2, s.res, w[BP_LN2W], s.mean2, s.rstd2, rows, C);
-    for (size_t i = 0; i < n; i++) dres[i] += dout[i];
+    layernorm_backward_add(dres, NULL, NULL, v.dln2, s.res, w[BP_LN2W], s.mean2, s.rstd2, dout,
+                           rows, C);
 
     /* attention */
     linear_backward(datty, NULL, NULL, dres, s.atty, w[BP_WPROJ], rows, C, C);
     attention_backward(v.dqkv, datt, datty, s.qkv, s.att, B, T, C, d->heads, d->causal);
     linear_backward(v.dln1, NULL, NULL, v.dqkv, s.ln1, w[BP_WQKV], rows, C, 3 * C);
-    if (din) {
-        layernorm_backward(din, NULL, NULL, v.dln1, in, w[BP_LN1W], s.mean1, s.rstd1, rows, C);
-        for (size_t i = 0; i < n; i++) din[i] += dres[i];
-    }
+    if (din)
+        layernorm_backward_add(din, NULL, NULL, v.dln1, in, w[BP_LN1W], s.mean1, s.rstd1, dres,
+                               rows, C);
 }
 
 static void block_bwd_w(const layer_desc *d, const float *p, float *g, const float *dout,
@@ -662,9 +654,8 @@ static void block_bwd_w(const layer_desc *d, const float *p, float *g, const flo
     linear_backward(NULL, dw[BP_WFC2], dw[BP_BFC2], dout, fcg, w[BP_WFC2], rows, 4 * C, C);
     linear_backward(NULL, dw[BP_WFC], dw[BP_BFC], v.dfc, s.ln2, w[BP_WFC], rows, C, 4 * C);
     /* ln2's parameter gradients, and dres recomputed as B computed it */
-    layernorm_backward(dres, dw[BP_LN2W], dw[BP_LN2B], v.dln2, s.res, w[BP_LN2W], s.mean2,
-                       s.rstd2, rows, C);
-    for (size_t i = 0; i < n; i++) dres[i] += dout[i];
+    layernorm_backward_add(dres, dw[BP_LN2W], dw[BP_LN2B], v.dln2, s.res, w[BP_LN2W], s.mean2,
+                           s.rstd2, dout, rows, C);
     linear_backward(NULL, dw[BP_WPROJ], dw[BP_BPROJ], dres, s.atty, w[BP_WPROJ], rows, C, C);
     linear_backward(NULL, dw[BP_WQKV], dw[BP_BQKV], v.dqkv, s.ln1, w[BP_WQKV], rows, C, 3 * C);
     layernorm_backward(NULL, dw[BP_LN1W], dw[BP_LN1B], v.dln1, in, w[BP_LN1W], s.mean1, s.rstd1,

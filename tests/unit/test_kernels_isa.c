@@ -1,8 +1,9 @@
-/* test_kernels_isa.c — the vectorised element-wise kernels (AVX2, AVX-512)
- * against the portable ones, bit for bit: odd lengths (1, 3, 17, 1023) so
- * every tail path runs, values near overflow and the non-finite ones, and the
- * dropout mask against rng_uniform element by element. Instruction sets this
- * CPU lacks are skipped with a message. */
+/* test_kernels_isa.c — the vectorised element-wise and row kernels (AVX2,
+ * AVX-512) against the portable ones, bit for bit: odd lengths (1, 3, 17,
+ * 1023 elements or columns) so every tail path runs, values near overflow and
+ * the non-finite ones, the dropout mask against rng_uniform element by
+ * element, and the fused kernels against the calls they replace.
+ * Instruction sets this CPU lacks are skipped with a message. */
 #include <criterion/criterion.h>
 
 #include <float.h>
@@ -15,7 +16,7 @@
 #include "rng.h"
 
 static const size_t lengths[] = {1, 3, 17, 1023};
-enum { MAXN = 3 * 1023 + 64 };
+enum { MAXN = 12 * 1023 + 64 };
 
 /* inputs: normal values, then near the clamps and overflow, ±0, inf, NaN */
 static void fill_inputs(float *x, size_t n, uint32_t salt)
@@ -92,6 +93,76 @@ static void run_dropout_bwd_inplace(float *out, size_t n, const float *a, const 
     dropout_backward(out, out, n, 0.35f, (dropout_key){1ull << 40, 2, 9, 4});
 }
 
+/* rows of n columns: row 0 from a, row 1 from b, row 2 from a scaled (so
+ * that rows differ in mean and spread) into x[3n] */
+static void three_rows(float *x, size_t n, const float *a, const float *b)
+{
+    for (size_t i = 0; i < n; i++) x[i] = a[i], x[n + i] = b[i], x[2 * n + i] = 0.25f * a[i] - 1.0f;
+}
+/* LayerNorm forward on 3 rows: out[3n], then mean[3] and rstd[3] */
+static void run_layernorm(float *out, size_t n, const float *a, const float *b)
+{
+    static float x[3 * MAXN], w[MAXN], bias[MAXN];
+    three_rows(x, n, a, b);
+    for (size_t i = 0; i < n; i++) w[i] = 1.0f + 0.01f * (float)i, bias[i] = 0.5f - 0.02f * (float)i;
+    layernorm_forward(out, out + 3 * n, out + 3 * n + 3, x, w, bias, 3, (int)n);
+}
+/* LayerNorm backward on 3 rows with the residual added: din[3n], dw[n], db[n]
+ * (the statistics need not be the forward's: the arithmetic is the same) */
+static void run_layernorm_bwd(float *out, size_t n, const float *a, const float *b)
+{
+    static float x[3 * MAXN], d[3 * MAXN], res[3 * MAXN], w[MAXN];
+    const float mean[3] = {0.1f, -2.0f, 3.0f}, rstd[3] = {0.9f, 1.7f, 0.05f};
+    three_rows(x, n, a, b);
+    three_rows(d, n, b, a);
+    for (size_t i = 0; i < 3 * n; i++) res[i] = 0.5f * d[i] + 1.0f;
+    for (size_t i = 0; i < n; i++) w[i] = 1.0f - 0.003f * (float)i;
+    memset(out + 3 * n, 0, 2 * n * sizeof *out);
+    layernorm_backward_add(out, out + 3 * n, out + 4 * n, d, x, w, mean, rstd, res, 3, (int)n);
+}
+/* the bias gradient alone (a product with no input columns): db[n] over 3 rows */
+static void run_bias_grad(float *out, size_t n, const float *a, const float *b)
+{
+    static float d[3 * MAXN];
+    three_rows(d, n, a, b);
+    for (size_t i = 0; i < n; i++) out[i] = b[i];
+    linear_backward(NULL, NULL, out, d, NULL, NULL, 3, 0, (int)n);
+}
+/* a product of 5 inputs, then the fused bias + residual and bias + GELU: out[3n] each, t[3n] */
+static void run_linear_fused(float *out, size_t n, const float *a, const float *b)
+{
+    static float in[15], w[5 * MAXN], res[3 * MAXN];
+    for (int i = 0; i < 15; i++) in[i] = 0.25f * (float)(i % 7) - 0.6f;
+    for (size_t i = 0; i < 5 * n; i++) w[i] = a[i % n] * 0.001f - 0.01f * (float)(i % 5);
+    three_rows(res, n, b, a);
+    linear_forward_residual(out, in, w, b, res, 3, 5, (int)n);
+    linear_forward_gelu_keep(out + 3 * n, out + 6 * n, out + 9 * n, in, w, b, 3, 5, (int)n);
+}
+/* attention forward and backward, causal and not, T positions (T = n up to
+ * 17, else 31) of C = 4 channels in 2 heads: att[T,T], y[T,C], dqkv[T,3C] */
+static void run_attention(float *out, size_t n, const float *a, const float *b)
+{
+    (void)a, (void)b;
+    enum { C = 4, H = 2 };
+    static float qkv[31 * 3 * C], dy[31 * C], datt[31 * 31];
+    int T = n <= 17 ? (int)n : 31;
+    rng_fill_normal(qkv, (size_t)T * 3 * C, (rng_key){.seed = 9, .stream = RNG_STREAM_DATA, .a = (uint32_t)T}, 2.0f);
+    rng_fill_normal(dy, (size_t)T * C, (rng_key){.seed = 10, .stream = RNG_STREAM_DATA, .a = (uint32_t)T}, 1.0f);
+    for (int causal = 0; causal <= 1; causal++) {
+        float *att = out, *y = att + T * T, *dqkv = y + T * C;
+        attention_forward(y, att, qkv, 1, T, C, H, causal);
+        attention_backward(dqkv, datt, dy, qkv, att, 1, T, C, H, causal);
+        out = dqkv + 3 * T * C;
+    }
+}
+static void run_softmax_xent(float *out, size_t n, const float *a, const float *b)
+{
+    static float x[3 * MAXN];
+    three_rows(x, n, a, b);
+    int32_t labels[3] = {0, (int32_t)n - 1, (int32_t)(n / 2)};
+    cr_assert_eq(softmax_xent_forward(out, out + 3 * n, x, labels, 3, (int)n), -1);
+    softmax_xent_backward(out + 3 * n + 1, out, labels, 3, (int)n, 0.125f);
+}
 static const struct {
     kernel_run fn;
     const char *what;
@@ -99,7 +170,10 @@ static const struct {
                {run_gelu_bwd_inplace, "gelu_backward in place"}, {run_relu, "relu_forward"},
                {run_gelu_kept, "gelu with the kept tanh"},
                {run_relu_bwd, "relu_backward"},   {run_bias, "bias add"},
-               {run_dropout, "dropout_forward"},  {run_dropout_bwd_inplace, "dropout_backward in place"}};
+               {run_dropout, "dropout_forward"},  {run_dropout_bwd_inplace, "dropout_backward in place"},
+               {run_layernorm, "layernorm_forward"}, {run_layernorm_bwd, "layernorm_backward_add"},
+               {run_bias_grad, "bias gradient"},   {run_linear_fused, "linear_forward_residual, _gelu_keep"},
+               {run_softmax_xent, "softmax_xent forward and backward"}, {run_attention, "attention softmax"}};
 
 Test(kernels_isa, avx2_matches_portable_bit_for_bit)
 {
@@ -181,6 +255,39 @@ Test(kernels_isa, gelu_kept_tanh_gives_the_same_bits)
         cr_assert(!memcmp(y0, y1, sizeof y0), "%s: gelu_forward_keep", kernels_isa_name((kernels_isa)isa));
         cr_assert(!memcmp(y0, y2, sizeof y0), "%s: gelu_from_kept", kernels_isa_name((kernels_isa)isa));
         cr_assert(!memcmp(g0, g1, sizeof g0), "%s: gelu_backward_kept", kernels_isa_name((kernels_isa)isa));
+    }
+    kernels_isa_select(KERNELS_PORTABLE);
+}
+
+/* the fused kernels give the bits of the calls they replace */
+Test(kernels_isa, fused_kernels_give_the_same_bits)
+{
+    enum { B = 3, IN = 6, OUT = 37 };
+    static float in[B * IN], w[OUT * IN], b[OUT], res[B * OUT], y0[B * OUT], y1[B * OUT], t0[B * OUT],
+        t1[B * OUT], p1[B * OUT], d[B * OUT], mean[B], rstd[B], g0[B * OUT], g1[B * OUT];
+    fill_inputs(in, B * IN, 5);
+    fill_inputs(w, OUT * IN, 6);
+    fill_inputs(b, OUT, 7);
+    fill_inputs(res, B * OUT, 8);
+    rng_fill_normal(d, B * OUT, (rng_key){.seed = 3, .stream = RNG_STREAM_DATA}, 1.0f);
+    for (int isa = KERNELS_PORTABLE; isa <= KERNELS_AVX512; isa++) {
+        if (!kernels_isa_select((kernels_isa)isa)) continue;
+        const char *name = kernels_isa_name((kernels_isa)isa);
+        linear_forward(y0, in, w, b, B, IN, OUT);
+        for (int i = 0; i < B * OUT; i++) y0[i] += res[i];
+        linear_forward_residual(y1, in, w, b, res, B, IN, OUT);
+        cr_assert(!memcmp(y0, y1, sizeof y0), "%s: linear_forward_residual", name);
+        linear_forward(p1, in, w, b, B, IN, OUT);
+        gelu_forward_keep(y0, t0, p1, B * OUT);
+        linear_forward_gelu_keep(y1, t1, p1, in, w, b, B, IN, OUT);
+        cr_assert(!memcmp(y0, y1, sizeof y0) && !memcmp(t0, t1, sizeof t0), "%s: linear_forward_gelu_keep", name);
+        linear_forward(p1, in, w, b, B, IN, OUT); /* finite values for LayerNorm */
+        for (int i = 0; i < B * OUT; i++) p1[i] = tanhf(p1[i] * 1e-30f) * 3.0f + (float)(i % 5);
+        layernorm_forward(y0, mean, rstd, p1, b, b, B, OUT);
+        layernorm_backward(g0, NULL, NULL, d, p1, b, mean, rstd, B, OUT);
+        for (int i = 0; i < B * OUT; i++) g0[i] += res[i];
+        layernorm_backward_add(g1, NULL, NULL, d, p1, b, mean, rstd, res, B, OUT);
+        cr_assert(!memcmp(g0, g1, sizeof g0), "%s: layernorm_backward_add", name);
     }
     kernels_isa_select(KERNELS_PORTABLE);
 }

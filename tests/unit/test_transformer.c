@@ -402,6 +402,8 @@ Test(attention, matches_reference_and_finite_differences)
     attention_check(3, 4, 6, 3, 1, 620);
     attention_check(2, 7, 4, 1, 0, 630);
     attention_check(1, 1, 4, 2, 1, 640); /* one position: att = 1 */
+    attention_check(1, 70, 4, 2, 1, 650); /* causal by blocks of 32 query rows: 32 + 32 + 6 */
+    attention_check(2, 64, 4, 1, 1, 660); /* T a multiple of the block */
 }
 
 /* ----------------------------------------------------------------- block */
