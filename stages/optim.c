@@ -1,4 +1,8 @@
+/* optim.c — optimizers over flat buffers and learning-rate schedules (see
+ * optim.h). The updates themselves are in optim_ew.inc, one copy per
+ * instruction set; each call runs the one of kernels_isa_current(). */
 #include "optim.h"
+#include "kernels.h"
 
 #include <math.h>
 
@@ -20,67 +24,44 @@ optim_config optim_defaults(optim_kind kind)
     return c;
 }
 
-static inline float sign_f(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
+/* ------------------------------------------------- the updates by ISA */
 
-/* g' = g + l2·p + l1·sign(p); a zero coefficient adds nothing (not even 0·p,
- * which would turn an infinite p into NaN). */
-static inline float reg_grad(float g, float p, float l2, float l1)
-{
-    if (l2 != 0.0f) g += l2 * p;
-    if (l1 != 0.0f) g += l1 * sign_f(p);
-    return g;
-}
+typedef struct {
+    void (*sgd_update)(float *, const float *, float *, size_t, float, float, int, float, float, float);
+    void (*adamw_update)(float *, const float *, float *, float *, size_t, float, float, float, float,
+                         float, float, float, float, float);
+} optim_ew;
 
-/* p[n] -= lr·(d + wd·p), d per the SGD rule of optim.h; m[n] is the momentum
- * buffer (unused and may be NULL when mu = 0). */
-static void sgd_update(float *p, const float *g, float *m, size_t n, float lr, float mu,
-                       int nesterov, float wd, float l2, float l1)
-{
-    for (size_t i = 0; i < n; i++) {
-        float gi = reg_grad(g[i], p[i], l2, l1);
-        float d = gi;
-        if (mu != 0.0f) {
-            float mi = mu * m[i] + gi;
-            m[i] = mi;
-            d = nesterov ? gi + mu * mi : mi;
-        }
-        if (wd != 0.0f) d += wd * p[i];
-        p[i] = p[i] - lr * d;
-    }
-}
+#define KERNEL(name) name##_portable
+#include "optim_ew.inc"
+#undef KERNEL
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define OPTIM_X86 1
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define KERNEL(name) name##_avx2
+#include "optim_ew.inc"
+#undef KERNEL
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define KERNEL(name) name##_avx512
+#include "optim_ew.inc"
+#undef KERNEL
+#pragma GCC pop_options
+#endif
 
-/* p[n] -= lr·(m̂/(√v̂ + eps) + wd·p) with m̂ = m/bc1, v̂ = v/bc2; m[n], v[n]
- * are the first and second moments, updated in place. */
-static void adamw_update(float *restrict p, const float *restrict g, float *restrict m,
-                         float *restrict v, size_t n, float lr, float b1, float b2, float eps,
-                         float bc1, float bc2, float wd, float l2, float l1)
+/* the copy for the instruction set the element-wise kernels run with */
+static const optim_ew *optim_ew_current(void)
 {
-    const float a1 = 1.0f - b1, a2 = 1.0f - b2;
-    if (l2 == 0.0f && l1 == 0.0f) {
-        /* the common case, branch-free so that it vectorises */
-        for (size_t i = 0; i < n; i++) {
-            float gi = g[i];
-            float mi = b1 * m[i] + a1 * gi;
-            float vi = b2 * v[i] + a2 * (gi * gi);
-            m[i] = mi;
-            v[i] = vi;
-            float d = (mi / bc1) / (sqrtf(vi / bc2) + eps);
-            p[i] = p[i] - lr * (wd != 0.0f ? d + wd * p[i] : d);
-        }
-        return;
+#ifdef OPTIM_X86
+    switch (kernels_isa_current()) {
+    case KERNELS_AVX512: return &optim_table_avx512;
+    case KERNELS_AVX2: return &optim_table_avx2;
+    default: break;
     }
-    for (size_t i = 0; i < n; i++) {
-        float gi = reg_grad(g[i], p[i], l2, l1);
-        float mi = b1 * m[i] + a1 * gi;
-        float vi = b2 * v[i] + a2 * (gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        float mhat = mi / bc1;
-        float vhat = vi / bc2;
-        float d = mhat / (sqrtf(vhat) + eps);
-        if (wd != 0.0f) d += wd * p[i];
-        p[i] = p[i] - lr * d;
-    }
+#endif
+    return &optim_table_portable;
 }
 
 void optim_update(const optim_config *cfg, float lr, long t, float *p, const float *g,
@@ -89,14 +70,15 @@ void optim_update(const optim_config *cfg, float lr, long t, float *p, const flo
     const float wd = decay ? cfg->weight_decay : 0.0f;
     const float l2 = decay ? cfg->l2 : 0.0f;
     const float l1 = decay ? cfg->l1 : 0.0f;
+    const optim_ew *ew = optim_ew_current();
     if (cfg->kind == OPTIM_ADAMW) {
         /* Steps are 1-based; t < 1 would make a bias correction 0. */
         double tt = (double)(t < 1 ? 1 : t);
         float bc1 = (float)(1.0 - pow((double)cfg->beta1, tt));
         float bc2 = (float)(1.0 - pow((double)cfg->beta2, tt));
-        adamw_update(p, g, m, v, n, lr, cfg->beta1, cfg->beta2, cfg->eps, bc1, bc2, wd, l2, l1);
+        ew->adamw_update(p, g, m, v, n, lr, cfg->beta1, cfg->beta2, cfg->eps, bc1, bc2, wd, l2, l1);
     } else {
-        sgd_update(p, g, m, n, lr, cfg->momentum, cfg->nesterov, wd, l2, l1);
+        ew->sgd_update(p, g, m, n, lr, cfg->momentum, cfg->nesterov, wd, l2, l1);
     }
 }
 

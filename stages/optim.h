@@ -34,7 +34,9 @@ optim_config optim_defaults(optim_kind kind);
  * AdamW: g' as above; m = β1·m + (1−β1)·g';  v = β2·v + (1−β2)·g'²;
  *        p -= lr·( (m/(1−β1^t)) / (√(v/(1−β2^t)) + eps) + wd·p )
  * `decay` = 0 skips weight decay, L1 and L2 for this range (biases, norms).
- * m and v may be NULL when the method does not use them. */
+ * m and v may be NULL when the method does not use them. p, g, m and v do
+ * not overlap. The update runs on the instruction set of
+ * kernels_isa_current() (kernels.h) and gives the same bits on each. */
 void optim_update(const optim_config *cfg, float lr, long t, float *p, const float *g,
                   float *m, float *v, size_t n, int decay);
 
