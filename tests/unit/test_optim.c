@@ -4,12 +4,17 @@
  * Tolerance: |found − expected| ≤ 1e-6·max(1, |expected|). Every update is a
  * handful of float operations on O(1) values, each rounding by ≤ 6e-8
  * relative, so float32 stays an order of magnitude inside that bound; the
- * hand values below are exact decimals (or computed in double). */
+ * hand values below are exact decimals (or computed in double). The copies
+ * of the update per instruction set are compared bit for bit (optim_isa). */
 #include <criterion/criterion.h>
 
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "optim.h"
 #include "pt_status.h"
 
@@ -276,6 +281,199 @@ Test(optim_update, touches_only_n_and_splits_like_one_range)
         cr_expect(a[7] == 0.3f * 3.0f && ma[7] == 0.0f && va[7] == 0.0f,
                   "kind %d: element past n was written", k);
     }
+}
+
+/* ---- instruction sets ---------------------------------------------------- */
+
+/* The update on every instruction set kernels_isa_supported reports, against
+ * the portable copy bit for bit, and the portable copy against the rule of
+ * optim.h written out here in scalar float arithmetic (the same operations in
+ * the same order), so that the portable copy itself is pinned. */
+
+static const size_t isa_lengths[] = {1, 3, 17, 1023};
+enum { ISA_MAXN = 1023 + 16 }; /* past n: must stay untouched */
+
+static uint32_t isa_rand(uint32_t *s)
+{
+    *s ^= *s << 13, *s ^= *s >> 17, *s ^= *s << 5;
+    return *s;
+}
+
+/* x[ISA_MAXN]: mostly O(1) values of both signs, one in four of any
+ * exponent (subnormal to near overflow), and the edges near the front */
+static void isa_fill(float *x, uint32_t salt, int nonneg)
+{
+    uint32_t s = 0x9e3779b9u ^ (salt * 0x85ebca6bu);
+    for (size_t i = 0; i < ISA_MAXN; i++) {
+        uint32_t r = isa_rand(&s);
+        float u = (float)(r >> 8) * (1.0f / 16777216.0f); /* [0, 1) */
+        float val = (r & 3u) ? 8.0f * (u - 0.5f) : ldexpf(u + 0.5f, (int)(isa_rand(&s) % 277u) - 149);
+        x[i] = nonneg ? fabsf(val) : ((isa_rand(&s) & 1u) ? -val : val);
+    }
+    static const float edge[] = {0.0f, -0.0f, 3.0e38f, -3.0e38f, FLT_MAX, 1e-40f, -1e-40f,
+                                 FLT_MIN, -1e-45f, 1e-30f, 1e30f};
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
+        float e = nonneg ? fabsf(edge[i]) : edge[i];
+        x[(i * 3 + salt) % 17] = e; /* spread differently in each buffer */
+    }
+}
+
+typedef struct {
+    float p[ISA_MAXN], m[ISA_MAXN], v[ISA_MAXN];
+} isa_state;
+
+/* one call of optim_update from the same start (salt) on the current ISA */
+static void isa_run(isa_state *st, const optim_config *c, float lr, long t, size_t n, int decay,
+                    uint32_t salt)
+{
+    static float g[ISA_MAXN];
+    isa_fill(st->p, salt, 0);
+    isa_fill(g, salt + 1, 0);
+    isa_fill(st->m, salt + 2, 0);
+    isa_fill(st->v, salt + 3, 1);
+    int use_m = c->kind == OPTIM_ADAMW || c->momentum != 0.0f;
+    optim_update(c, lr, t, st->p, g, use_m ? st->m : NULL, c->kind == OPTIM_ADAMW ? st->v : NULL,
+                 n, decay);
+}
+
+/* the configurations compared: SGD with and without momentum and Nesterov,
+ * AdamW, each with and without weight decay, L2 and L1; *t is the step */
+static int isa_config(int k, optim_config *c, long *t)
+{
+    static const float l2s[4] = {0.0f, 0.5f, 0.0f, 0.5f}, l1s[4] = {0.0f, 0.0f, 0.3f, 0.3f};
+    if (k < 32) { /* SGD: momentum × nesterov × wd × (l2, l1) */
+        *c = optim_defaults(OPTIM_SGD);
+        c->momentum = (k & 1) ? 0.9f : 0.0f;
+        c->nesterov = (k >> 1) & 1;
+        c->weight_decay = ((k >> 2) & 1) ? 0.01f : 0.0f;
+        c->l2 = l2s[k >> 3], c->l1 = l1s[k >> 3];
+        *t = 1;
+        return 1;
+    }
+    k -= 32;
+    if (k < 16) { /* AdamW: wd × (l2, l1) × t */
+        *c = optim_defaults(OPTIM_ADAMW);
+        c->weight_decay = (k & 1) ? 0.1f : 0.0f;
+        c->l2 = l2s[(k >> 1) & 3], c->l1 = l1s[(k >> 1) & 3];
+        *t = (k >> 3) ? 1000 : 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void isa_describe(char *buf, size_t size, const optim_config *c, long t, size_t n, int decay)
+{
+    snprintf(buf, size, "%s mu %g nesterov %d wd %g l2 %g l1 %g t %ld n %zu decay %d",
+             c->kind == OPTIM_ADAMW ? "adamw" : "sgd", (double)c->momentum, c->nesterov,
+             (double)c->weight_decay, (double)c->l2, (double)c->l1, t, n, decay);
+}
+
+static void isa_expect_same(const float *got, const float *want, const char *buf, const char *isa,
+                            const char *what)
+{
+    for (size_t i = 0; i < ISA_MAXN; i++)
+        cr_assert(!memcmp(&got[i], &want[i], sizeof(float)),
+                  "%s, %s: %s[%zu] = %a, expected %a", isa, buf, what, i, (double)got[i],
+                  (double)want[i]);
+}
+
+Test(optim_isa, every_isa_matches_portable_bit_for_bit)
+{
+    kernels_isa keep = kernels_isa_current();
+    static isa_state want, got;
+    int compared = 0;
+    for (int isa = KERNELS_AVX2; isa <= KERNELS_AVX512; isa++) {
+        if (!kernels_isa_supported((kernels_isa)isa)) {
+            fprintf(stderr, "skipped: this CPU has no %s\n", kernels_isa_name((kernels_isa)isa));
+            continue;
+        }
+        compared++;
+        optim_config c;
+        long t;
+        for (int k = 0; isa_config(k, &c, &t); k++)
+            for (size_t li = 0; li < sizeof isa_lengths / sizeof isa_lengths[0]; li++)
+                for (int decay = 0; decay <= 1; decay++) {
+                    size_t n = isa_lengths[li];
+                    float lr = c.kind == OPTIM_ADAMW ? 0.01f : 0.1f;
+                    uint32_t salt = (uint32_t)(k * 8 + (int)li);
+                    char buf[160];
+                    isa_describe(buf, sizeof buf, &c, t, n, decay);
+                    cr_assert(kernels_isa_select(KERNELS_PORTABLE));
+                    isa_run(&want, &c, lr, t, n, decay, salt);
+                    cr_assert(kernels_isa_select((kernels_isa)isa));
+                    isa_run(&got, &c, lr, t, n, decay, salt);
+                    kernels_isa_select(keep);
+                    const char *name = kernels_isa_name((kernels_isa)isa);
+                    isa_expect_same(got.p, want.p, buf, name, "p");
+                    isa_expect_same(got.m, want.m, buf, name, "m");
+                    isa_expect_same(got.v, want.v, buf, name, "v");
+                }
+    }
+    kernels_isa_select(keep);
+    cr_assert_eq(kernels_isa_current(), keep, "the instruction set was not restored");
+    if (!compared) fprintf(stderr, "skipped: only the portable copy runs on this CPU\n");
+}
+
+static float ref_sign(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
+
+/* g' = g + l2·p + l1·sign(p), a zero coefficient adding nothing */
+static float ref_grad(float g, float p, float l2, float l1)
+{
+    if (l2 != 0.0f) g = g + l2 * p;
+    if (l1 != 0.0f) g = g + l1 * ref_sign(p);
+    return g;
+}
+
+/* optim.h's rule, element by element, in float */
+static void ref_update(const optim_config *c, float lr, long t, float *p, const float *g, float *m,
+                       float *v, size_t n, int decay)
+{
+    float wd = decay ? c->weight_decay : 0.0f, l2 = decay ? c->l2 : 0.0f, l1 = decay ? c->l1 : 0.0f;
+    float bc1 = (float)(1.0 - pow((double)c->beta1, (double)t));
+    float bc2 = (float)(1.0 - pow((double)c->beta2, (double)t));
+    for (size_t i = 0; i < n; i++) {
+        float gi = ref_grad(g[i], p[i], l2, l1), d;
+        if (c->kind == OPTIM_ADAMW) {
+            m[i] = c->beta1 * m[i] + (1.0f - c->beta1) * gi;
+            v[i] = c->beta2 * v[i] + (1.0f - c->beta2) * (gi * gi);
+            d = (m[i] / bc1) / (sqrtf(v[i] / bc2) + c->eps);
+        } else if (c->momentum != 0.0f) {
+            m[i] = c->momentum * m[i] + gi;
+            d = c->nesterov ? gi + c->momentum * m[i] : m[i];
+        } else {
+            d = gi;
+        }
+        if (wd != 0.0f) d = d + wd * p[i];
+        p[i] = p[i] - lr * d;
+    }
+}
+
+Test(optim_isa, portable_matches_the_scalar_rule_bit_for_bit)
+{
+    kernels_isa keep = kernels_isa_current();
+    cr_assert(kernels_isa_select(KERNELS_PORTABLE));
+    static isa_state got, want;
+    static float g[ISA_MAXN];
+    const size_t n = 17;
+    optim_config c;
+    long t;
+    for (int k = 0; isa_config(k, &c, &t); k++)
+        for (int decay = 0; decay <= 1; decay++) {
+            float lr = c.kind == OPTIM_ADAMW ? 0.01f : 0.1f;
+            uint32_t salt = (uint32_t)(1000 + k);
+            isa_run(&got, &c, lr, t, n, decay, salt);
+            isa_fill(want.p, salt, 0);
+            isa_fill(g, salt + 1, 0);
+            isa_fill(want.m, salt + 2, 0);
+            isa_fill(want.v, salt + 3, 1);
+            ref_update(&c, lr, t, want.p, g, want.m, want.v, n, decay);
+            char buf[160];
+            isa_describe(buf, sizeof buf, &c, t, n, decay);
+            isa_expect_same(got.p, want.p, buf, "portable", "p");
+            isa_expect_same(got.m, want.m, buf, "portable", "m");
+            isa_expect_same(got.v, want.v, buf, "portable", "v");
+        }
+    kernels_isa_select(keep);
 }
 
 /* ---- convergence -------------------------------------------------------- */
