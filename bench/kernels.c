@@ -3,11 +3,17 @@
  *
  * For every kernel (GELU forward, backward and backward from the kept tanh
  * (which reads a third array: counted as 12·N), ReLU forward and backward,
- * the bias add after a product, dropout forward) and every instruction set
- * this CPU runs (portable, AVX2, AVX-512), times the kernel on arrays of N
- * floats: a warm-up, then the median of 5 repeats that each call it until
- * 0.05 s have passed. GB/s counts the bytes the kernel must move (reads plus
- * writes: 8·N for one input and one output, 12·N for backward's two inputs).
+ * the bias add after a product and its fused forms with the residual add
+ * and with the GELU, the bias gradient, LayerNorm forward and backward (with
+ * the residual's gradient added), the softmax with the cross-entropy,
+ * dropout forward, the SGD and AdamW updates) and every instruction set this
+ * CPU runs (portable, AVX2, AVX-512), times the kernel on 64-byte aligned
+ * arrays of N floats (like a stage's buffers): a warm-up, then the median of
+ * 5 repeats that each call it until 0.05 s have passed. GB/s counts the
+ * bytes the kernel must move (reads plus writes: 8·N for one input and one
+ * output, 12·N for backward's two inputs; each row's figure is in the table
+ * below). Row kernels run on rows of 256 (the GPT's width and vocabulary)
+ * or 1024 columns (the bias kernels).
  * The reference is the copy bandwidth of memcpy on the same sizes (the best
  * a kernel that reads and writes once can do). Two sizes: 64 Ki floats (the
  * activations of one micro-batch of the MLP, in cache) and 4 Mi floats (out
@@ -21,6 +27,12 @@
 
 #include "bench_clock.h"
 #include "kernels.h"
+#include "optim.h"
+
+/* extra arrays of the largest size for kernels with more than one output
+ * or state (LayerNorm's statistics, the GELU's kept tanh, the optimizer's
+ * moments), allocated by main */
+static float *x1, *x2;
 
 typedef void (*run_fn)(float *out, const float *a, const float *b, size_t n);
 
@@ -37,6 +49,52 @@ static void run_bias(float *o, const float *a, const float *b, size_t n)
     (void)a; /* rows of 1024 columns: out += b on each */
     linear_forward(o, NULL, NULL, b, (int)(n / 1024), 0, 1024);
 }
+static void run_bias_residual(float *o, const float *a, const float *b, size_t n)
+{
+    (void)a; /* out = (0 + b) + b on rows of 1024 columns: out read, b and res read, out written */
+    linear_forward_residual(o, NULL, NULL, b, b, (int)(n / 1024), 0, 1024);
+}
+static void run_bias_gelu(float *o, const float *a, const float *b, size_t n)
+{
+    (void)a; /* the pre-activation x1 read and written, out and the kept tanh written */
+    linear_forward_gelu_keep(o, x2, x1, NULL, NULL, b, (int)(n / 1024), 0, 1024);
+}
+static void run_bias_grad(float *o, const float *a, const float *b, size_t n)
+{
+    (void)b; /* db[1024] += Σ_rows a: a read once */
+    linear_backward(NULL, NULL, o, a, NULL, NULL, (int)(n / 1024), 0, 1024);
+}
+static void run_layernorm(float *o, const float *a, const float *b, size_t n)
+{
+    int rows = (int)(n / 256); /* in read, out written (w, b and the statistics are small) */
+    layernorm_forward(o, x1, x1 + rows, a, b, b + 256, rows, 256);
+}
+static void run_layernorm_bwd(float *o, const float *a, const float *b, size_t n)
+{
+    int rows = (int)(n / 256); /* dout, in and the residual's gradient read, din written */
+    for (int r = 0; r < rows; r++) x1[r] = 0.1f, x1[rows + r] = 1.3f;
+    layernorm_backward_add(o, x2, x2 + 256, b, a, b, x1, x1 + rows, a, rows, 256);
+}
+static void run_softmax_xent(float *o, const float *a, const float *b, size_t n)
+{
+    (void)b; /* logits read, probabilities written */
+    static int32_t labels[(1 << 22) / 256];
+    float loss;
+    softmax_xent_forward(o, &loss, a, labels, (int)(n / 256), 256);
+}
+static void run_sgd(float *o, const float *a, const float *b, size_t n)
+{
+    (void)b; /* SGD, momentum 0.9, weight decay 0.01: p, g, m read, p, m written */
+    static const optim_config c = {.kind = OPTIM_SGD, .momentum = 0.9f, .weight_decay = 0.01f};
+    optim_update(&c, 1e-3f, 1, o, a, x1, NULL, n, 1);
+}
+static void run_adamw(float *o, const float *a, const float *b, size_t n)
+{
+    (void)b; /* AdamW, weight decay 0.1: p, g, m, v read, p, m, v written */
+    static const optim_config c = {
+        .kind = OPTIM_ADAMW, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.1f};
+    optim_update(&c, 1e-3f, 10, o, a, x1, x2, n, 1);
+}
 static void run_dropout(float *o, const float *a, const float *b, size_t n)
 {
     (void)b;
@@ -52,9 +110,21 @@ static const struct {
     const char *name;
     run_fn fn;
     double bytes_per; /* bytes moved per element */
-} kernels[] = {{"gelu_forward", run_gelu, 8},   {"gelu_backward", run_gelu_bwd, 12},
-               {"gelu_bwd_kept", run_gelu_bwd_kept, 12}, {"relu_forward", run_relu, 8},
-               {"relu_backward", run_relu_bwd, 12}, {"bias_add", run_bias, 8},   {"dropout_forward", run_dropout, 8}};
+} kernels[] = {{"gelu_forward", run_gelu, 8},
+               {"gelu_backward", run_gelu_bwd, 12},
+               {"gelu_bwd_kept", run_gelu_bwd_kept, 12},
+               {"relu_forward", run_relu, 8},
+               {"relu_backward", run_relu_bwd, 12},
+               {"bias_add", run_bias, 8},
+               {"bias_residual", run_bias_residual, 12},
+               {"bias_gelu_keep", run_bias_gelu, 16},
+               {"bias_gradient", run_bias_grad, 4},
+               {"layernorm_fwd", run_layernorm, 8},
+               {"layernorm_bwd", run_layernorm_bwd, 16},
+               {"softmax_xent", run_softmax_xent, 8},
+               {"dropout_forward", run_dropout, 8},
+               {"sgd_momentum", run_sgd, 20},
+               {"adamw", run_adamw, 28}};
 
 static int cmp_double(const void *x, const void *y)
 {
@@ -90,7 +160,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else {
-            printf("usage: kernels [--quick]\n\nGB/s of each element-wise kernel on each instruction set this CPU "
+            printf("usage: kernels [--quick]\n\nGB/s of each element-wise and row kernel on each instruction set this CPU "
                    "runs, against memcpy's copy bandwidth (see the comment at the top of bench/kernels.c).\n");
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
@@ -98,17 +168,20 @@ int main(int argc, char **argv)
     static const size_t sizes[] = {1 << 16, 1 << 22};
     int n_sizes = quick ? 1 : 2;
     size_t most = sizes[n_sizes - 1];
-    float *a = malloc(most * sizeof *a), *b = malloc(most * sizeof *b), *o = malloc(most * sizeof *o);
-    if (!a || !b || !o) {
+    float *a = aligned_alloc(64, most * sizeof *a), *b = aligned_alloc(64, most * sizeof *b),
+          *o = aligned_alloc(64, most * sizeof *o);
+    x1 = aligned_alloc(64, most * sizeof *x1), x2 = aligned_alloc(64, most * sizeof *x2);
+    if (!a || !b || !o || !x1 || !x2) {
         fprintf(stderr, "kernels: out of memory for %zu floats\n", most);
         return 1;
     }
     for (size_t i = 0; i < most; i++) {
         a[i] = (float)((int)(i % 2001) - 1000) * 0.003f;
         b[i] = (float)(i % 7) * 0.25f - 0.5f;
+        x1[i] = x2[i] = 0.0f;
     }
     kernels_isa start = kernels_isa_current();
-    printf("element-wise kernels, GB/s (median of 5; '*': other processes used CPU meanwhile); chosen at start: "
+    printf("element-wise and row kernels, GB/s (median of 5; '*': other processes used CPU meanwhile); chosen at start: "
            "%s\n", kernels_isa_name(start));
     for (int si = 0; si < n_sizes; si++) {
         size_t n = sizes[si];
@@ -137,5 +210,7 @@ int main(int argc, char **argv)
     free(a);
     free(b);
     free(o);
+    free(x1);
+    free(x2);
     return 0;
 }
