@@ -160,7 +160,9 @@ profile_run() {
     awk '!/^#/ && !/^$/ && ++n <= 40' >"$d/perf-report.txt"
   perf script -i "$d/perf.data" -F comm,ip,sym,dso 2>/dev/null | awk '
     BEGIN { RS = ""; FS = "\n"
-            K = "^(linear_forward|linear_backward|colsum_accumulate|attention_forward|attention_backward|layernorm_forward|layernorm_backward|gelu_forward|gelu_backward|block_fwd|block_bwd|lmhead_fwd|lmhead_bwd|softmax_xent_forward|softmax_xent_backward|embedding_forward|embedding_backward|embed_fwd|embed_bwd|posembed_forward|posembed_backward|posembed_fwd|posembed_bwd|stage_forward|stage_backward)$" }
+            # the innermost of these on a sample'"'"'s chain names its kernel; the per-instruction-set copies
+            # (name_avx512 etc.) count as their name, and softmax_row as its caller
+            K = "^(linear_forward|linear_forward_residual|linear_forward_gelu_keep|linear_backward|colsum_accumulate|bias_add|bias_residual_add|bias_gelu_forward_keep|attention_forward|attention_backward|attention_softmax|attention_softmax_backward|layernorm_forward|layernorm_backward|layernorm_backward_add|layernorm_backward_input|layernorm_backward_weight|gelu_forward|gelu_backward|gelu_forward_keep|gelu_from_kept|gelu_backward_kept|softmax_xent_rows|block_fwd|block_bwd|lmhead_fwd|lmhead_bwd|softmax_xent_forward|softmax_xent_backward|embedding_forward|embedding_backward|embed_fwd|embed_bwd|posembed_forward|posembed_backward|posembed_fwd|posembed_bwd|stage_forward|stage_backward)$" }
     {
       train = 0; compute = 0; optim = 0; kern = ""; leaf = ""
       for (i = 2; i <= NF; i++) {
@@ -169,7 +171,8 @@ profile_run() {
         dso = line; sub(/^.* \(/, "", dso); sub(/\)$/, "", dso)
         sym = line; sub(/ \([^(]*\)$/, "", sym)
         if (i == 2) leaf = dso
-        if (kern == "" && sym ~ K) kern = sym
+        base = sym; sub(/_(portable|avx2|avx512)$/, "", base)
+        if (kern == "" && base ~ K) kern = base
         if (sym == "executor_train_step") train = 1
         if (sym ~ /^(stage_forward|stage_backward|softmax_xent_forward|softmax_xent_backward)$/) compute = 1
         if (sym ~ /^optim_/) optim = 1
@@ -179,11 +182,11 @@ profile_run() {
       if (!compute) { step[optim ? "optimizer" : "other (communication, data, bookkeeping)"]++; next }
       if (leaf ~ /libopenblas/)
         c = kern ~ /^attention_/ ? "sgemm: attention" : kern ~ /^(linear_|lmhead_)/ ? "sgemm: linear layers and lmhead" : "sgemm: other"
-      else if (kern ~ /^gelu_/) c = "GELU"
+      else if (kern ~ /^(gelu_|bias_gelu_)/) c = "GELU (with the bias add before it)"
       else if (kern ~ /^attention_/) c = "attention softmax and mask"
-      else if (kern ~ /^layernorm_/) c = "LayerNorm"
-      else if (kern ~ /^(linear_|colsum_accumulate)/) c = "bias add and bias gradient"
-      else if (kern ~ /^block_/) c = "residual adds (block)"
+      else if (kern ~ /^layernorm_/) c = "LayerNorm (with the residual gradient added)"
+      else if (kern ~ /^(linear_|colsum_accumulate|bias_)/) c = "bias add, bias gradient, residual adds"
+      else if (kern ~ /^block_/) c = "block (other)"
       else if (kern ~ /^softmax_xent_/) c = "loss (softmax cross-entropy)"
       else if (kern ~ /^(embed|posembed)/) c = "embedding and position embedding"
       else if (kern ~ /^stage_/) c = "stage (copies, zeroing)"
