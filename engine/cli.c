@@ -1,7 +1,30 @@
 /* cli.c — the command line of simulate, plan and profile. */
 #include "cli.h"
+#include "kernels.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+pt_status cli_kernels_from_env(void)
+{
+    const char *v = getenv("PIPETRAIN_KERNELS");
+    if (!v || !*v) return PT_OK;
+    static const struct {
+        const char *name;
+        kernels_isa isa;
+    } names[] = {{"portable", KERNELS_PORTABLE}, {"avx2", KERNELS_AVX2}, {"avx512", KERNELS_AVX512},
+                 {"avx-512", KERNELS_AVX512}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcasecmp(v, names[i].name)) continue;
+        if (kernels_isa_select(names[i].isa)) return PT_OK;
+        return pt_fail(PT_ERR_INVALID,
+                       "PIPETRAIN_KERNELS=%s: this CPU or build cannot run %s kernels; unset it (the widest "
+                       "the CPU runs is chosen: %s here) or name a narrower one (portable, avx2)",
+                       v, kernels_isa_name(names[i].isa), kernels_isa_name(kernels_isa_current()));
+    }
+    return pt_fail(PT_ERR_INVALID, "PIPETRAIN_KERNELS=%s: expected portable, avx2 or avx512 (or unset it)", v);
+}
 
 int cli_wants_help(int argc, char **argv)
 {
@@ -16,6 +39,8 @@ pt_status cli_parse(int argc, char **argv, const cli_option *opts, const char **
     const char *cmd = argv[1];
     *config = argc > 2 ? argv[2] : NULL;
     *n_sets = 0;
+    pt_status st = cli_kernels_from_env();
+    if (st) return st;
     if (!*config || (*config)[0] == '-')
         return pt_fail(PT_ERR_INVALID, "%s: expected CONFIG after '%s' (see pipetrain %s --help)", cmd, cmd, cmd);
     for (int i = 3; i < argc; i++) {

@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "comm.h"
+#include "cli.h"
 #include "config.h"
 #include "persist.h"
 #include "plan.h"
@@ -72,6 +73,10 @@ static void usage(FILE *out)
             "  --top-k K                 sample among the K most likely bytes (default 40; 0 = all)\n"
             "  --seed S                  sampling seed (default 1): the same text for the same\n"
             "                            seed, whatever the number of stages\n"
+            "\n"
+            "environment: PIPETRAIN_KERNELS=portable|avx2|avx512 runs the element-wise and\n"
+            "row kernels on that instruction set instead of the widest the CPU has (the same\n"
+            "bits on each; for comparing speeds).\n"
             "\n"
             "SIGUSR1 (which mpirun passes on), SIGTERM or SIGINT stop a training run after\n"
             "the step the ranks agree on, with a checkpoint when checkpoint.dir is set, and\n"
@@ -251,6 +256,7 @@ int main(int argc, char **argv)
         st = config_load(&c, path, sets, n_sets);
     }
     free(sets);
+    if (!st) st = cli_kernels_from_env();
     if (!st) comm_set_timeout(c.timeout); /* before the first agreement: a rank that never answers ends the job */
     if (!st) st = comm_set_progress(c.progress_us);
     if (!st && opt.mode != TRAINER_TRAIN) c.log_metrics[0] = '\0'; /* keep the training run's metrics file */

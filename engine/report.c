@@ -2,6 +2,7 @@
  * summary, fingerprint. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "report.h"
+#include "kernels.h"
 
 #include <sched.h>
 
@@ -140,9 +141,11 @@ void report_plan(const config *c, const comm_grid *g, const model *m, const int 
         snprintf(replicas, sizeof replicas, " × %d data-parallel replicas (each trains %d of the micro-batches; "
                  "%s reduction, buckets of %g MiB)", g->D, c->micro_batches / g->D,
                  c->reduction == REDUCTION_FAST ? "fast" : "invariant", c->bucket_mb);
-    printf("plan: %d stage%s%s%s, %s schedule, %d micro-batches of %d samples (global batch %d), %s partition\n",
+    printf("plan: %d stage%s%s%s, %s schedule, %d micro-batches of %d samples (global batch %d), %s partition, "
+           "%s kernels\n",
            g->P, g->P > 1 ? "s" : "", chunks, replicas, sched_kind_name(c->schedule), c->micro_batches,
-           config_micro_rows(c), c->batch_size, partition_kind_name(c->partition));
+           config_micro_rows(c), c->batch_size, partition_kind_name(c->partition),
+           kernels_isa_name(kernels_isa_current()));
     for (int s = 0; s < V; s++) {
         size_t params = 0;
         double flops = 0;
@@ -374,6 +377,7 @@ static pt_status write_summary(const config *c, const comm_grid *g, const datase
     cJSON_AddNumberToObject(j, "batch_size", c->batch_size);
     cJSON_AddNumberToObject(j, "micro_batch_rows", config_micro_rows(c));
     cJSON_AddNumberToObject(j, "blas_threads", c->blas_threads);
+    cJSON_AddStringToObject(j, "kernels", kernels_isa_name(kernels_isa_current())); /* rank 0's */
     cJSON_AddNumberToObject(j, "steps", (double)c->steps);
     cJSON_AddNumberToObject(j, "train_seconds", res->train_seconds);
     cJSON_AddNumberToObject(j, "throughput_samples_per_s", res->throughput);
