@@ -51,24 +51,8 @@ typedef struct {
     void (*softmax_xent_backward)(float *, const float *, const int32_t *, int, int, float);
 } kernels_ew;
 
-#define KERNEL(name) name##_portable
-#include "kernels_ew.inc"
-#undef KERNEL
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define KERNELS_X86 1
-#pragma GCC push_options
-#pragma GCC target("avx2")
-#define KERNEL(name) name##_avx2
-#include "kernels_ew.inc"
-#undef KERNEL
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f")
-#define KERNEL(name) name##_avx512
-#include "kernels_ew.inc"
-#undef KERNEL
-#pragma GCC pop_options
-#endif
+#define ISA_COPIES_SOURCE "kernels_ew.inc"
+#include "isa_copies.h"
 
 static const kernels_ew *ew = &table_portable;
 static kernels_isa ew_isa = KERNELS_PORTABLE;
@@ -82,7 +66,7 @@ const char *kernels_isa_name(kernels_isa isa)
 int kernels_isa_supported(kernels_isa isa)
 {
     if (isa == KERNELS_PORTABLE) return 1;
-#ifdef KERNELS_X86
+#ifdef ISA_COPIES_X86
     __builtin_cpu_init();
     if (isa == KERNELS_AVX2) return __builtin_cpu_supports("avx2");
     if (isa == KERNELS_AVX512) return __builtin_cpu_supports("avx512f");
@@ -93,7 +77,7 @@ int kernels_isa_supported(kernels_isa isa)
 int kernels_isa_select(kernels_isa isa)
 {
     if (!kernels_isa_supported(isa)) return 0;
-#ifdef KERNELS_X86
+#ifdef ISA_COPIES_X86
     ew = isa == KERNELS_AVX512 ? &table_avx512 : isa == KERNELS_AVX2 ? &table_avx2 : &table_portable;
 #endif
     ew_isa = isa;

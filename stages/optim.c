@@ -32,29 +32,13 @@ typedef struct {
                          float, float, float, float, float);
 } optim_ew;
 
-#define KERNEL(name) name##_portable
-#include "optim_ew.inc"
-#undef KERNEL
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define OPTIM_X86 1
-#pragma GCC push_options
-#pragma GCC target("avx2")
-#define KERNEL(name) name##_avx2
-#include "optim_ew.inc"
-#undef KERNEL
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f")
-#define KERNEL(name) name##_avx512
-#include "optim_ew.inc"
-#undef KERNEL
-#pragma GCC pop_options
-#endif
+#define ISA_COPIES_SOURCE "optim_ew.inc"
+#include "isa_copies.h"
 
 /* the copy for the instruction set the element-wise kernels run with */
 static const optim_ew *optim_ew_current(void)
 {
-#ifdef OPTIM_X86
+#ifdef ISA_COPIES_X86
     switch (kernels_isa_current()) {
     case KERNELS_AVX512: return &optim_table_avx512;
     case KERNELS_AVX2: return &optim_table_avx2;
