@@ -6,7 +6,9 @@
  * the bias add after a product and its fused forms with the residual add
  * and with the GELU, the bias gradient, LayerNorm forward and backward (with
  * the residual's gradient added), the softmax with the cross-entropy,
- * dropout forward, the SGD and AdamW updates) and every instruction set this
+ * dropout forward and backward with the mask regenerated, and with its bits
+ * kept (the forward writes them, 1/32 of a float per element; the backward
+ * reads them), the SGD and AdamW updates) and every instruction set this
  * CPU runs (portable, AVX2, AVX-512), times the kernel on 64-byte aligned
  * arrays of N floats (like a stage's buffers): a warm-up, then the median of
  * 5 repeats that each call it until 0.05 s have passed. GB/s counts the
@@ -100,6 +102,21 @@ static void run_dropout(float *o, const float *a, const float *b, size_t n)
     (void)b;
     dropout_forward(o, a, n, 0.2f, (dropout_key){1, 2, 3, 4});
 }
+static void run_dropout_bwd(float *o, const float *a, const float *b, size_t n)
+{
+    (void)b; /* the mask regenerated from the key */
+    dropout_backward(o, a, n, 0.2f, (dropout_key){1, 2, 3, 4});
+}
+static void run_dropout_keep(float *o, const float *a, const float *b, size_t n)
+{
+    (void)b; /* in read, out written, and the keep bits (1/32 of a float each) */
+    dropout_forward_keep(o, (uint32_t *)x1, a, n, 0.2f, (dropout_key){1, 2, 3, 4});
+}
+static void run_dropout_bwd_kept(float *o, const float *a, const float *b, size_t n)
+{
+    (void)b; /* dout and the kept bits read, din written */
+    dropout_backward_kept(o, a, (const uint32_t *)x1, n, 0.2f);
+}
 static void run_copy(float *o, const float *a, const float *b, size_t n)
 {
     (void)b;
@@ -123,6 +140,9 @@ static const struct {
                {"layernorm_bwd", run_layernorm_bwd, 16},
                {"softmax_xent", run_softmax_xent, 8},
                {"dropout_forward", run_dropout, 8},
+               {"dropout_backward", run_dropout_bwd, 8},
+               {"dropout_fwd_keep", run_dropout_keep, 8.125},
+               {"dropout_bwd_kept", run_dropout_bwd_kept, 8.125},
                {"sgd_momentum", run_sgd, 20},
                {"adamw", run_adamw, 28}};
 

@@ -49,6 +49,9 @@ typedef struct {
     void (*attention_softmax_backward)(float *, const float *, int, int);
     double (*softmax_xent_rows)(float *, const float *, const int32_t *, int, int);
     void (*softmax_xent_backward)(float *, const float *, const int32_t *, int, int, float);
+    void (*dropout_apply_keep)(float *, uint32_t *, const float *, size_t, float, uint32_t, uint32_t, uint32_t,
+                               uint32_t, uint32_t);
+    void (*dropout_apply_bits)(float *, const float *, const uint32_t *, size_t, float);
 } kernels_ew;
 
 #define ISA_COPIES_SOURCE "kernels_ew.inc"
@@ -231,18 +234,17 @@ void layernorm_backward(float *din, float *dw, float *db, const float *dout,
 
 /* ----------------------------------------------------------------- Dropout */
 
-/* dst[i] = src[i]·scale where rng_uniform(key, i) >= p, else 0 (0 < p < 1):
- * the words of rng_u32x4, made PHILOX_LANES quads at a time */
-static void dropout_apply(float *dst, const float *src, size_t N, float p, dropout_key dk)
+/* the Philox counter words and key of the dropout mask of key (rng_u32x4's) */
+static void dropout_words(dropout_key dk, uint32_t w[3], uint32_t k[2])
 {
     rng_key key = {.seed = dk.seed, .stream = RNG_STREAM_DROPOUT, .a = dk.layer,
                    .b = dk.step, .c = dk.micro_batch};
-    uint32_t w[3], k[2];
     rng_philox_words(key, w, k);
-    ew->dropout_apply(dst, src, N, p, w[0], w[1], w[2], k[0], k[1]);
 }
 
-/* p <= 0 copies (out may equal in); p >= 1 drops everything. */
+/* p <= 0 copies (out may equal in); p >= 1 drops everything; otherwise
+ * dst[i] = src[i]·scale where rng_uniform(key, i) >= p, else 0: the words
+ * of rng_u32x4, made PHILOX_LANES quads at a time */
 static void dropout_run(float *dst, const float *src, size_t N, float p, dropout_key key)
 {
     if (!(p > 0.0f)) {
@@ -250,7 +252,9 @@ static void dropout_run(float *dst, const float *src, size_t N, float p, dropout
     } else if (p >= 1.0f) {
         memset(dst, 0, N * sizeof(float));
     } else {
-        dropout_apply(dst, src, N, p, key);
+        uint32_t w[3], k[2];
+        dropout_words(key, w, k);
+        ew->dropout_apply(dst, src, N, p, w[0], w[1], w[2], k[0], k[1]);
     }
 }
 
@@ -265,6 +269,33 @@ void dropout_backward(float *din, const float *dout, size_t N, float p, dropout_
 {
     if (!din) return;
     dropout_run(din, dout, N, p, key);
+}
+
+/* dropout_forward, and the keep bits into mask[(N + 31) / 32] */
+void dropout_forward_keep(float *out, uint32_t *mask, const float *in, size_t N, float p, dropout_key key)
+{
+    if (!(p > 0.0f) || p >= 1.0f) {
+        dropout_run(out, in, N, p, key);
+        memset(mask, p >= 1.0f ? 0x00 : 0xff, (N + 31) / 32 * sizeof *mask);
+        if (N % 32 && !(p >= 1.0f)) mask[N / 32] = (1u << (N % 32)) - 1u;
+        return;
+    }
+    uint32_t w[3], k[2];
+    dropout_words(key, w, k);
+    ew->dropout_apply_keep(out, mask, in, N, p, w[0], w[1], w[2], k[0], k[1]);
+}
+
+/* din[N] = dout where the mask keeps, × 1/(1 − p) */
+void dropout_backward_kept(float *din, const float *dout, const uint32_t *mask, size_t N, float p)
+{
+    if (!din) return;
+    if (!(p > 0.0f)) {
+        if (din != dout) memmove(din, dout, N * sizeof *din);
+    } else if (p >= 1.0f) {
+        memset(din, 0, N * sizeof *din);
+    } else {
+        ew->dropout_apply_bits(din, dout, mask, N, p);
+    }
 }
 
 /* ------------------------------------------------ softmax + cross-entropy */

@@ -93,8 +93,9 @@ void layernorm_backward_add(float *din, float *dw, float *db, const float *dout,
                             int B, int C);
 
 /* Dropout (inverted): element i is kept when rng_uniform(key, i) >= p and
- * then scaled by 1/(1−p). The mask is a pure function of (key, i) and is
- * recomputed in backward, so nothing is stored. p = 0 copies. */
+ * then scaled by 1/(1−p). The mask is a pure function of (key, i):
+ * dropout_backward recomputes it, dropout_backward_kept reads the bits
+ * dropout_forward_keep stored. p = 0 copies. */
 typedef struct {
     uint64_t seed;
     uint32_t step;
@@ -103,6 +104,14 @@ typedef struct {
 } dropout_key;
 void dropout_forward(float *out, const float *in, size_t N, float p, dropout_key key);
 void dropout_backward(float *din, const float *dout, size_t N, float p, dropout_key key);
+/* The same with the mask kept rather than regenerated: dropout_forward_keep
+ * writes out[N] (dropout_forward's bits) and the keep bits into
+ * mask[(N + 31) / 32] (bit j of word w for element 32·w + j; 1 = kept);
+ * dropout_backward_kept gives dropout_backward's din[N] from them (din may
+ * equal dout) without the generator: 1/32 of the activation's size against
+ * 10 Philox rounds per 4 elements (bench/kernels). */
+void dropout_forward_keep(float *out, uint32_t *mask, const float *in, size_t N, float p, dropout_key key);
+void dropout_backward_kept(float *din, const float *dout, const uint32_t *mask, size_t N, float p);
 
 /* Softmax + cross-entropy over V classes, numerically stable (max-shifted;
  * e^x by a polynomial of about 1 ulp, the row sum in double in the 16-lane

@@ -93,6 +93,15 @@ static void run_dropout_bwd_inplace(float *out, size_t n, const float *a, const 
     dropout_backward(out, out, n, 0.35f, (dropout_key){1ull << 40, 2, 9, 4});
 }
 
+/* dropout with its bits kept: out[n], the bits (n/32 words, in floats' room), the backward in place */
+static void run_dropout_keep(float *out, size_t n, const float *a, const float *b)
+{
+    uint32_t *mask = (uint32_t *)(out + n);
+    dropout_forward_keep(out, mask, a, n, 0.3f, (dropout_key){5, 7, 3, 11});
+    float *din = out + n + (n + 31) / 32;
+    memcpy(din, b, n * sizeof *din);
+    dropout_backward_kept(din, din, mask, n, 0.3f);
+}
 /* rows of n columns: row 0 from a, row 1 from b, row 2 from a scaled (so
  * that rows differ in mean and spread) into x[3n] */
 static void three_rows(float *x, size_t n, const float *a, const float *b)
@@ -171,6 +180,7 @@ static const struct {
                {run_gelu_kept, "gelu with the kept tanh"},
                {run_relu_bwd, "relu_backward"},   {run_bias, "bias add"},
                {run_dropout, "dropout_forward"},  {run_dropout_bwd_inplace, "dropout_backward in place"},
+               {run_dropout_keep, "dropout with the bits kept"},
                {run_layernorm, "layernorm_forward"}, {run_layernorm_bwd, "layernorm_backward_add"},
                {run_bias_grad, "bias gradient"},   {run_linear_fused, "linear_forward_residual, _gelu_keep"},
                {run_softmax_xent, "softmax_xent forward and backward"}, {run_attention, "attention softmax"}};
@@ -288,6 +298,45 @@ Test(kernels_isa, fused_kernels_give_the_same_bits)
         for (int i = 0; i < B * OUT; i++) g0[i] += res[i];
         layernorm_backward_add(g1, NULL, NULL, d, p1, b, mean, rstd, res, B, OUT);
         cr_assert(!memcmp(g0, g1, sizeof g0), "%s: layernorm_backward_add", name);
+    }
+    kernels_isa_select(KERNELS_PORTABLE);
+}
+
+/* keeping the bits changes nothing: the forward's output is dropout_forward's,
+ * bit i is rng_uniform(key, i) >= p (unused bits 0), and the backward from
+ * the bits is dropout_backward's, for every p (0 and 1 included) and length */
+Test(kernels_isa, dropout_kept_bits_give_the_same_bits)
+{
+    enum { N = 1023 };
+    static float x[N], d[N], y0[N], y1[N], g0[N], g1[N];
+    static uint32_t mask[(N + 31) / 32];
+    fill_inputs(x, N, 9);
+    fill_inputs(d, N, 10);
+    const float ps[] = {0.0f, 0.1f, 0.5f, 0.97f, 1.0f};
+    const size_t ns[] = {1, 31, 32, 33, 64, 65, 1023};
+    dropout_key dk = {99, 4, 2, 7};
+    rng_key k = {.seed = 99, .stream = RNG_STREAM_DROPOUT, .a = 7, .b = 4, .c = 2};
+    for (int isa = KERNELS_PORTABLE; isa <= KERNELS_AVX512; isa++) {
+        if (!kernels_isa_select((kernels_isa)isa)) continue;
+        const char *name = kernels_isa_name((kernels_isa)isa);
+        for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+                size_t n = ns[ni];
+                float p = ps[pi];
+                memset(mask, 0xa5, sizeof mask);
+                dropout_forward(y0, x, n, p, dk);
+                dropout_forward_keep(y1, mask, x, n, p, dk);
+                cr_assert(!memcmp(y0, y1, n * sizeof *y0), "%s, p = %g, n = %zu: the output", name, (double)p, n);
+                for (size_t i = 0; i < (n + 31) / 32 * 32; i++) {
+                    int want = i < n && (p >= 1.0f ? 0 : !(p > 0.0f) || rng_uniform(k, i) >= p);
+                    cr_assert_eq((int)(mask[i / 32] >> (i % 32) & 1u), want, "%s, p = %g, n = %zu: bit %zu", name,
+                                 (double)p, n, i);
+                }
+                dropout_backward(g0, d, n, p, dk);
+                memcpy(g1, d, n * sizeof *g1);
+                dropout_backward_kept(g1, g1, mask, n, p);
+                cr_assert(!memcmp(g0, g1, n * sizeof *g0), "%s, p = %g, n = %zu: the backward", name, (double)p, n);
+            }
     }
     kernels_isa_select(KERNELS_PORTABLE);
 }
