@@ -79,7 +79,7 @@ void gelu_backward_kept(float *din, const float *dout, const float *in, const fl
  * mean and rstd where needed), so (din, NULL, NULL) then (NULL, dw, db) is
  * the B/W split (Qi et al. 2024) with the same bits as one call. The row
  * sums (mean, variance, and backward's two) are in double in the 16-lane
- * order of kernels_isa. */
+ * order of kernels_isa. Outputs may not alias inputs (din may equal dout). */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
                        const float *w, const float *b, int B, int C);
 void layernorm_backward(float *din, float *dw, float *db, const float *dout,
@@ -118,7 +118,8 @@ void dropout_backward_kept(float *din, const float *dout, const uint32_t *mask, 
  * order of kernels_isa).
  * probs[B,V] = softmax(logits);  *loss = mean over the B rows of
  * −log probs[label]. Returns -1 when every label is in [0, V); otherwise the
- * row index of the first out-of-range label (and *loss is untouched). */
+ * row index of the first out-of-range label (and *loss is untouched).
+ * probs may not alias logits, nor dlogits probs. */
 long softmax_xent_forward(float *probs, float *loss, const float *logits,
                           const int32_t *labels, int B, int V);
 /* dlogits[B,V] = (probs − onehot(labels)) · scale   (scale = 1/B for the
