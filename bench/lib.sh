@@ -131,8 +131,11 @@ bench_layers_json() {
 #     C→4C, 4C→C with all three products, and per (sample, head), hs = C/H
 #     (attention_forward/attention_backward): S = Q·Kᵀ (T×T×hs, NT), Y = A·V
 #     (T×hs×T, NN); backward dV = Aᵀ·dY (TN, beta 0), dA = dY·Vᵀ (NT),
-#     dQ = dS·K (NN), dK = dSᵀ·Q (TN, beta 0). The full T×T also when causal,
-#     as the kernels compute it.
+#     dQ = dS·K (NN), dK = dSᵀ·Q (TN, beta 0). The full T×T also when causal
+#     (the registry's FLOP convention), although the kernels run causal
+#     attention by blocks of 32 query rows and skip the masked ones: the
+#     reference is that of the unblocked shapes, which run faster than the
+#     blocks would.
 # fmt($d): a number with d decimals ("—" for null); pct: a fraction as a
 # percentage; x2: a ratio as "1.23×".
 BENCH_JQ='

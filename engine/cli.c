@@ -1,4 +1,5 @@
-/* cli.c — the command line of simulate, plan and profile. */
+/* cli.c — the command line of simulate, plan and profile; the kernels'
+ * instruction set from the environment (every command). */
 #include "cli.h"
 #include "kernels.h"
 
@@ -20,8 +21,9 @@ pt_status cli_kernels_from_env(void)
         if (kernels_isa_select(names[i].isa)) return PT_OK;
         return pt_fail(PT_ERR_INVALID,
                        "PIPETRAIN_KERNELS=%s: this CPU or build cannot run %s kernels; unset it (the widest "
-                       "the CPU runs is chosen: %s here) or name a narrower one (portable, avx2)",
-                       v, kernels_isa_name(names[i].isa), kernels_isa_name(kernels_isa_current()));
+                       "the CPU runs is chosen: %s here) or name one it runs (portable%s)",
+                       v, kernels_isa_name(names[i].isa), kernels_isa_name(kernels_isa_current()),
+                       kernels_isa_supported(KERNELS_AVX2) ? ", avx2" : "");
     }
     return pt_fail(PT_ERR_INVALID, "PIPETRAIN_KERNELS=%s: expected portable, avx2 or avx512 (or unset it)", v);
 }

@@ -121,13 +121,11 @@ void linear_forward_residual(float *out, const float *in, const float *w, const 
                              const float *res, int B, int IN, int OUT)
 {
     if (B <= 0 || OUT <= 0) return;
-    if (!b) {
-        linear_forward(out, in, w, NULL, B, IN, OUT);
-        for (size_t i = 0, n = (size_t)B * (size_t)OUT; i < n; i++) out[i] += res[i];
-        return;
-    }
     linear_forward(out, in, w, NULL, B, IN, OUT);
-    ew->bias_residual_add(out, b, res, B, OUT);
+    if (b)
+        ew->bias_residual_add(out, b, res, B, OUT);
+    else
+        for (size_t i = 0, n = (size_t)B * (size_t)OUT; i < n; i++) out[i] += res[i];
 }
 
 /* pre[B,OUT] = in · wᵀ + b;  out = gelu(pre), t = its tanh: bias and GELU in one pass */
@@ -135,13 +133,11 @@ void linear_forward_gelu_keep(float *out, float *t, float *pre, const float *in,
                               const float *b, int B, int IN, int OUT)
 {
     if (B <= 0 || OUT <= 0) return;
-    if (!b) {
-        linear_forward(pre, in, w, NULL, B, IN, OUT);
-        ew->gelu_forward_keep(out, t, pre, (size_t)B * (size_t)OUT);
-        return;
-    }
     linear_forward(pre, in, w, NULL, B, IN, OUT);
-    ew->bias_gelu_forward_keep(out, t, pre, b, B, OUT);
+    if (b)
+        ew->bias_gelu_forward_keep(out, t, pre, b, B, OUT);
+    else
+        ew->gelu_forward_keep(out, t, pre, (size_t)B * (size_t)OUT);
 }
 
 /* din[B,IN] = dout[B,OUT] · w[OUT,IN];  dw[OUT,IN] += doutᵀ · in;
@@ -220,9 +216,10 @@ void layernorm_backward_add(float *din, float *dw, float *db, const float *dout,
                             int B, int C)
 {
     if (B <= 0 || C <= 0) return;
-    if (din) ew->layernorm_backward_input(din, dout, in, w, mean, rstd, add, B, C);
+    /* the parameter gradients first: din may overwrite dout */
     if (db) ew->colsum_accumulate(db, dout, B, C);
     if (dw) ew->layernorm_backward_weight(dw, dout, in, mean, rstd, B, C);
+    if (din) ew->layernorm_backward_input(din, dout, in, w, mean, rstd, add, B, C);
 }
 
 void layernorm_backward(float *din, float *dw, float *db, const float *dout,

@@ -114,8 +114,9 @@ void dropout_forward_keep(float *out, uint32_t *mask, const float *in, size_t N,
 void dropout_backward_kept(float *din, const float *dout, const uint32_t *mask, size_t N, float p);
 
 /* Softmax + cross-entropy over V classes, numerically stable (max-shifted;
- * e^x by a polynomial of about 1 ulp, the row sum in double in the 16-lane
- * order of kernels_isa).
+ * e^x by a polynomial of about 1 ulp on [−87, 88], clamped there, so a
+ * shifted logit below −87 gives e^−87 ≈ 1.6e−38 rather than 0; the row sum
+ * in double in the 16-lane order of kernels_isa).
  * probs[B,V] = softmax(logits);  *loss = mean over the B rows of
  * −log probs[label]. Returns -1 when every label is in [0, V); otherwise the
  * row index of the first out-of-range label (and *loss is untouched).
@@ -186,9 +187,10 @@ void patch_backward_weight(float *dw, float *db, float *work, const float *dout,
  * output at position i does not depend on positions after i (bit for bit).
  * Q·Kᵀ and att·V are cblas_sgemm calls with leading dimension 3C straight on
  * the qkv buffer (no copies); causal attention runs them by blocks of 32
- * query rows and skips the masked blocks (about half the work at T = 128),
- * forward and backward. The softmax is softmax_xent_forward's: e^x by
- * a polynomial, row sums in double in the 16-lane order. */
+ * query rows and skips the masked blocks, forward and backward (10 of the 16
+ * blocks run at T = 128; about half at T ≫ 32). The softmax is
+ * softmax_xent_forward's: e^x by the clamped polynomial, row sums in double
+ * in the 16-lane order. */
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int H,
                        int causal);
 /* dqkv[B,T,3C] (overwritten) from dout[B,T,C], qkv and att of forward.

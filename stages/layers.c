@@ -184,7 +184,7 @@ static dropout_key dkey(const layer_ctx *ctx)
  * micro-batch's bits run on across its samples: B·d->in bits need no more
  * than B·⌈d->in/32⌉ words). Kept rather than regenerated in backward: the
  * bits cost 1/32 of the activation, the generator 10 Philox rounds per 4
- * elements (bench/kernels: backward 20× faster, forward 8 % slower). */
+ * elements (bench/kernels: backward 22× faster, forward 8 % slower). */
 static size_t dropout_saved(const layer_desc *d) { return ((size_t)d->in + 31) / 32; }
 
 static void dropout_fwd(const layer_desc *d, const float *p, float *out, const float *in,
@@ -690,7 +690,8 @@ static double block_flops_w(const layer_desc *d)
 
 /* Forward FLOPs per sample. Matrix products count 2·m·n·k: the four linears
  * 2·T·C·(3C + C + 4C + 4C) = 24·T·C², Q·Kᵀ and att·V 2·T·T·C each — the full
- * T×T also when causal (the products are computed whole and then masked).
+ * T×T also when causal, a convention (the kernels skip the masked blocks of
+ * 32 query rows: 10 of the 16 blocks run at T = 128).
  * Element-wise: 8·T·C per layernorm (as the layernorm kind), one per bias
  * element (9·T·C), two residual adds, one per gelu element (4·T·C) and 5 per
  * attention score (max, subtract, exp, sum, scale: 5·H·T²). */

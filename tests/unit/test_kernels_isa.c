@@ -96,8 +96,9 @@ static void run_dropout_bwd_inplace(float *out, size_t n, const float *a, const 
 /* dropout with its bits kept: out[n], the bits (n/32 words, in floats' room), the backward in place */
 static void run_dropout_keep(float *out, size_t n, const float *a, const float *b)
 {
-    uint32_t *mask = (uint32_t *)(out + n);
+    static uint32_t mask[(MAXN + 31) / 32];
     dropout_forward_keep(out, mask, a, n, 0.3f, (dropout_key){5, 7, 3, 11});
+    memcpy(out + n, mask, (n + 31) / 32 * sizeof *mask);
     float *din = out + n + (n + 31) / 32;
     memcpy(din, b, n * sizeof *din);
     dropout_backward_kept(din, din, mask, n, 0.3f);
