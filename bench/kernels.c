@@ -180,9 +180,13 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else {
-            printf("usage: kernels [--quick]\n\nGB/s of each element-wise and row kernel on each instruction set this CPU "
-                   "runs, against memcpy's copy bandwidth (see the comment at the top of bench/kernels.c).\n");
-            return strcmp(argv[i], "--help") ? 2 : 0;
+            int help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+            if (!help) fprintf(stderr, "kernels: unknown option '%s'\n", argv[i]);
+            fprintf(help ? stdout : stderr,
+                    "usage: kernels [--quick] [--help]\n\nGB/s of each element-wise and row kernel on each "
+                    "instruction set this CPU runs, against memcpy's copy bandwidth (see the comment at the top "
+                    "of bench/kernels.c).\n  --quick  64 Ki floats only (in cache)\n");
+            return help ? 0 : 2;
         }
     }
     static const size_t sizes[] = {1 << 16, 1 << 22};
