@@ -23,12 +23,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=/tmp/pipetrain-bench-gpt
-BUILD=$REPO/build
-QUICK=0
-KEEP=0
 PROFILE=0
-RETRIES=
-BUSY_LIMIT=0.05 # CPUs' worth of other processes above which a run is marked (and retried)
 CONFIG=examples/gpt_bytes.ini
 
 usage() {

@@ -15,11 +15,19 @@
 #   bench_derive        results.json: every run with speedups and per-rank figures
 #   bench_begin, bench_end, bench_header  the report's first lines
 #
-# The including script sets BENCH (its name, for messages), REPO, and the
-# defaults OUT, BUILD, QUICK, KEEP, RETRIES (empty: 1, or 0 with --quick) and
-# BUSY_LIMIT, and defines `usage`.
+# The including script sets BENCH (its name, for messages), REPO and OUT (its
+# results directory) and defines `usage` before sourcing this file, which sets
+# the defaults BUILD, QUICK, KEEP, RETRIES (empty: 1, or 0 with --quick) and
+# BUSY_LIMIT; a script that wants another default sets it after sourcing,
+# before bench_parse_args.
 #
 # Shell options: the scripts run under `set -euo pipefail`.
+
+BUILD=$REPO/build
+QUICK=0
+KEEP=0
+RETRIES=
+BUSY_LIMIT=0.05 # CPUs' worth of other processes above which a run is marked (and retried)
 
 # ---- arguments -----------------------------------------------------------------
 # bench_options_help [sgemm]: the --help lines of the options bench_parse_args

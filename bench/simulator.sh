@@ -29,11 +29,6 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=/tmp/pipetrain-bench-sim
-BUILD=$REPO/build
-QUICK=0
-KEEP=0
-RETRIES=0 # the plan is long and a retry waits 20 s; disturbed runs are marked and counted apart instead
-BUSY_LIMIT=0.05 # CPUs' worth of other processes above which a run is marked (and retried)
 MAX_RANKS=4     # P·D ≤ MAX_RANKS
 TARGET_MEDIAN=0.05
 TARGET_MAX=0.10
@@ -94,6 +89,7 @@ EOF
 BENCH=simulator.sh
 # shellcheck source=bench/lib.sh
 . "$REPO/bench/lib.sh"
+RETRIES=0 # the plan is long and a retry waits 20 s; disturbed runs are marked and counted apart instead
 bench_parse_args "$@"
 # shellcheck disable=SC2119  # no tools beyond bench_setup's own
 bench_setup
