@@ -13,7 +13,8 @@
 #   bench_run           one training run under mpirun with its JSON summary, the CPU
 #                       other processes used during it, re-runs when they disturbed it
 #   bench_derive        results.json: every run with speedups and per-rank figures
-#   bench_begin, bench_end, bench_header  the report's first lines
+#   bench_begin, bench_end, bench_header, bench_cpu_model, bench_seconds
+#                       the report's first lines
 #
 # The including script sets BENCH (its name, for messages), REPO and OUT (its
 # results directory) and defines `usage` before sourcing this file, which sets
@@ -436,12 +437,15 @@ bench_collect_runs() {
 # ---- the report's first lines ---------------------------------------------------------
 bench_begin() { START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg); START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC'); T_START=$(now_s); }
 bench_end() { T_END=$(now_s); END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg); }
+# bench_cpu_model: the CPU's model name; bench_seconds: the invocation's
+# seconds (bench_begin to bench_end), for the reports' first lines
+bench_cpu_model() { sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | sed -n 1p; }
+bench_seconds() { awk -v a="$T_START" -v b="$T_END" 'BEGIN {printf "%.0f", b - a}'; }
+
 # bench_header SGEMM_TXT: the invocation, machine and load average lines.
 bench_header() {
-  local cpu_model
-  cpu_model=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | sed -n 1p)
-  jq -r --arg start "$START_DATE" --arg dur "$(awk -v a="$T_START" -v b="$T_END" 'BEGIN {printf "%.0f", b - a}')" \
+  jq -r --arg start "$START_DATE" --arg dur "$(bench_seconds)" \
     '"- this invocation: \($start), \($dur) s; the \(length) runs finished between \(map(.meta.date // empty) | min) and \(map(.meta.date // empty) | max) (their own wall time, start-up and evaluation included: \(map(.meta.wall_s) | add | round) s)"' "$OUT/results.json"
-  echo "- machine: $cpu_model, $CORES cores; $(grep -m1 '^openblas' "$1" | sed 's/^openblas *//')"
+  echo "- machine: $(bench_cpu_model), $CORES cores; $(grep -m1 '^openblas' "$1" | sed 's/^openblas *//')"
   echo "- load average (1, 5, 15 min) before: $START_LOAD; after: $END_LOAD"
 }

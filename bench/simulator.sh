@@ -352,9 +352,9 @@ rm -f "$OUT/.raw.json" "$TIMES_FILE" "$RUN_LIST" "$LAYOUT_LIST" "$LARGE_LIST"
 {
   echo "## Simulator accuracy ($([ "$QUICK" = 1 ] && echo "quick smoke run" || echo "full run"))"
   echo
-  jq -r --arg start "$START_DATE" --arg dur "$(awk -v a="$T_START" -v b="$T_END" 'BEGIN {printf "%.0f", b - a}')" \
+  jq -r --arg start "$START_DATE" --arg dur "$(bench_seconds)" \
     '.layouts as $l | "- this invocation: \($start), \($dur) s; \($l | length) layouts, each predicted by `pipetrain simulate` (\($l | map(.simulate.wall_s) | add // 0 | round) s in all) and then trained (\($l | map(.meta.wall_s) | add // 0 | round) s of runs, start-up and evaluation included)"' "$OUT/results.json"
-  echo "- machine: $(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | sed -n 1p), $CORES cores"
+  echo "- machine: $(bench_cpu_model), $CORES cores"
   echo "- load average (1, 5, 15 min) before: $START_LOAD; after: $END_LOAD"
   jq -r '"- models: " + (to_entries | map("\(.key) (`\(.value.config)`, \(.value.layers) layers, batch \(.value.batch)\(if .key == "gpt" then " contexts" else "" end), \(.value.steps) steps)") | join("; "))' "$OUT/models.json"
   echo "- every layout: \`pipetrain simulate CONFIG --ranks N --set …\` first (one process, no MPI$([ ${#SIM_BIND[@]} -gt 0 ] && echo ", under \`${SIM_BIND[*]}\`")), then \`mpirun -np N pipetrain train CONFIG --set …\` with the same options (N = P·D ranks, pipeline.data_parallel = D, one BLAS thread per rank, partition = cost, checkpoints off); N ≤ $CORES: \`--bind-to core\`, N > $CORES: \`--oversubscribe --bind-to none\`"

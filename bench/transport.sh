@@ -171,9 +171,9 @@ rm -f "$TIMES_FILE" "$RUN_LIST"
 {
   echo "## Transports: stage-0 bubble and throughput ($([ "$QUICK" = 1 ] && echo "quick smoke run" || echo "full run"))"
   echo
-  jq -r --arg start "$START_DATE" --arg dur "$(awk -v a="$T_START" -v b="$T_END" 'BEGIN {printf "%.0f", b - a}')" \
+  jq -r --arg start "$START_DATE" --arg dur "$(bench_seconds)" \
     '"- this invocation: \($start), \($dur) s, \(length) runs"' "$OUT/results.json"
-  echo "- machine: $(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | sed -n 1p), $CORES cores; load average before: $START_LOAD; after: $END_LOAD"
+  echo "- machine: $(bench_cpu_model), $CORES cores; load average before: $START_LOAD; after: $END_LOAD"
   echo "- P = $P, M = $M, 1F1B, 1 BLAS thread per rank; balanced: ${STEPS[balanced]} steps of 2048 samples (bench/pipeline.sh's runs); gpt: ${STEPS[gpt]} steps of 64 × ${CONTEXT:-128} tokens (bench/gpt.sh's runs); $REPS repetitions, interleaved; medians (min–max)"
   echo "- shm: \`mpirun -np 2 --bind-to core\`; shm-copy: the same with \`--mca btl_vader_single_copy_mechanism none\`; tcp: \`hosts_mpirun\` (tests/cluster/hosts.sh: two network-namespace hosts, TCP only, \`--bind-to none\`)"
   [ -z "$TCP_SKIPPED" ] || echo "- TCP rows skipped: $TCP_SKIPPED"
